@@ -1,0 +1,73 @@
+#pragma once
+// Numerical gradient check, in the spirit of torch.autograd.gradcheck.
+//
+// For every element of every input and parameter: numeric = (L(v + eps) - L(v - eps)) / (2 eps),
+// evaluated in double on an inference tape, compared with the analytic gradient from one backward
+// pass. An element passes when |analytic - numeric| <= atol + rtol * |numeric|. The report lists
+// each tensor checked with its worst absolute and relative error and where it occurred; it fails
+// when an element fails, when the graph uses a parameter that was not handed in for checking, and
+// when a tensor's analytic and numeric gradients are both all zero (a check that checked nothing).
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "mcnn/tape.hpp"
+
+namespace mcnn {
+
+struct GradCheckOptions {
+    double eps = 1e-6;
+    double atol = 1e-5;
+    double rtol = 1e-3;
+    /// 0: every element. Otherwise at most this many elements per tensor, drawn with `seed`.
+    std::size_t max_elements = 0;
+    std::uint64_t seed = 0;
+    /// Report all-zero gradients as a note instead of a failure.
+    bool allow_zero_gradients = false;
+};
+
+/// One checked tensor (an input or a parameter).
+struct GradCheckEntry {
+    std::string name;
+    bool is_parameter = false;
+    Shape shape;
+    std::size_t checked = 0;         // elements compared
+    std::size_t failed = 0;          // elements outside the tolerance
+    double max_abs_error = 0;        // max |a - n|
+    double max_rel_error = 0;        // max |a - n| / max(|a|, |n|), where max(|a|, |n|) > atol
+    std::size_t worst_index = 0;     // flat index of the element with the largest tolerance excess
+    double worst_analytic = 0, worst_numeric = 0;
+    bool all_zero = false;           // analytic and numeric both zero everywhere checked
+    bool passed = false;
+};
+
+struct GradCheckReport {
+    std::vector<GradCheckEntry> entries;
+    std::vector<std::string> problems;  // reasons for failure, one sentence each
+    double loss = 0;
+
+    bool passed() const { return problems.empty(); }
+    double max_rel_error() const;
+    double max_abs_error() const;
+    /// A fixed-width table, one row per tensor, then the problems.
+    std::string table() const;
+};
+
+/// A named input tensor whose gradient is checked (the function receives it as a Var).
+struct NamedTensor {
+    std::string name;
+    Tensor<double> value;
+};
+
+/// Builds the scalar loss on `tape` from the inputs (in the order given) and any parameters it
+/// puts on the tape with tape.param(). Called once in train mode and twice per checked element in
+/// inference mode, so it must be deterministic.
+using LossFunction = std::function<Var<double>(Tape<double>& tape, const std::vector<Var<double>>& inputs)>;
+
+/// Checks dL/d(input) for every input and dL/d(p) for every parameter in `params`. Parameter
+/// gradients are overwritten (they hold the analytic gradient afterwards); values are restored.
+GradCheckReport gradcheck(const LossFunction& loss, std::vector<NamedTensor> inputs,
+                          const std::vector<Parameter<double>*>& params, const GradCheckOptions& options = {});
+
+}  // namespace mcnn

@@ -1,0 +1,44 @@
+#pragma once
+// Stochastic gradient descent with momentum and weight decay, PyTorch's update rule:
+//   g = grad + weight_decay * p
+//   buf = g                                   on the first step
+//   buf = momentum * buf + (1 - dampening) g  afterwards
+//   g = nesterov ? g + momentum * buf : buf   (when momentum != 0)
+//   p = p - lr * g
+#include <vector>
+
+#include "mcnn/tape.hpp"
+
+namespace mcnn {
+
+struct SgdOptions {
+    double lr = 0.01;
+    double momentum = 0.0;
+    double dampening = 0.0;
+    double weight_decay = 0.0;
+    bool nesterov = false;
+};
+
+template <class T>
+class Sgd {
+public:
+    Sgd(std::vector<Parameter<T>*> params, const SgdOptions& options);
+    void zero_grad();
+    void step();
+
+    const SgdOptions& options() const { return options_; }
+    SgdOptions& options() { return options_; }
+    /// Momentum buffers, one per parameter (empty until the first step); saved in checkpoints.
+    std::vector<Tensor<T>>& momentum_buffers() { return buffers_; }
+    const std::vector<Parameter<T>*>& parameters() const { return params_; }
+
+private:
+    std::vector<Parameter<T>*> params_;
+    SgdOptions options_;
+    std::vector<Tensor<T>> buffers_;
+};
+
+extern template class Sgd<float>;
+extern template class Sgd<double>;
+
+}  // namespace mcnn

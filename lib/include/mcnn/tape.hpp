@@ -1,0 +1,137 @@
+#pragma once
+// The autodiff tape (define-by-run, reverse mode).
+//
+// A Tape records each operation as it runs: its output value, which earlier entries it read, and a
+// backward function. backward(loss) seeds dL/dloss = 1 and walks the entries once, newest first (a
+// plain loop: a graph of any depth uses no stack), calling each backward function with the
+// gradient of its output; those functions ADD into the gradients of their inputs, so a value that
+// feeds several ops receives the sum. Parameters live outside the tape and keep their gradient
+// between steps (zeroed by the optimiser); a tape is recorded afresh for every step and cleared.
+// In inference mode the tape records nothing: ops compute values only.
+#include <cstddef>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mcnn/tensor.hpp"
+
+namespace mcnn {
+
+/// A trainable tensor: value and gradient, persisting across steps. Its name is its path in the
+/// model ("conv1.weight").
+template <class T>
+struct Parameter {
+    Parameter() = default;
+    Parameter(std::string name_, Tensor<T> value_) : name(std::move(name_)), value(std::move(value_)), grad(value.shape()) {}
+    void zero_grad() { grad.set_zero(); }
+
+    std::string name;
+    Tensor<T> value;
+    Tensor<T> grad;
+};
+
+template <class T>
+class Tape;
+
+/// A handle to a value computed on a tape. Cheap to copy; the value is shared, never copied.
+template <class T>
+class Var {
+public:
+    Var() = default;
+
+    const Tensor<T>& value() const;
+    const Shape& shape() const { return value().shape(); }
+    std::shared_ptr<const Tensor<T>> value_ptr() const { return value_; }
+    Tape<T>* tape() const { return tape_; }
+    /// Index of the tape entry, or -1 when nothing was recorded (inference, or no input needs a gradient).
+    int id() const { return id_; }
+    bool requires_grad() const { return id_ >= 0; }
+    /// dL/d(this value) after Tape::backward(); throws when no gradient reached it.
+    const Tensor<T>& grad() const;
+
+private:
+    friend class Tape<T>;
+    Var(Tape<T>* tape, int id, std::shared_ptr<const Tensor<T>> value) : tape_(tape), id_(id), value_(std::move(value)) {}
+
+    Tape<T>* tape_ = nullptr;
+    int id_ = -1;
+    std::shared_ptr<const Tensor<T>> value_;
+};
+
+template <class T>
+class Tape {
+public:
+    enum class Mode { train, inference };
+    /// Gradient slots of a node's inputs, in the order given to record(); nullptr where an input
+    /// needs no gradient (data, constants), so its backward is skipped.
+    using GradSlots = std::span<Tensor<T>* const>;
+    /// Backward of one node: add dL/d(input k) into *grad_in[k], given the node's output value and
+    /// dL/d(output). Must ADD (+=), never assign: the slot may already hold other contributions.
+    using BackwardFn = std::function<void(const Tensor<T>& output, const Tensor<T>& grad_output, GradSlots grad_in)>;
+
+    explicit Tape(Mode mode = Mode::train) : mode_(mode) {}
+    Tape(const Tape&) = delete;
+    Tape& operator=(const Tape&) = delete;
+
+    Mode mode() const { return mode_; }
+    bool recording() const { return mode_ == Mode::train; }
+
+    /// A value that needs no gradient (input images, labels' one-hots, fixed weights).
+    Var<T> constant(Tensor<T> value);
+    /// A leaf that receives a gradient (for example an input whose gradient is checked or drawn).
+    Var<T> input(Tensor<T> value);
+    /// A parameter as a leaf: its value is used in place; backward adds into `p.grad`.
+    Var<T> param(Parameter<T>& p);
+
+    /// Appends an op's result. Recorded only when recording and some input needs a gradient;
+    /// otherwise the result is a plain value. All inputs must come from this tape.
+    Var<T> record(const char* op, Tensor<T> value, std::initializer_list<Var<T>> inputs, BackwardFn backward);
+
+    /// Reverse pass from a scalar (one-element) `loss` recorded on this tape. Once per recording.
+    void backward(const Var<T>& loss);
+    /// Drops every entry; parameters keep their values and gradients.
+    void clear();
+
+    std::size_t size() const { return nodes_.size(); }
+    /// Name of the op that produced entry `id` ("leaf", "param", "conv2d", ...).
+    const char* op_name(int id) const { return nodes_.at(static_cast<std::size_t>(id)).op; }
+    /// The gradient of a recorded value; throws when it has none.
+    const Tensor<T>& grad(const Var<T>& v) const;
+    /// Whether backward() sent a gradient to `v` (false for values that do not reach the loss).
+    bool has_grad(const Var<T>& v) const;
+    /// Parameters used as leaves since the last clear(), in first-use order.
+    std::vector<Parameter<T>*> parameters() const;
+
+private:
+    struct Node {
+        const char* op = "leaf";
+        std::shared_ptr<const Tensor<T>> value;
+        Tensor<T> grad;                 // dL/d(value), allocated when a gradient first arrives
+        bool has_grad = false;
+        Parameter<T>* param = nullptr;  // for parameter leaves: gradient goes to param->grad
+        std::vector<int> inputs;
+        BackwardFn backward;
+    };
+
+    Var<T> push(Node node);
+    Tensor<T>& grad_slot(int id);
+
+    Mode mode_;
+    std::vector<Node> nodes_;
+    bool backward_done_ = false;
+};
+
+extern template class Tape<float>;
+extern template class Tape<double>;
+extern template class Var<float>;
+extern template class Var<double>;
+
+/// Records an op on the tape its inputs share (inputs from no tape give a plain value).
+template <class T>
+Var<T> record(const char* op, Tensor<T> value, std::initializer_list<Var<T>> inputs,
+              typename Tape<T>::BackwardFn backward);
+
+}  // namespace mcnn

@@ -1,0 +1,147 @@
+#include "mcnn/check/gradcheck.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include <fmt/format.h>
+
+namespace mcnn {
+namespace {
+
+std::vector<std::size_t> chosen_elements(std::size_t numel, const GradCheckOptions& o, std::mt19937_64& rng) {
+    std::vector<std::size_t> idx(numel);
+    std::iota(idx.begin(), idx.end(), std::size_t{0});
+    if (o.max_elements == 0 || numel <= o.max_elements) return idx;
+    std::shuffle(idx.begin(), idx.end(), rng);
+    idx.resize(o.max_elements);
+    std::sort(idx.begin(), idx.end());
+    return idx;
+}
+
+// Compares the analytic gradient of `value` with central differences of `evaluate`, perturbing
+// `value` in place (and restoring it).
+template <class Evaluate>
+GradCheckEntry compare(const std::string& name, bool is_parameter, Tensor<double>& value, const Tensor<double>& analytic,
+                       const Evaluate& evaluate, const GradCheckOptions& o, std::mt19937_64& rng) {
+    GradCheckEntry e;
+    e.name = name;
+    e.is_parameter = is_parameter;
+    e.shape = value.shape();
+    double worst_excess = -INFINITY;
+    bool any_nonzero = false;
+    for (std::size_t i : chosen_elements(value.numel(), o, rng)) {
+        const double saved = value[i];
+        value[i] = saved + o.eps;
+        const double up = evaluate();
+        value[i] = saved - o.eps;
+        const double down = evaluate();
+        value[i] = saved;
+        const double numeric = (up - down) / (2 * o.eps), a = analytic[i];
+        const double abs_err = std::abs(a - numeric), scale = std::max(std::abs(a), std::abs(numeric));
+        const double excess = abs_err - (o.atol + o.rtol * std::abs(numeric));
+        ++e.checked;
+        if (!(excess <= 0)) ++e.failed;  // also counts NaN
+        any_nonzero = any_nonzero || a != 0 || numeric != 0;
+        e.max_abs_error = std::max(e.max_abs_error, abs_err);
+        if (scale > o.atol) e.max_rel_error = std::max(e.max_rel_error, abs_err / scale);
+        if (excess > worst_excess || std::isnan(excess)) {
+            worst_excess = std::isnan(excess) ? INFINITY : excess;
+            e.worst_index = i;
+            e.worst_analytic = a;
+            e.worst_numeric = numeric;
+        }
+    }
+    e.all_zero = e.checked > 0 && !any_nonzero;
+    e.passed = e.failed == 0 && (!e.all_zero || o.allow_zero_gradients);
+    return e;
+}
+
+// "[1, 0, 3, 4]" for flat index 40 of shape [2, 3, 4, 5]
+std::string index_str(std::size_t flat, const Shape& shape) {
+    std::vector<int> idx(static_cast<std::size_t>(shape.rank()));
+    for (int d = shape.rank() - 1; d >= 0; --d) {
+        idx[static_cast<std::size_t>(d)] = static_cast<int>(flat % static_cast<std::size_t>(shape[d]));
+        flat /= static_cast<std::size_t>(shape[d]);
+    }
+    return fmt::format("[{}]", fmt::join(idx, ", "));
+}
+
+}  // namespace
+
+double GradCheckReport::max_rel_error() const {
+    double m = 0;
+    for (const auto& e : entries) m = std::max(m, e.max_rel_error);
+    return m;
+}
+
+double GradCheckReport::max_abs_error() const {
+    double m = 0;
+    for (const auto& e : entries) m = std::max(m, e.max_abs_error);
+    return m;
+}
+
+std::string GradCheckReport::table() const {
+    std::string out = fmt::format("{:<16} {:<6} {:<16} {:>8} {:>10} {:>10} {:>14} {:>13} {:>13}  {}\n", "tensor", "kind", "shape",
+                                  "checked", "max abs", "max rel", "worst at", "analytic", "numeric", "result");
+    for (const auto& e : entries)
+        out += fmt::format("{:<16} {:<6} {:<16} {:>8} {:>10.2e} {:>10.2e} {:>14} {:>13.6e} {:>13.6e}  {}\n", e.name,
+                           e.is_parameter ? "param" : "input", e.shape.str(), e.checked, e.max_abs_error, e.max_rel_error,
+                           index_str(e.worst_index, e.shape), e.worst_analytic, e.worst_numeric,
+                           e.passed ? (e.all_zero ? "ok (all zero)" : "ok") : (e.all_zero ? "FAIL (all zero)" : "FAIL"));
+    for (const auto& p : problems) out += "problem: " + p + "\n";
+    out += fmt::format("{}: loss {:.6f}, worst relative error {:.2e}\n", passed() ? "PASSED" : "FAILED", loss, max_rel_error());
+    return out;
+}
+
+GradCheckReport gradcheck(const LossFunction& loss, std::vector<NamedTensor> inputs, const std::vector<Parameter<double>*>& params,
+                          const GradCheckOptions& options) {
+    GradCheckReport report;
+    for (Parameter<double>* p : params) p->zero_grad();
+
+    // Analytic gradients: one recorded pass and one backward.
+    std::vector<Tensor<double>> analytic;
+    {
+        Tape<double> tape;
+        std::vector<Var<double>> vars;
+        for (const auto& in : inputs) vars.push_back(tape.input(in.value));
+        const Var<double> l = loss(tape, vars);
+        if (l.value().numel() != 1) fail("gradcheck: the loss function returned shape {}, not a scalar", l.shape().str());
+        report.loss = l.value()[0];
+        if (!std::isfinite(report.loss)) report.problems.push_back(fmt::format("the loss is not finite ({})", report.loss));
+        tape.backward(l);
+        for (const Var<double>& v : vars) analytic.push_back(tape.has_grad(v) ? v.grad() : Tensor<double>(v.shape()));
+        for (Parameter<double>* used : tape.parameters())
+            if (std::find(params.begin(), params.end(), used) == params.end())
+                report.problems.push_back(fmt::format("parameter '{}' {} is used by the graph but was not given to the check",
+                                                      used->name, used->value.shape().str()));
+    }
+
+    const auto evaluate = [&] {
+        Tape<double> tape(Tape<double>::Mode::inference);
+        std::vector<Var<double>> vars;
+        for (const auto& in : inputs) vars.push_back(tape.constant(in.value));
+        return loss(tape, vars).value()[0];
+    };
+    std::mt19937_64 rng(options.seed);
+    for (std::size_t k = 0; k < inputs.size(); ++k)
+        report.entries.push_back(compare(inputs[k].name, false, inputs[k].value, analytic[k], evaluate, options, rng));
+    for (Parameter<double>* p : params) {
+        const Tensor<double> grad = p->grad;  // the numeric passes leave p->grad alone, but copy to be plain
+        report.entries.push_back(compare(p->name, true, p->value, grad, evaluate, options, rng));
+    }
+
+    for (const auto& e : report.entries) {
+        if (e.failed > 0)
+            report.problems.push_back(fmt::format("{} '{}': {} of {} elements outside tolerance; worst at {}: analytic {:.6e}, numeric {:.6e}",
+                                                  e.is_parameter ? "parameter" : "input", e.name, e.failed, e.checked,
+                                                  index_str(e.worst_index, e.shape), e.worst_analytic, e.worst_numeric));
+        if (e.all_zero && !options.allow_zero_gradients)
+            report.problems.push_back(fmt::format("{} '{}': analytic and numeric gradients are both all zero, so nothing was checked",
+                                                  e.is_parameter ? "parameter" : "input", e.name));
+    }
+    return report;
+}
+
+}  // namespace mcnn

@@ -1,0 +1,30 @@
+#include "mcnn/ops/elementwise.hpp"
+
+namespace mcnn {
+
+template <class T>
+Var<T> add(const Var<T>& a, const Var<T>& b) {
+    require_same_shape("add", a.shape(), b.shape());
+    Tensor<T> y(a.shape());
+    y.array() = a.value().array() + b.value().array();
+    return record<T>("add", std::move(y), {a, b}, [](const Tensor<T>&, const Tensor<T>& gy, auto g) {
+        if (g[0]) g[0]->array() += gy.array();
+        if (g[1]) g[1]->array() += gy.array();
+    });
+}
+
+template <class T>
+Var<T> weighted_sum(const Var<T>& x, const Tensor<T>& weights) {
+    require_same_shape("weighted_sum (input vs weights)", x.shape(), weights.shape());
+    Tensor<T> y(Shape{}, (x.value().array() * weights.array()).sum());
+    return record<T>("weighted_sum", std::move(y), {x}, [w = weights](const Tensor<T>&, const Tensor<T>& gy, auto g) {
+        if (g[0]) g[0]->array() += gy[0] * w.array();
+    });
+}
+
+template Var<float> add(const Var<float>&, const Var<float>&);
+template Var<double> add(const Var<double>&, const Var<double>&);
+template Var<float> weighted_sum(const Var<float>&, const Tensor<float>&);
+template Var<double> weighted_sum(const Var<double>&, const Tensor<double>&);
+
+}  // namespace mcnn

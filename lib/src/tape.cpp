@@ -1,0 +1,148 @@
+#include "mcnn/tape.hpp"
+
+#include <algorithm>
+
+namespace mcnn {
+
+template <class T>
+const Tensor<T>& Var<T>::value() const {
+    if (!value_) fail("Var: empty handle (default-constructed Var used as a value)");
+    return *value_;
+}
+
+template <class T>
+const Tensor<T>& Var<T>::grad() const {
+    if (!tape_) fail("Var::grad: this value belongs to no tape");
+    return tape_->grad(*this);
+}
+
+template <class T>
+Var<T> Tape<T>::push(Node node) {
+    if (backward_done_) fail("Tape: recording after backward(); clear() the tape first");
+    auto value = node.value;
+    nodes_.push_back(std::move(node));
+    return Var<T>(this, static_cast<int>(nodes_.size()) - 1, std::move(value));
+}
+
+template <class T>
+Var<T> Tape<T>::constant(Tensor<T> value) {
+    return Var<T>(this, -1, std::make_shared<const Tensor<T>>(std::move(value)));
+}
+
+template <class T>
+Var<T> Tape<T>::input(Tensor<T> value) {
+    auto shared = std::make_shared<const Tensor<T>>(std::move(value));
+    if (!recording()) return Var<T>(this, -1, std::move(shared));
+    Node node;
+    node.value = std::move(shared);
+    return push(std::move(node));
+}
+
+template <class T>
+Var<T> Tape<T>::param(Parameter<T>& p) {
+    // Aliasing constructor with an empty owner: the tape reads the parameter in place.
+    std::shared_ptr<const Tensor<T>> view(std::shared_ptr<void>(), &p.value);
+    if (!recording()) return Var<T>(this, -1, std::move(view));
+    if (p.grad.shape() != p.value.shape()) p.grad = Tensor<T>(p.value.shape());
+    Node node;
+    node.op = "param";
+    node.value = std::move(view);
+    node.param = &p;
+    return push(std::move(node));
+}
+
+template <class T>
+Var<T> Tape<T>::record(const char* op, Tensor<T> value, std::initializer_list<Var<T>> inputs, BackwardFn backward) {
+    bool any_grad = false;
+    for (const Var<T>& in : inputs) {
+        if (in.tape() != this) fail("{}: an input comes from another tape", op);
+        any_grad = any_grad || in.requires_grad();
+    }
+    auto shared = std::make_shared<const Tensor<T>>(std::move(value));
+    if (!recording() || !any_grad) return Var<T>(this, -1, std::move(shared));
+    Node node;
+    node.op = op;
+    node.value = std::move(shared);
+    node.inputs.reserve(inputs.size());
+    for (const Var<T>& in : inputs) node.inputs.push_back(in.id());
+    node.backward = std::move(backward);
+    return push(std::move(node));
+}
+
+template <class T>
+Tensor<T>& Tape<T>::grad_slot(int id) {
+    Node& node = nodes_[static_cast<std::size_t>(id)];
+    if (!node.has_grad) {
+        if (!node.param) node.grad = Tensor<T>(node.value->shape());
+        node.has_grad = true;
+    }
+    return node.param ? node.param->grad : node.grad;
+}
+
+template <class T>
+void Tape<T>::backward(const Var<T>& loss) {
+    if (loss.tape() != this) fail("Tape::backward: the loss was not computed on this tape");
+    if (!loss.requires_grad()) fail("Tape::backward: the loss depends on no parameter or input that needs a gradient");
+    if (loss.value().numel() != 1) fail("Tape::backward: the loss must be a scalar, got shape {}", loss.shape().str());
+    if (backward_done_) fail("Tape::backward: called twice on one recording; clear() and record again");
+    backward_done_ = true;
+    grad_slot(loss.id()).fill(T(1));
+    std::vector<Tensor<T>*> slots;
+    for (int id = loss.id(); id >= 0; --id) {
+        Node& node = nodes_[static_cast<std::size_t>(id)];
+        if (!node.backward || !node.has_grad) continue;
+        slots.assign(node.inputs.size(), nullptr);
+        for (std::size_t k = 0; k < node.inputs.size(); ++k)
+            if (node.inputs[k] >= 0) slots[k] = &grad_slot(node.inputs[k]);
+        const Tensor<T>& grad_out = node.param ? node.param->grad : node.grad;
+        node.backward(*node.value, grad_out, GradSlots(slots));
+    }
+}
+
+template <class T>
+void Tape<T>::clear() {
+    nodes_.clear();
+    backward_done_ = false;
+}
+
+template <class T>
+const Tensor<T>& Tape<T>::grad(const Var<T>& v) const {
+    if (v.tape() != this) fail("Tape::grad: the value was not computed on this tape");
+    if (!v.requires_grad()) fail("Tape::grad: the value was not recorded (a constant, or inference mode)");
+    const Node& node = nodes_.at(static_cast<std::size_t>(v.id()));
+    if (!node.has_grad) fail("Tape::grad: no gradient reached entry {} ({}); call backward() on a loss that uses it", v.id(), node.op);
+    return node.param ? node.param->grad : node.grad;
+}
+
+template <class T>
+bool Tape<T>::has_grad(const Var<T>& v) const {
+    return v.tape() == this && v.requires_grad() && nodes_.at(static_cast<std::size_t>(v.id())).has_grad;
+}
+
+template <class T>
+std::vector<Parameter<T>*> Tape<T>::parameters() const {
+    std::vector<Parameter<T>*> out;
+    for (const Node& node : nodes_)
+        if (node.param && std::find(out.begin(), out.end(), node.param) == out.end()) out.push_back(node.param);
+    return out;
+}
+
+template <class T>
+Var<T> record(const char* op, Tensor<T> value, std::initializer_list<Var<T>> inputs, typename Tape<T>::BackwardFn backward) {
+    Tape<T>* tape = nullptr;
+    for (const Var<T>& in : inputs) {
+        if (!in.value_ptr()) fail("{}: an input is an empty Var", op);
+        if (in.tape()) { tape = in.tape(); break; }
+    }
+    if (!tape) fail("{}: inputs belong to no tape; create them with Tape::constant/input/param", op);
+    return tape->record(op, std::move(value), inputs, std::move(backward));
+}
+
+template class Tape<float>;
+template class Tape<double>;
+template class Var<float>;
+template class Var<double>;
+template Var<float> record(const char*, Tensor<float>, std::initializer_list<Var<float>>, Tape<float>::BackwardFn);
+template Var<double> record(const char*, Tensor<double>, std::initializer_list<Var<double>>, Tape<double>::BackwardFn);
+
+}  // namespace mcnn
