@@ -29,7 +29,7 @@ GradCheckEntry compare(const std::string& name, bool is_parameter, Tensor<double
     e.name = name;
     e.is_parameter = is_parameter;
     e.shape = value.shape();
-    double worst_excess = -INFINITY;
+    double worst_ratio = -1;  // largest |a - n| / tolerance seen
     bool any_nonzero = false;
     for (std::size_t i : chosen_elements(value.numel(), o, rng)) {
         const double saved = value[i];
@@ -40,14 +40,14 @@ GradCheckEntry compare(const std::string& name, bool is_parameter, Tensor<double
         value[i] = saved;
         const double numeric = (up - down) / (2 * o.eps), a = analytic[i];
         const double abs_err = std::abs(a - numeric), scale = std::max(std::abs(a), std::abs(numeric));
-        const double excess = abs_err - (o.atol + o.rtol * std::abs(numeric));
+        const double ratio = abs_err / (o.atol + o.rtol * std::abs(numeric));
         ++e.checked;
-        if (!(excess <= 0)) ++e.failed;  // also counts NaN
+        if (!(ratio <= 1)) ++e.failed;  // also counts NaN
         any_nonzero = any_nonzero || a != 0 || numeric != 0;
         e.max_abs_error = std::max(e.max_abs_error, abs_err);
         if (scale > o.atol) e.max_rel_error = std::max(e.max_rel_error, abs_err / scale);
-        if (excess > worst_excess || std::isnan(excess)) {
-            worst_excess = std::isnan(excess) ? INFINITY : excess;
+        if (ratio > worst_ratio || std::isnan(ratio)) {
+            worst_ratio = std::isnan(ratio) ? INFINITY : ratio;
             e.worst_index = i;
             e.worst_analytic = a;
             e.worst_numeric = numeric;

@@ -36,7 +36,7 @@ struct GradCheckEntry {
     std::size_t failed = 0;          // elements outside the tolerance
     double max_abs_error = 0;        // max |a - n|
     double max_rel_error = 0;        // max |a - n| / max(|a|, |n|), where max(|a|, |n|) > atol
-    std::size_t worst_index = 0;     // flat index of the element with the largest tolerance excess
+    std::size_t worst_index = 0;     // flat index of the element with the largest error / tolerance
     double worst_analytic = 0, worst_numeric = 0;
     bool all_zero = false;           // analytic and numeric both zero everywhere checked
     bool passed = false;
