@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages ManualCNN needs (only those missing), then configure and build.
-# Usage: scripts/setup.sh [BUILD_DIR]   (default: build; BUILD_TYPE=Debug|Release, default Release)
+# Usage: scripts/setup.sh [BUILD_DIR]
+#   BUILD_TYPE=Release|Debug (default Release), SANITIZE=ON adds AddressSanitizer + UBSan,
+#   NATIVE=OFF builds for a generic x86-64 instead of this CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
-packages=(cmake g++ make pkg-config libeigen3-dev libfmt-dev libboost-test-dev
+packages=(cmake g++ make libeigen3-dev libfmt-dev libboost-test-dev
           libboost-iostreams-dev libboost-filesystem-dev libboost-system-dev
           libgnuplot-iostream-dev gnuplot-nox libcli11-dev nlohmann-json3-dev)
 missing=()
@@ -13,9 +15,11 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  sudo_cmd=()
+  [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" >/dev/null
+cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" \
+      -DMCNN_SANITIZE="${SANITIZE:-OFF}" -DMCNN_NATIVE="${NATIVE:-ON}" >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
