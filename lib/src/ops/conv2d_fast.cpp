@@ -81,8 +81,8 @@ void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& o
 }
 
 template <class T>
-void backward_fast(const Tensor<T>& cols, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o, Tensor<T>* gx,
-                   Tensor<T>* gk) {
+void backward_fast(const Tensor<T>& cols, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o,
+                   std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
     if (gy.rank() != 4) fail("conv2d backward: dL/dY must be 4-D, got {}", gy.shape().str());
     const int B = gy.dim(0);
     // Recover the input size from the saved cols: it is carried by gx when needed; otherwise only
@@ -100,8 +100,8 @@ void backward_fast(const Tensor<T>& cols, const Tensor<T>& k, const Tensor<T>& g
         gk->matrix(D, d.rows()).noalias() += gyt * cols.matrix(d.rows(), d.cols()).transpose();
     }
     if (gx) {
-        const Shape expect = output_shape(gx->shape(), k.shape(), o);
-        require_same_shape("conv2d backward (dL/dY vs Y)", gy.shape(), expect);
+        if (output_shape(gx->shape(), k.shape(), o) != gy.shape())
+            fail("conv2d backward: dL/dX {} does not match dL/dY {} for kernels {}", gx->shape().str(), gy.shape().str(), k.shape().str());
         const Matrix<T> dcols = k.matrix(D, d.rows()).transpose() * gyt;  // (N*F*F) x (B*Ho*Wo)
         col2im_add(dcols.data(), d, gx->data());
     }

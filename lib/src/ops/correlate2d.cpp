@@ -146,8 +146,8 @@ void forward_reference(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptio
 }
 
 template <class T>
-void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o, Tensor<T>* gx,
-                        Tensor<T>* gk) {
+void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o,
+                        std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
     const Shape ys = output_shape(x.shape(), k.shape(), o);
     require_same_shape("conv2d backward (dL/dY vs Y)", gy.shape(), ys);
     const int B = x.dim(0), N = x.dim(1), H = x.dim(2), W = x.dim(3), D = k.dim(0), F = k.dim(2), P = o.padding, S = o.stride;

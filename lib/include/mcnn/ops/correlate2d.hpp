@@ -13,6 +13,8 @@
 //                dK[i,j]  = sum_b correlate2d(Xp[b,j], dilate_S(dY[b,i]), valid) (its top-left F x F)
 // where dilate_S puts S-1 zeros between elements. The reference path computes exactly these loops;
 // the fast path lowers the same sums to matrix products (im2col + GEMM). Tests prove them equal.
+#include <type_traits>
+
 #include "mcnn/tape.hpp"
 
 namespace mcnn {
@@ -49,7 +51,7 @@ void forward_reference(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptio
 /// correlate2d.
 template <class T>
 void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
-                        Tensor<T>* gx, Tensor<T>* gk);
+                        std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
 
 /// Y = conv(X, K) by im2col + one GEMM over the batch. Leaves the column matrix in `cols`
 /// ((N*F*F) x (B*Ho*Wo)) for backward to reuse.
@@ -58,7 +60,7 @@ void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& o
 /// Adds dL/dX into *gx and dL/dK into *gk (either may be nullptr) from the saved column matrix.
 template <class T>
 void backward_fast(const Tensor<T>& cols, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
-                   Tensor<T>* gx, Tensor<T>* gk);
+                   std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
 
 }  // namespace conv
 
