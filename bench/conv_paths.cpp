@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
     const double fast_fwd = best_ms(reps, [&] { conv::forward_fast(x, k, opt, y, cols); });
     const double fast_all = best_ms(reps, [&] {
         conv::forward_fast(x, k, opt, y, cols);
-        conv::backward_fast(cols, k, gy, opt, &gx, &gk);
+        conv::backward_fast(cols, x.shape(), k, gy, opt, &gx, &gk);
     });
     fmt::print("conv {} * kernels {} (pad {}, stride {}) -> {}, float, best of {}\n", x.shape().str(), k.shape().str(), pad,
                stride, ys.str(), reps);

@@ -281,7 +281,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(fast_path_equals_reference_path, T, scalar_types) 
 
             // fast path into zeroed buffers: the same gradients
             Tensor<T> fx0(c.x()), fk0(c.k());
-            conv::backward_fast(cols, k, gy, c.options(), &fx0, &fk0);
+            conv::backward_fast(cols, x.shape(), k, gy, c.options(), &fx0, &fk0);
             check_close(fx0, gx, "fast dX");
             check_close(fk0, gk, "fast dK");
 
@@ -298,16 +298,16 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(fast_path_equals_reference_path, T, scalar_types) 
             check_close(gk_only, gk_plus, "reference dK alone adds");
 
             Tensor<T> fx(c.x(), gx_fill), fk(c.k(), gk_fill);
-            conv::backward_fast(cols, k, gy, c.options(), &fx, &fk);
+            conv::backward_fast(cols, x.shape(), k, gy, c.options(), &fx, &fk);
             check_close(fx, gx_plus, "fast dX (with dK) adds");
             check_close(fk, gk_plus, "fast dK (with dX) adds");
             Tensor<T> fx_only(c.x(), gx_fill), fk_only(c.k(), gk_fill);
-            conv::backward_fast<T>(cols, k, gy, c.options(), &fx_only, nullptr);
-            conv::backward_fast<T>(cols, k, gy, c.options(), nullptr, &fk_only);
+            conv::backward_fast<T>(cols, x.shape(), k, gy, c.options(), &fx_only, nullptr);
+            conv::backward_fast<T>(cols, x.shape(), k, gy, c.options(), nullptr, &fk_only);
             check_close(fx_only, gx_plus, "fast dX alone adds");
             check_close(fk_only, gk_plus, "fast dK alone adds");
             // and a second call adds again
-            conv::backward_fast<T>(cols, k, gy, c.options(), &fx_only, nullptr);
+            conv::backward_fast<T>(cols, x.shape(), k, gy, c.options(), &fx_only, nullptr);
             Tensor<T> twice = gx;
             twice.array() *= T(2);
             check_close(fx_only, plus(twice, gx_fill), "fast dX accumulates over two calls");
@@ -336,7 +336,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(both_paths_match_scipy_fixtures, T, scalar_types) 
         check_close(gk, f.tensor("gk"), exact, rtol<T>(), f.name() + ": reference dK");
         gx.set_zero();
         gk.set_zero();
-        conv::backward_fast(cols, k, gy, fast, &gx, &gk);
+        conv::backward_fast(cols, x.shape(), k, gy, fast, &gx, &gk);
         check_close(gx, f.tensor("gx"), exact, rtol<T>(), f.name() + ": fast dX");
         check_close(gk, f.tensor("gk"), exact, rtol<T>(), f.name() + ": fast dK");
     }
@@ -496,16 +496,16 @@ BOOST_AUTO_TEST_CASE(backward_checks_gradient_shapes) {
     CHECK_MESSAGE_HAS(a, "conv2d backward");
     CHECK_MESSAGE_HAS(a, "[2, 3, 4, 4]");
     CHECK_MESSAGE_HAS(a, c.y().str());
-    const std::string b = error_of([&] { conv::backward_fast(cols, k, gy_bad, c.options(), &gx, &gk); });
+    const std::string b = error_of([&] { conv::backward_fast(cols, x.shape(), k, gy_bad, c.options(), &gx, &gk); });
     CHECK_MESSAGE_HAS(b, "conv2d backward");
     CHECK_MESSAGE_HAS(b, "[2, 3, 4, 4]");
     const std::string d = error_of([&] { conv::backward_reference<double>(x, k, gy, ref, &gx_bad, nullptr); });
     CHECK_MESSAGE_HAS(d, "conv2d backward");
     CHECK_MESSAGE_HAS(d, "[2, 2, 9, 5]");
-    const std::string e = error_of([&] { conv::backward_fast<double>(cols, k, gy, c.options(), &gx_bad, nullptr); });
+    const std::string e = error_of([&] { conv::backward_fast<double>(cols, x.shape(), k, gy, c.options(), &gx_bad, nullptr); });
     CHECK_MESSAGE_HAS(e, "conv2d backward");
     for (const std::string& msg : {error_of([&] { conv::backward_reference<double>(x, k, gy, ref, nullptr, &gk_bad); }),
-                                   error_of([&] { conv::backward_fast<double>(cols, k, gy, c.options(), nullptr, &gk_bad); })}) {
+                                   error_of([&] { conv::backward_fast<double>(cols, x.shape(), k, gy, c.options(), nullptr, &gk_bad); })}) {
         CHECK_MESSAGE_HAS(msg, "conv2d backward");
         CHECK_MESSAGE_HAS(msg, "[3, 2, 2, 2]");
         CHECK_MESSAGE_HAS(msg, c.k().str());

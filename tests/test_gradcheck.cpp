@@ -1,5 +1,416 @@
+// The numerical gradient checker itself: it must pass correct nodes, fail broken ones naming the
+// tensor and the element, catch parameters it was not told about and parameters that get no
+// gradient, honour max_elements, and fail on a NaN loss.
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "mcnn/check/gradcheck.hpp"
+#include "mcnn/nn/init.hpp"
+#include "mcnn/ops/activation.hpp"
+#include "mcnn/ops/elementwise.hpp"
+#include "mcnn/ops/linear.hpp"
+
+using namespace mcnn;
+
+namespace {
+
+using Vars = std::vector<Var<double>>;
+
+Tensor<double> uniform(const Shape& shape, Rng& rng, double lo = -1, double hi = 1) {
+    Tensor<double> t(shape);
+    for (double& v : t) v = rng.uniform(lo, hi);
+    return t;
+}
+
+// |v| in [0.1, 1.5), random sign.
+Tensor<double> off_zero(const Shape& shape, Rng& rng) {
+    Tensor<double> t(shape);
+    for (double& v : t) v = (rng.below(2) ? 1.0 : -1.0) * rng.uniform(0.1, 1.5);
+    return t;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+bool any_problem_contains(const GradCheckReport& r, const std::string& part) {
+    return std::any_of(r.problems.begin(), r.problems.end(), [&](const std::string& p) { return contains(p, part); });
+}
+
+const GradCheckEntry* entry(const GradCheckReport& r, const std::string& name) {
+    for (const auto& e : r.entries)
+        if (e.name == name) return &e;
+    return nullptr;
+}
+
+// ---- relu-like nodes, right and wrong ------------------------------------------------------------
+
+enum class ReluBackward { right, forgets_mask, doubles, scaled };
+
+/// y = max(x, 0) with the backward chosen by `how`: dx += dy * [y > 0] (right), dx += dy
+/// (forgets_mask), dx += 2 dy [y > 0] (doubles), dx += (1 + scale) dy [y > 0] (scaled).
+Var<double> relu_like(const Var<double>& x, ReluBackward how, double scale = 0) {
+    Tensor<double> y(x.shape());
+    for (std::size_t i = 0; i < y.numel(); ++i) y[i] = std::max(x.value()[i], 0.0);
+    return record<double>("relu_like", std::move(y), {x},
+                          [how, scale](const Tensor<double>& out, const Tensor<double>& gy, auto g) {
+                              if (!g[0]) return;
+                              for (std::size_t i = 0; i < out.numel(); ++i) {
+                                  const double mask = out[i] > 0 ? 1.0 : 0.0;
+                                  switch (how) {
+                                      case ReluBackward::right:
+                                          (*g[0])[i] += gy[i] * mask;
+                                          break;
+                                      case ReluBackward::forgets_mask:
+                                          (*g[0])[i] += gy[i];
+                                          break;
+                                      case ReluBackward::doubles:
+                                          (*g[0])[i] += 2 * gy[i] * mask;
+                                          break;
+                                      case ReluBackward::scaled:
+                                          (*g[0])[i] += (1 + scale) * gy[i] * mask;
+                                          break;
+                                  }
+                              }
+                          });
+}
+
+struct ReluSetup {
+    Tensor<double> x, w;
+    explicit ReluSetup(std::uint64_t seed) {
+        Rng rng(seed);
+        x = off_zero(Shape{3, 7}, rng);
+        w = off_zero(Shape{3, 7}, rng);
+    }
+    GradCheckReport check(ReluBackward how, double scale = 0, const GradCheckOptions& o = {}) const {
+        return mcnn::gradcheck([&](Tape<double>&, const Vars& in) { return weighted_sum(relu_like(in[0], how, scale), w); },
+                               {{"x", x}}, {}, o);
+    }
+    std::size_t count(bool positive) const {
+        return static_cast<std::size_t>(std::count_if(x.begin(), x.end(), [&](double v) { return (v > 0) == positive; }));
+    }
+};
+
+// ---- linear-like nodes (no bias), right and wrong --------------------------------------------------
+
+enum class LinearBackward { right, transposed_dw, first_row_only_dw };
+
+/// y = x W^T (x: B x I, W: O x I) with dx right and dW right, transposed (for a square W), or
+/// taken from the first batch row only.
+Var<double> linear_like(const Var<double>& x, const Var<double>& w, LinearBackward how) {
+    Tensor<double> y(Shape{x.shape()[0], w.shape()[0]});
+    y.matrix() = x.value().matrix() * w.value().matrix().transpose();
+    return record<double>("linear_like", std::move(y), {x, w},
+                          [xv = x.value_ptr(), wv = w.value_ptr(), how](const Tensor<double>&, const Tensor<double>& gy, auto g) {
+                              if (g[0]) g[0]->matrix() += gy.matrix() * wv->matrix();
+                              if (!g[1]) return;
+                              const Matrix<double> dw = gy.matrix().transpose() * xv->matrix();
+                              switch (how) {
+                                  case LinearBackward::right:
+                                      g[1]->matrix() += dw;
+                                      break;
+                                  case LinearBackward::transposed_dw:
+                                      g[1]->matrix() += dw.transpose();
+                                      break;
+                                  case LinearBackward::first_row_only_dw:
+                                      g[1]->matrix() += gy.matrix().row(0).transpose() * xv->matrix().row(0);
+                                      break;
+                              }
+                          });
+}
+
+}  // namespace
+
 BOOST_AUTO_TEST_SUITE(gradcheck)
-BOOST_AUTO_TEST_CASE(placeholder) { BOOST_TEST(true); }
+
+BOOST_AUTO_TEST_CASE(a_correct_node_passes) {
+    const ReluSetup s(1);
+    const GradCheckReport r = s.check(ReluBackward::right);
+    BOOST_TEST(r.passed(), r.table());
+    BOOST_TEST_REQUIRE(r.entries.size() == 1u);
+    BOOST_TEST(r.entries[0].name == "x");
+    BOOST_TEST(!r.entries[0].is_parameter);
+    BOOST_TEST(r.entries[0].checked == 21u);
+    BOOST_TEST(r.entries[0].failed == 0u);
+    BOOST_TEST(r.max_rel_error() < 1e-6);
+    BOOST_TEST(r.problems.empty());
+    BOOST_TEST(contains(r.table(), "PASSED"));
+}
+
+BOOST_AUTO_TEST_CASE(relu_that_forgets_the_mask_fails_at_a_negative_input) {
+    const ReluSetup s(2);
+    const GradCheckReport r = s.check(ReluBackward::forgets_mask);
+    BOOST_TEST(!r.passed());
+    BOOST_TEST_REQUIRE(r.entries.size() == 1u);
+    const GradCheckEntry& e = r.entries[0];
+    BOOST_TEST(!e.passed);
+    BOOST_TEST(e.failed == s.count(false));  // exactly the negative inputs are wrong
+    BOOST_TEST(e.failed > 0u);
+    BOOST_TEST(s.x[e.worst_index] < 0);                  // the worst element is one of them ...
+    BOOST_TEST(std::abs(e.worst_numeric) < 1e-8);        // ... where the true gradient is 0
+    BOOST_TEST(e.worst_analytic == s.w[e.worst_index]);  // and the broken one says w
+    // the worst is the negative input with the largest |w|
+    double largest = 0;
+    for (std::size_t i = 0; i < s.x.numel(); ++i)
+        if (s.x[i] < 0) largest = std::max(largest, std::abs(s.w[i]));
+    BOOST_TEST(std::abs(e.worst_analytic) == largest);
+    BOOST_TEST(any_problem_contains(r, "input 'x'"), r.table());
+    const std::string at = fmt::format("[{}, {}]", e.worst_index / 7, e.worst_index % 7);
+    BOOST_TEST(any_problem_contains(r, at), r.table());
+    BOOST_TEST(contains(r.table(), "FAIL"));
+    BOOST_TEST(contains(r.table(), "FAILED"));
+}
+
+BOOST_AUTO_TEST_CASE(relu_that_doubles_the_gradient_fails_at_every_positive_input) {
+    const ReluSetup s(3);
+    const GradCheckReport r = s.check(ReluBackward::doubles);
+    BOOST_TEST(!r.passed());
+    const GradCheckEntry& e = r.entries.at(0);
+    BOOST_TEST(e.failed == s.count(true));
+    BOOST_TEST(s.x[e.worst_index] > 0);
+    BOOST_TEST(e.worst_analytic == 2 * s.w[e.worst_index]);
+    BOOST_TEST(std::abs(e.worst_numeric - s.w[e.worst_index]) < 1e-8);
+    BOOST_TEST(e.max_rel_error > 0.49);  // |2w - w| / |2w| = 1/2
+}
+
+BOOST_AUTO_TEST_CASE(tolerance_is_atol_plus_rtol_times_numeric) {
+    const ReluSetup s(4);
+    // relative error 1e-4 is within rtol 1e-3; 1e-2 is not
+    BOOST_TEST(s.check(ReluBackward::scaled, 1e-4).passed());
+    BOOST_TEST(!s.check(ReluBackward::scaled, 1e-2).passed());
+    GradCheckOptions loose;
+    loose.rtol = 0.05;
+    BOOST_TEST(s.check(ReluBackward::scaled, 1e-2, loose).passed());
+    GradCheckOptions strict;
+    strict.rtol = 1e-6;
+    strict.atol = 0;
+    BOOST_TEST(!s.check(ReluBackward::scaled, 1e-4, strict).passed());
+}
+
+BOOST_AUTO_TEST_CASE(linear_with_a_transposed_weight_gradient_fails_on_the_weight_only) {
+    Rng rng(5);
+    Parameter<double> w("fc.weight", uniform(Shape{4, 4}, rng));
+    const Tensor<double> x = uniform(Shape{3, 4}, rng), gy = uniform(Shape{3, 4}, rng);
+    const auto loss = [&](Tape<double>& tape, const Vars& in) {
+        return weighted_sum(linear_like(in[0], tape.param(w), LinearBackward::transposed_dw), gy);
+    };
+    const GradCheckReport r = mcnn::gradcheck(loss, {{"x", x}}, {&w});
+    BOOST_TEST(!r.passed());
+    const GradCheckEntry* ex = entry(r, "x");
+    const GradCheckEntry* ew = entry(r, "fc.weight");
+    BOOST_TEST_REQUIRE(ex);
+    BOOST_TEST_REQUIRE(ew);
+    BOOST_TEST(ex->passed, r.table());
+    BOOST_TEST(!ew->passed);
+    BOOST_TEST(ew->is_parameter);
+    BOOST_TEST(ew->failed > 0u);
+    BOOST_TEST(any_problem_contains(r, "parameter 'fc.weight'"), r.table());
+    BOOST_TEST(!any_problem_contains(r, "'x'"), r.table());
+    // the true dW = gy^T x; the broken one reports its transpose at the worst element
+    const Matrix<double> dw = gy.matrix().transpose() * x.matrix();
+    const auto i = static_cast<Eigen::Index>(ew->worst_index / 4), j = static_cast<Eigen::Index>(ew->worst_index % 4);
+    BOOST_TEST(i != j);  // the diagonal of a transpose is right
+    BOOST_TEST(std::abs(ew->worst_analytic - dw(j, i)) < 1e-12);
+    BOOST_TEST(std::abs(ew->worst_numeric - dw(i, j)) < 1e-8);
+    // and the parameter's grad holds the (broken) analytic gradient afterwards
+    BOOST_TEST(std::abs(w.grad[ew->worst_index] - ew->worst_analytic) < 1e-15);
+
+    // the right version passes on the same data
+    const GradCheckReport ok = mcnn::gradcheck(
+        [&](Tape<double>& tape, const Vars& in) {
+            return weighted_sum(linear_like(in[0], tape.param(w), LinearBackward::right), gy);
+        },
+        {{"x", x}}, {&w});
+    BOOST_TEST(ok.passed(), ok.table());
+}
+
+BOOST_AUTO_TEST_CASE(linear_weight_gradient_missing_the_batch_sum_fails) {
+    Rng rng(6);
+    Parameter<double> w("W", uniform(Shape{5, 3}, rng));
+    const Tensor<double> x = uniform(Shape{4, 3}, rng), gy = uniform(Shape{4, 5}, rng);
+    const GradCheckReport r = mcnn::gradcheck(
+        [&](Tape<double>& tape, const Vars& in) {
+            return weighted_sum(linear_like(in[0], tape.param(w), LinearBackward::first_row_only_dw), gy);
+        },
+        {{"x", x}}, {&w});
+    BOOST_TEST(!r.passed());
+    BOOST_TEST(entry(r, "x")->passed);
+    BOOST_TEST(entry(r, "W")->failed == 15u, r.table());  // every element misses rows 1..3
+    BOOST_TEST(any_problem_contains(r, "parameter 'W'"));
+}
+
+BOOST_AUTO_TEST_CASE(a_parameter_used_but_not_given_fails_by_name) {
+    Rng rng(7);
+    Parameter<double> given("given", uniform(Shape{3, 4}, rng)), hidden("hidden.bias", uniform(Shape{3}, rng));
+    const Tensor<double> gy = uniform(Shape{2, 3}, rng);
+    const auto loss = [&](Tape<double>& tape, const Vars& in) {
+        return weighted_sum(linear(in[0], tape.param(given), tape.param(hidden)), gy);
+    };
+    const GradCheckReport r = mcnn::gradcheck(loss, {{"x", uniform(Shape{2, 4}, rng)}}, {&given});
+    BOOST_TEST(!r.passed());
+    BOOST_TEST(any_problem_contains(r, "'hidden.bias'"), r.table());
+    BOOST_TEST(any_problem_contains(r, "not given"), r.table());
+    BOOST_TEST(!any_problem_contains(r, "'given'"), r.table());  // the checked tensors are fine
+    BOOST_TEST(r.entries.size() == 2u);                          // x and given: the hidden one is not checked
+    BOOST_TEST(!entry(r, "hidden.bias"));
+    BOOST_TEST(contains(r.table(), "hidden.bias"));  // the table's problems name it
+
+    const GradCheckReport full = mcnn::gradcheck(loss, {{"x", uniform(Shape{2, 4}, rng)}}, {&given, &hidden});
+    BOOST_TEST(full.passed(), full.table());
+}
+
+BOOST_AUTO_TEST_CASE(a_parameter_given_but_unused_is_flagged_as_all_zero) {
+    Rng rng(8);
+    Parameter<double> used("used", uniform(Shape{3, 4}, rng)), unused("unused", uniform(Shape{2, 2}, rng));
+    const Tensor<double> gy = uniform(Shape{2, 3}, rng);
+    const auto loss = [&](Tape<double>& tape, const Vars& in) { return weighted_sum(linear(in[0], tape.param(used)), gy); };
+    const GradCheckReport r = mcnn::gradcheck(loss, {{"x", uniform(Shape{2, 4}, rng)}}, {&used, &unused});
+    BOOST_TEST(!r.passed());
+    BOOST_TEST(entry(r, "unused")->all_zero);
+    BOOST_TEST(!entry(r, "unused")->passed);
+    BOOST_TEST(entry(r, "unused")->failed == 0u);  // no element is wrong: it is the check that checked nothing
+    BOOST_TEST(!entry(r, "used")->all_zero);
+    BOOST_TEST(any_problem_contains(r, "'unused'"), r.table());
+    BOOST_TEST(contains(r.table(), "FAIL (all zero)"), r.table());
+
+    GradCheckOptions allow;
+    allow.allow_zero_gradients = true;
+    const GradCheckReport noted = mcnn::gradcheck(loss, {{"x", uniform(Shape{2, 4}, rng)}}, {&used, &unused}, allow);
+    BOOST_TEST(noted.passed(), noted.table());
+    BOOST_TEST(contains(noted.table(), "ok (all zero)"));
+}
+
+BOOST_AUTO_TEST_CASE(an_input_that_does_not_reach_the_loss_is_flagged_as_all_zero) {
+    Rng rng(9);
+    const Tensor<double> w = uniform(Shape{2, 3}, rng);
+    const GradCheckReport r = mcnn::gradcheck([&](Tape<double>&, const Vars& in) { return weighted_sum(tanh(in[0]), w); },
+                                              {{"x", uniform(Shape{2, 3}, rng)}, {"ignored", uniform(Shape{4}, rng)}}, {});
+    BOOST_TEST(!r.passed());
+    BOOST_TEST(entry(r, "x")->passed);
+    BOOST_TEST(entry(r, "ignored")->all_zero);
+    BOOST_TEST(any_problem_contains(r, "input 'ignored'"), r.table());
+}
+
+BOOST_AUTO_TEST_CASE(max_elements_samples_exactly_that_many_per_tensor) {
+    Rng rng(10);
+    Parameter<double> w("W", uniform(Shape{6, 10}, rng)), b("b", uniform(Shape{6}, rng));
+    const Tensor<double> gy = uniform(Shape{5, 6}, rng), x = uniform(Shape{5, 10}, rng);
+    std::size_t calls = 0;
+    const auto loss = [&](Tape<double>& tape, const Vars& in) {
+        ++calls;
+        return weighted_sum(linear(in[0], tape.param(w), tape.param(b)), gy);
+    };
+    for (std::size_t max : {0u, 7u, 1u}) {
+        BOOST_TEST_CONTEXT("max_elements " << max) {
+            GradCheckOptions o;
+            o.max_elements = max;
+            calls = 0;
+            const GradCheckReport r = mcnn::gradcheck(loss, {{"x", x}}, {&w, &b}, o);
+            BOOST_TEST(r.passed(), r.table());
+            const std::size_t want_x = max ? max : 50, want_w = max ? max : 60, want_b = max ? std::min<std::size_t>(max, 6) : 6;
+            BOOST_TEST(entry(r, "x")->checked == want_x);
+            BOOST_TEST(entry(r, "W")->checked == want_w);
+            BOOST_TEST(entry(r, "b")->checked == want_b);  // a tensor smaller than max_elements is checked whole
+            // one recorded pass, then two evaluations per checked element: nothing more, nothing less
+            BOOST_TEST(calls == 1 + 2 * (want_x + want_w + want_b));
+        }
+    }
+    // the sample depends on the seed: different seeds find different worst elements in a broken node
+    const ReluSetup s(11);
+    std::vector<std::size_t> worst;
+    for (std::uint64_t seed = 0; seed < 8; ++seed) {
+        GradCheckOptions o;
+        o.max_elements = 3;
+        o.seed = seed;
+        worst.push_back(s.check(ReluBackward::doubles, 0, o).entries.at(0).worst_index);
+    }
+    std::sort(worst.begin(), worst.end());
+    const auto distinct_worst = std::unique(worst.begin(), worst.end()) - worst.begin();
+    BOOST_TEST(distinct_worst > 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_nan_loss_fails) {
+    Rng rng(12);
+    Tensor<double> w = uniform(Shape{2, 3}, rng);
+    w[4] = NAN;
+    const GradCheckReport r = mcnn::gradcheck([&](Tape<double>&, const Vars& in) { return weighted_sum(in[0], w); },
+                                              {{"x", uniform(Shape{2, 3}, rng)}}, {});
+    BOOST_TEST(!r.passed());
+    BOOST_TEST(std::isnan(r.loss));
+    BOOST_TEST(any_problem_contains(r, "not finite"), r.table());
+}
+
+BOOST_AUTO_TEST_CASE(a_nan_gradient_element_fails_at_that_element) {
+    Rng rng(13);
+    const Tensor<double> w = uniform(Shape{2, 3}, rng);
+    const auto nan_at_2 = [](const Var<double>& x) {
+        return record<double>("nan_grad", x.value(), {x}, [](const Tensor<double>&, const Tensor<double>& gy, auto g) {
+            if (!g[0]) return;
+            g[0]->array() += gy.array();
+            (*g[0])[2] = NAN;
+        });
+    };
+    const GradCheckReport r = mcnn::gradcheck([&](Tape<double>&, const Vars& in) { return weighted_sum(nan_at_2(in[0]), w); },
+                                              {{"x", uniform(Shape{2, 3}, rng)}}, {});
+    BOOST_TEST(!r.passed());
+    BOOST_TEST(r.entries.at(0).failed == 1u);
+    BOOST_TEST(r.entries.at(0).worst_index == 2u);
+    BOOST_TEST(std::isnan(r.entries.at(0).worst_analytic));
+}
+
+BOOST_AUTO_TEST_CASE(the_table_lists_every_input_and_parameter) {
+    Rng rng(14);
+    Parameter<double> w("layer.weight", uniform(Shape{3, 4}, rng)), b("layer.bias", uniform(Shape{3}, rng));
+    const Tensor<double> gy = uniform(Shape{2, 3}, rng);
+    const GradCheckReport r = mcnn::gradcheck(
+        [&](Tape<double>& tape, const Vars& in) {
+            return weighted_sum(add(linear(in[0], tape.param(w), tape.param(b)), tanh(in[1])), gy);
+        },
+        {{"images", uniform(Shape{2, 4}, rng)}, {"offsets", uniform(Shape{2, 3}, rng)}}, {&w, &b});
+    BOOST_TEST(r.passed(), r.table());
+    BOOST_TEST_REQUIRE(r.entries.size() == 4u);
+    // inputs first in the order given, then parameters in the order given
+    BOOST_TEST(r.entries[0].name == "images");
+    BOOST_TEST(r.entries[1].name == "offsets");
+    BOOST_TEST(r.entries[2].name == "layer.weight");
+    BOOST_TEST(r.entries[3].name == "layer.bias");
+    BOOST_TEST(!r.entries[1].is_parameter);
+    BOOST_TEST(r.entries[2].is_parameter);
+    BOOST_TEST(r.entries[2].shape == (Shape{3, 4}));
+    const std::string t = r.table();
+    std::size_t lines = 0;
+    for (const auto& e : r.entries) {
+        BOOST_TEST(contains(t, e.name), t);
+        // each entry has its own row: name, kind and shape
+        BOOST_TEST(contains(t, fmt::format("{:<16} {:<6} {}", e.name, e.is_parameter ? "param" : "input", e.shape.str())), t);
+        ++lines;
+    }
+    BOOST_TEST(std::count(t.begin(), t.end(), '\n') == static_cast<long>(lines + 2));  // header + rows + summary
+}
+
+BOOST_AUTO_TEST_CASE(values_are_restored_and_parameter_grads_hold_the_analytic_gradient) {
+    Rng rng(15);
+    Parameter<double> w("W", uniform(Shape{3, 4}, rng));
+    const Tensor<double> before = w.value, gy = uniform(Shape{2, 3}, rng), x = uniform(Shape{2, 4}, rng);
+    w.grad.fill(123.0);  // stale gradient: the check must start from zero
+    const GradCheckReport r = mcnn::gradcheck(
+        [&](Tape<double>& tape, const Vars& in) { return weighted_sum(linear(in[0], tape.param(w)), gy); }, {{"x", x}}, {&w});
+    BOOST_TEST(r.passed(), r.table());
+    BOOST_TEST(std::memcmp(before.data(), w.value.data(), before.numel() * sizeof(double)) == 0);
+    const Matrix<double> dw = gy.matrix().transpose() * x.matrix();
+    for (std::size_t i = 0; i < w.grad.numel(); ++i) BOOST_TEST(std::abs(w.grad[i] - dw.data()[i]) < 1e-12);
+}
+
+BOOST_AUTO_TEST_CASE(a_non_scalar_loss_is_an_error) {
+    Rng rng(16);
+    BOOST_CHECK_THROW(
+        mcnn::gradcheck([](Tape<double>&, const Vars& in) { return tanh(in[0]); }, {{"x", uniform(Shape{2, 2}, rng)}}, {}),
+        Error);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,5 +1,645 @@
+// Gradients of every node: the registered numeric checks (mcnn/check/node_cases.hpp), then the
+// backward contract of STYLE.md that a numeric check alone does not show: backward ADDS into
+// gradient slots, zero upstream gives zero gradients, backward is deterministic, gradient shapes
+// equal value shapes, every element of a buffer is written, and max-pool ties go to the first
+// maximum of the window.
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "mcnn/check/node_cases.hpp"
+#include "mcnn/nn/init.hpp"
+#include "mcnn/ops/activation.hpp"
+#include "mcnn/ops/bias.hpp"
+#include "mcnn/ops/correlate2d.hpp"
+#include "mcnn/ops/elementwise.hpp"
+#include "mcnn/ops/linear.hpp"
+#include "mcnn/ops/loss.hpp"
+#include "mcnn/ops/pool.hpp"
+#include "mcnn/ops/shape.hpp"
+
+using namespace mcnn;
+
+namespace {
+
+using Vars = std::vector<Var<double>>;
+
+Tensor<double> uniform(const Shape& shape, Rng& rng, double lo = -1, double hi = 1) {
+    Tensor<double> t(shape);
+    for (double& v : t) v = rng.uniform(lo, hi);
+    return t;
+}
+
+// |v| in [0.1, 1.5), random sign: off relu's kink.
+Tensor<double> off_kink(const Shape& shape, Rng& rng) {
+    Tensor<double> t(shape);
+    for (double& v : t) v = (rng.below(2) ? 1.0 : -1.0) * rng.uniform(0.1, 1.5);
+    return t;
+}
+
+// A shuffled permutation of distinct values 0.01 apart: no max-pool ties.
+Tensor<double> distinct(const Shape& shape, Rng& rng) {
+    Tensor<double> t(shape);
+    std::vector<double> v(t.numel());
+    std::iota(v.begin(), v.end(), 0.0);
+    std::shuffle(v.begin(), v.end(), rng.engine());
+    for (std::size_t i = 0; i < v.size(); ++i) t[i] = 0.01 * v[i] - 1;
+    return t;
+}
+
+bool bitwise_equal(const Tensor<double>& a, const Tensor<double>& b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.numel() * sizeof(double)) == 0;
+}
+
+// Largest |a - b| / (1 + |b|) over the elements; +inf when the shapes differ or a value is NaN.
+double max_diff(const Tensor<double>& a, const Tensor<double>& b) {
+    if (a.shape() != b.shape()) return INFINITY;
+    double m = 0;
+    for (std::size_t i = 0; i < a.numel(); ++i) {
+        const double d = std::abs(a[i] - b[i]) / (1 + std::abs(b[i]));
+        m = std::isnan(d) ? INFINITY : std::max(m, d);
+    }
+    return m;
+}
+
+bool all_zero(const Tensor<double>& t) {
+    return std::all_of(t.begin(), t.end(), [](double v) { return v == 0.0; });
+}
+
+// ---- the nodes under the contract tests -------------------------------------------------------
+
+enum class Values { uniform, off_kink, distinct };
+
+/// One node: its input leaves (with a gradient), its parameters, and how to record it on them.
+struct NodeUnderTest {
+    std::string name;
+    std::vector<Shape> inputs;
+    std::vector<Shape> params;
+    std::function<Var<double>(const Vars& inputs, const Vars& params)> node;
+    Values values = Values::uniform;
+};
+
+const Tensor<double>& inner_weights() {
+    static const Tensor<double> w = [] {
+        Rng rng(99);
+        return uniform(Shape{2, 3, 5}, rng);
+    }();
+    return w;
+}
+
+std::vector<NodeUnderTest> nodes_under_test() {
+    const Conv2dOptions ref{1, 2, ConvPath::reference}, fast{1, 2, ConvPath::fast};
+    const Conv2dOptions fast_plain{0, 1, ConvPath::fast};
+    return {
+        {"conv2d_reference",
+         {{2, 3, 7, 10}},
+         {{4, 3, 3, 3}},
+         [=](const Vars& x, const Vars& p) { return conv2d(x[0], p[0], ref); }},
+        {"conv2d_fast", {{2, 3, 7, 10}}, {{4, 3, 3, 3}}, [=](const Vars& x, const Vars& p) { return conv2d(x[0], p[0], fast); }},
+        {"conv2d_fast_plain",
+         {{2, 3, 7, 10}},
+         {{4, 3, 3, 3}},
+         [=](const Vars& x, const Vars& p) { return conv2d(x[0], p[0], fast_plain); }},
+        {"bias_channels", {{2, 3, 5, 7}}, {{3}}, [](const Vars& x, const Vars& p) { return bias_channels(x[0], p[0]); }},
+        {"bias_channels_2d", {{4, 5}}, {{5}}, [](const Vars& x, const Vars& p) { return bias_channels(x[0], p[0]); }},
+        {"bias_untied", {{2, 3, 5, 7}}, {{3, 5, 7}}, [](const Vars& x, const Vars& p) { return bias_untied(x[0], p[0]); }},
+        {"relu", {{2, 3, 5, 7}}, {}, [](const Vars& x, const Vars&) { return relu(x[0]); }, Values::off_kink},
+        {"leaky_relu", {{2, 3, 5, 7}}, {}, [](const Vars& x, const Vars&) { return leaky_relu(x[0], 0.1); }, Values::off_kink},
+        {"tanh", {{2, 3, 5, 7}}, {}, [](const Vars& x, const Vars&) { return tanh(x[0]); }},
+        {"sigmoid", {{2, 3, 5, 7}}, {}, [](const Vars& x, const Vars&) { return sigmoid(x[0]); }},
+        {"max_pool2d", {{2, 3, 7, 8}}, {}, [](const Vars& x, const Vars&) { return max_pool2d(x[0], 2); }, Values::distinct},
+        {"max_pool2d_overlap",
+         {{2, 3, 7, 9}},
+         {},
+         [](const Vars& x, const Vars&) { return max_pool2d(x[0], 3, 2); },
+         Values::distinct},
+        {"reshape",
+         {{2, 3, 4, 5}},
+         {},
+         [](const Vars& x, const Vars&) {
+             return reshape(x[0], Shape{5, 24});
+         }},
+        {"flatten", {{2, 3, 4, 5}}, {}, [](const Vars& x, const Vars&) { return flatten(x[0]); }},
+        {"linear", {{3, 7}}, {{5, 7}, {5}}, [](const Vars& x, const Vars& p) { return linear(x[0], p[0], p[1]); }},
+        {"linear_no_bias", {{3, 7}}, {{5, 7}}, [](const Vars& x, const Vars& p) { return linear(x[0], p[0]); }},
+        {"add", {{2, 3, 5}, {2, 3, 5}}, {}, [](const Vars& x, const Vars&) { return add(x[0], x[1]); }},
+        {"weighted_sum", {{2, 3, 5}}, {}, [](const Vars& x, const Vars&) { return weighted_sum(x[0], inner_weights()); }},
+        {"softmax_cross_entropy",
+         {{4, 6}},
+         {},
+         [](const Vars& x, const Vars&) {
+             return softmax_cross_entropy(x[0], {2, 0, 5, 1});
+         }},
+    };
+}
+
+/// Values of a node's leaves, drawn from a seed. Parameters start with zero gradients.
+struct Leaves {
+    Leaves(const NodeUnderTest& n, std::uint64_t seed) {
+        Rng rng(seed);
+        for (const Shape& s : n.inputs)
+            inputs.push_back(n.values == Values::off_kink   ? off_kink(s, rng)
+                             : n.values == Values::distinct ? distinct(s, rng)
+                                                            : uniform(s, rng));
+        for (std::size_t k = 0; k < n.params.size(); ++k) params.emplace_back(fmt::format("p{}", k), uniform(n.params[k], rng));
+    }
+    std::vector<Tensor<double>> inputs;
+    std::vector<Parameter<double>> params;  // never resized after construction: the tape points into it
+};
+
+Shape output_shape(const NodeUnderTest& n, Leaves& leaves) {
+    Tape<double> tape(Tape<double>::Mode::inference);
+    Vars xs, ps;
+    for (const auto& t : leaves.inputs) xs.push_back(tape.constant(t));
+    for (auto& p : leaves.params) ps.push_back(tape.param(p));
+    return n.node(xs, ps).shape();
+}
+
+struct Grads {
+    std::vector<Tensor<double>> inputs, params;
+};
+
+/// Records the node once per weight tensor on the SAME leaves, L = sum_k weighted_sum(node_k, w_k),
+/// runs backward and returns dL/d(inputs) and the parameters' gradients (which are not zeroed first).
+Grads run_backward(const NodeUnderTest& n, Leaves& leaves, const std::vector<Tensor<double>>& weights) {
+    Tape<double> tape;
+    Vars xs, ps;
+    for (const auto& t : leaves.inputs) xs.push_back(tape.input(t));
+    for (auto& p : leaves.params) ps.push_back(tape.param(p));
+    Var<double> loss;
+    for (const auto& w : weights) {
+        const Var<double> term = weighted_sum(n.node(xs, ps), w);
+        loss = loss.value_ptr() ? add(loss, term) : term;
+    }
+    tape.backward(loss);
+    Grads g;
+    for (const auto& x : xs) g.inputs.push_back(x.grad());
+    for (const auto& p : leaves.params) g.params.push_back(p.grad);
+    return g;
+}
+
+void zero_params(Leaves& leaves) {
+    for (auto& p : leaves.params) p.zero_grad();
+}
+
+/// Max over inputs and parameters of max_diff(a, b).
+double grads_diff(const Grads& a, const Grads& b) {
+    double m = 0;
+    for (std::size_t k = 0; k < a.inputs.size(); ++k) m = std::max(m, max_diff(a.inputs[k], b.inputs[k]));
+    for (std::size_t k = 0; k < a.params.size(); ++k) m = std::max(m, max_diff(a.params[k], b.params[k]));
+    return m;
+}
+
+/// The node applied twice to the same leaves, L = <node, w1> + <node, w2>: every gradient must be
+/// the sum of those of <node, w1> and <node, w2> alone. Returns the largest relative difference.
+double fan_out_error(const NodeUnderTest& n) {
+    Leaves leaves(n, 8);
+    Rng rng(9);
+    const Shape ys = output_shape(n, leaves);
+    const Tensor<double> w1 = uniform(ys, rng), w2 = uniform(ys, rng);
+    Grads sum = run_backward(n, leaves, {w1});
+    zero_params(leaves);
+    const Grads g2 = run_backward(n, leaves, {w2});
+    zero_params(leaves);
+    const Grads both = run_backward(n, leaves, {w1, w2});
+    for (std::size_t k = 0; k < sum.inputs.size(); ++k) sum.inputs[k].array() += g2.inputs[k].array();
+    for (std::size_t k = 0; k < sum.params.size(); ++k) sum.params[k].array() += g2.params[k].array();
+    return grads_diff(both, sum);
+}
+
+/// Two backward passes (two tapes) without zero_grad: parameter gradients must double, input
+/// gradients (fresh on each tape) must not change.
+double accumulation_error(const NodeUnderTest& n) {
+    Leaves leaves(n, 10);
+    Rng rng(11);
+    const Tensor<double> w = uniform(output_shape(n, leaves), rng);
+    Grads expected = run_backward(n, leaves, {w});
+    const Grads twice = run_backward(n, leaves, {w});
+    for (auto& g : expected.params) g.array() *= 2.0;
+    return grads_diff(twice, expected);
+}
+
+/// Parameter gradients pre-filled with a sentinel must come back as sentinel + gradient.
+double sentinel_error(const NodeUnderTest& n) {
+    const double sentinel = 1000.0;
+    Leaves leaves(n, 12);
+    Rng rng(13);
+    const Tensor<double> w = uniform(output_shape(n, leaves), rng);
+    Grads expected = run_backward(n, leaves, {w});
+    for (auto& p : leaves.params) p.grad.fill(sentinel);
+    const Grads dirty = run_backward(n, leaves, {w});
+    for (auto& g : expected.params) g.array() += sentinel;
+    return grads_diff(dirty, expected);
+}
+
+/// L = <node, 0>: every input and parameter gradient must be exactly zero.
+bool zero_upstream_gives_zero(const NodeUnderTest& n) {
+    Leaves leaves(n, 5);
+    const Grads g = run_backward(n, leaves, {Tensor<double>(output_shape(n, leaves), 0.0)});
+    return std::all_of(g.inputs.begin(), g.inputs.end(), all_zero) && std::all_of(g.params.begin(), g.params.end(), all_zero);
+}
+
+/// Two backward passes on the same values give bitwise-equal gradients.
+bool deterministic(const NodeUnderTest& n) {
+    Leaves leaves(n, 6);
+    Rng rng(7);
+    const Tensor<double> w = uniform(output_shape(n, leaves), rng);
+    const Grads a = run_backward(n, leaves, {w});
+    zero_params(leaves);
+    const Grads b = run_backward(n, leaves, {w});
+    for (std::size_t k = 0; k < a.inputs.size(); ++k)
+        if (!bitwise_equal(a.inputs[k], b.inputs[k])) return false;
+    for (std::size_t k = 0; k < a.params.size(); ++k)
+        if (!bitwise_equal(a.params[k], b.params[k])) return false;
+    return true;
+}
+
+// ---- nodes with deliberate mistakes, to show the contract checks can fail ----------------------
+
+enum class Broken { none, assigns, offset, noisy, skips_last };
+
+/// relu with its backward done right (none) or wrong: dx = ... (assigns), dx += ... + 1e-3
+/// (offset), dx += ... * (1 + tiny noise from a counter) (noisy).
+Var<double> broken_relu(const Var<double>& x, Broken how) {
+    Tensor<double> y(x.shape());
+    for (std::size_t i = 0; i < y.numel(); ++i) y[i] = std::max(x.value()[i], 0.0);
+    return record<double>("broken_relu", std::move(y), {x}, [how](const Tensor<double>& out, const Tensor<double>& gy, auto g) {
+        static int calls = 0;
+        const double noise = how == Broken::noisy ? 1e-15 * ++calls : 0.0;
+        if (!g[0]) return;
+        Tensor<double>& gx = *g[0];
+        for (std::size_t i = 0; i < gx.numel(); ++i) {
+            const double d = gy[i] * (out[i] > 0 ? 1.0 : 0.0) * (1 + noise) + (how == Broken::offset ? 1e-3 : 0.0);
+            if (how == Broken::assigns)
+                gx[i] = d;
+            else
+                gx[i] += d;
+        }
+    });
+}
+
+/// x [B, D] + b [D] with its bias gradient right (none), assigned (assigns), or missing its last
+/// element (skips_last).
+Var<double> broken_bias(const Var<double>& x, const Var<double>& b, Broken how) {
+    Tensor<double> y = x.value();
+    const Eigen::Index D = b.value().numel(), B = static_cast<Eigen::Index>(x.value().numel()) / D;
+    y.matrix(B, D).rowwise() += b.value().matrix(1, D).row(0);
+    return record<double>("broken_bias", std::move(y), {x, b},
+                          [how, B, D](const Tensor<double>&, const Tensor<double>& gy, auto g) {
+                              if (g[0]) g[0]->array() += gy.array();
+                              if (!g[1]) return;
+                              const Matrix<double> db = gy.matrix(B, D).colwise().sum();
+                              for (Eigen::Index d = 0; d < D; ++d) {
+                                  if (how == Broken::skips_last && d == D - 1) continue;
+                                  if (how == Broken::assigns)
+                                      (*g[1])[static_cast<std::size_t>(d)] = db(0, d);
+                                  else
+                                      (*g[1])[static_cast<std::size_t>(d)] += db(0, d);
+                              }
+                          });
+}
+
+}  // namespace
+
 BOOST_AUTO_TEST_SUITE(node_gradients)
-BOOST_AUTO_TEST_CASE(placeholder) { BOOST_TEST(true); }
+
+// ---- the registry -----------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(every_registered_case_passes_its_numeric_check) {
+    std::string summary = fmt::format("{:<32} {:>8} {:>10} {:>10} {:>8}\n", "case", "elements", "max rel", "max abs", "ms");
+    for (const NodeCase& c : node_cases()) {
+        for (std::uint64_t seed : {1u, 2u}) {
+            BOOST_TEST_CONTEXT("case " << c.name << ", seed " << seed) {
+                const auto start = std::chrono::steady_clock::now();
+                const GradCheckReport report = c.run(seed, GradCheckOptions{});
+                const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+                BOOST_TEST(report.passed(), c.name << " (" << c.description << ")\n" << report.table());
+                BOOST_TEST(!report.entries.empty());
+                std::size_t elements = 0;
+                for (const GradCheckEntry& e : report.entries) {
+                    // no sampling by default: every element of every input and parameter is compared
+                    BOOST_TEST(e.checked == e.shape.numel(), e.name);
+                    BOOST_TEST(!e.all_zero, e.name);
+                    elements += e.checked;
+                }
+                if (seed == 1)
+                    summary += fmt::format("{:<32} {:>8} {:>10.2e} {:>10.2e} {:>8.1f}\n", c.name, elements,
+                                           report.max_rel_error(), report.max_abs_error(), ms);
+            }
+        }
+    }
+    BOOST_TEST_MESSAGE("node gradient checks (seed 1):\n" << summary);
+}
+
+BOOST_AUTO_TEST_CASE(registry_covers_every_node_with_unique_names) {
+    std::set<std::string> names;
+    for (const NodeCase& c : node_cases()) {
+        BOOST_TEST(names.insert(c.name).second, "duplicate case " << c.name);
+        BOOST_TEST(!c.description.empty(), c.name);
+        BOOST_TEST(static_cast<bool>(c.run), c.name);
+    }
+    for (const char* required : {"conv2d_reference",
+                                 "conv2d_reference_pad2",
+                                 "conv2d_reference_stride2",
+                                 "conv2d_reference_pad1_stride3",
+                                 "conv2d_fast",
+                                 "conv2d_fast_pad2",
+                                 "conv2d_fast_stride2",
+                                 "conv2d_fast_pad1_stride3",
+                                 "bias_channels",
+                                 "bias_channels_2d",
+                                 "bias_untied",
+                                 "relu",
+                                 "leaky_relu",
+                                 "tanh",
+                                 "sigmoid",
+                                 "max_pool2d",
+                                 "max_pool2d_overlap",
+                                 "reshape",
+                                 "flatten",
+                                 "linear",
+                                 "linear_no_bias",
+                                 "add",
+                                 "weighted_sum",
+                                 "softmax_cross_entropy"})
+        BOOST_TEST(names.count(required) == 1u, "missing case " << required);
+}
+
+BOOST_AUTO_TEST_CASE(node_case_finds_by_name_and_lists_valid_names_when_unknown) {
+    BOOST_TEST(node_case("relu").name == "relu");
+    BOOST_TEST(node_case("conv2d_fast_pad2").name == "conv2d_fast_pad2");
+    BOOST_CHECK_THROW(node_case("conv3d"), Error);
+    try {
+        node_case("conv3d");
+    } catch (const Error& e) {
+        const std::string what = e.what();
+        BOOST_TEST(what.find("'conv3d'") != std::string::npos, what);
+        for (const NodeCase& c : node_cases()) BOOST_TEST(what.find(c.name) != std::string::npos, what);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(cases_depend_on_the_seed_only_and_pass_options_through) {
+    const NodeCase& c = node_case("conv2d_fast_pad1_stride3");
+    const GradCheckReport a = c.run(7, {}), b = c.run(7, {}), other = c.run(8, {});
+    BOOST_TEST(a.loss == b.loss);  // the same seed builds the same case
+    BOOST_TEST(a.entries.size() == b.entries.size());
+    for (std::size_t k = 0; k < a.entries.size(); ++k) BOOST_TEST(a.entries[k].worst_analytic == b.entries[k].worst_analytic);
+    BOOST_TEST(a.loss != other.loss);
+
+    GradCheckOptions sampled;
+    sampled.max_elements = 5;
+    const GradCheckReport s = c.run(7, sampled);
+    BOOST_TEST(s.passed(), s.table());
+    for (const GradCheckEntry& e : s.entries) BOOST_TEST(e.checked == 5u, e.name);
+
+    GradCheckOptions impossible;  // a tolerance nothing meets: the case must report failure, not pass regardless
+    impossible.atol = 0;
+    impossible.rtol = 1e-16;
+    impossible.eps = 1e-2;
+    BOOST_TEST(!node_case("tanh").run(1, impossible).passed());
+}
+
+// ---- the backward contract, node by node -------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(gradient_shapes_equal_value_shapes_and_are_finite) {
+    for (const NodeUnderTest& n : nodes_under_test()) {
+        BOOST_TEST_CONTEXT(n.name) {
+            Leaves leaves(n, 3);
+            Rng rng(4);
+            const Grads g = run_backward(n, leaves, {uniform(output_shape(n, leaves), rng)});
+            BOOST_TEST_REQUIRE(g.inputs.size() == n.inputs.size());
+            for (std::size_t k = 0; k < n.inputs.size(); ++k) {
+                BOOST_TEST(g.inputs[k].shape() == n.inputs[k], "input " << k << ": " << g.inputs[k].shape());
+                BOOST_TEST(std::all_of(g.inputs[k].begin(), g.inputs[k].end(), [](double v) { return std::isfinite(v); }));
+                BOOST_TEST(!all_zero(g.inputs[k]), "input " << k);
+            }
+            for (std::size_t k = 0; k < n.params.size(); ++k) {
+                BOOST_TEST(g.params[k].shape() == n.params[k], "param " << k << ": " << g.params[k].shape());
+                BOOST_TEST(std::all_of(g.params[k].begin(), g.params[k].end(), [](double v) { return std::isfinite(v); }));
+                BOOST_TEST(!all_zero(g.params[k]), "param " << k);
+            }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(zero_upstream_gradient_gives_zero_gradients) {
+    for (const NodeUnderTest& n : nodes_under_test()) BOOST_TEST(zero_upstream_gives_zero(n), n.name);
+}
+
+BOOST_AUTO_TEST_CASE(backward_is_deterministic_bitwise) {
+    for (const NodeUnderTest& n : nodes_under_test()) BOOST_TEST(deterministic(n), n.name);
+}
+
+// A value (input or parameter) that feeds the node twice must receive the sum of both
+// contributions: a backward that assigns (=) instead of adding (+=) keeps only one of them.
+BOOST_AUTO_TEST_CASE(backward_adds_when_a_value_feeds_two_nodes) {
+    for (const NodeUnderTest& n : nodes_under_test()) BOOST_TEST(fan_out_error(n) < 1e-12, n.name);
+}
+
+BOOST_AUTO_TEST_CASE(parameter_gradients_accumulate_across_backward_passes_without_zero_grad) {
+    for (const NodeUnderTest& n : nodes_under_test())
+        if (!n.params.empty()) BOOST_TEST(accumulation_error(n) < 1e-12, n.name);
+}
+
+// dlib-style sentinel: a parameter gradient pre-filled with a sentinel must come back as sentinel +
+// gradient in EVERY element (an element the backward skips, or overwrites, shows).
+BOOST_AUTO_TEST_CASE(parameter_gradient_buffers_are_added_to_in_every_element) {
+    for (const NodeUnderTest& n : nodes_under_test())
+        if (!n.params.empty()) BOOST_TEST(sentinel_error(n) < 1e-12, n.name);
+}
+
+// The contract checks above can fail: nodes with the classic mistakes, recorded with mcnn::record.
+BOOST_AUTO_TEST_CASE(contract_checks_catch_broken_backwards) {
+    const NodeUnderTest assigning_relu{"relu, dx = ...",
+                                       {{2, 3, 5, 7}},
+                                       {},
+                                       [](const Vars& x, const Vars&) { return broken_relu(x[0], Broken::assigns); },
+                                       Values::off_kink};
+    BOOST_TEST(fan_out_error(assigning_relu) > 1e-3);
+    const NodeUnderTest offset_relu{"relu, dx += dy * mask + 1e-3",
+                                    {{2, 3, 5, 7}},
+                                    {},
+                                    [](const Vars& x, const Vars&) { return broken_relu(x[0], Broken::offset); },
+                                    Values::off_kink};
+    BOOST_TEST(!zero_upstream_gives_zero(offset_relu));
+    const NodeUnderTest nondeterministic_relu{"relu, noisy",
+                                              {{2, 3, 5, 7}},
+                                              {},
+                                              [](const Vars& x, const Vars&) { return broken_relu(x[0], Broken::noisy); },
+                                              Values::off_kink};
+    BOOST_TEST(!deterministic(nondeterministic_relu));
+
+    const NodeUnderTest assigning_bias{
+        "bias, db = ...", {{4, 5}}, {{5}}, [](const Vars& x, const Vars& p) { return broken_bias(x[0], p[0], Broken::assigns); }};
+    BOOST_TEST(fan_out_error(assigning_bias) > 1e-3);
+    BOOST_TEST(accumulation_error(assigning_bias) > 1e-3);
+    BOOST_TEST(sentinel_error(assigning_bias) > 1e-3);
+    const NodeUnderTest skipping_bias{"bias, last db skipped", {{4, 5}}, {{5}}, [](const Vars& x, const Vars& p) {
+                                          return broken_bias(x[0], p[0], Broken::skips_last);
+                                      }};
+    // With the += contract a skipped element reads as a zero gradient, which a sentinel cannot tell
+    // from a true zero: it is the numeric check that catches it, naming the element.
+    BOOST_TEST(fan_out_error(skipping_bias) < 1e-12);
+    BOOST_TEST(sentinel_error(skipping_bias) < 1e-12);
+    {
+        Rng rng(17);
+        const Tensor<double> w = uniform(Shape{4, 5}, rng);
+        Parameter<double> b("b", uniform(Shape{5}, rng));
+        const GradCheckReport report =
+            gradcheck([&](Tape<double>& tape,
+                          const Vars& in) { return weighted_sum(broken_bias(in[0], tape.param(b), Broken::skips_last), w); },
+                      {{"x", uniform(Shape{4, 5}, rng)}}, {&b});
+        BOOST_TEST(!report.passed());
+        BOOST_TEST_REQUIRE(report.entries.size() == 2u);
+        BOOST_TEST(report.entries[0].passed);
+        BOOST_TEST(report.entries[1].failed == 1u);
+        BOOST_TEST(report.entries[1].worst_index == 4u);
+        BOOST_TEST(report.entries[1].worst_analytic == 0.0);
+    }
+    // and the correct versions of both pass every check
+    const NodeUnderTest fine_bias{
+        "bias", {{4, 5}}, {{5}}, [](const Vars& x, const Vars& p) { return broken_bias(x[0], p[0], Broken::none); }};
+    BOOST_TEST(fan_out_error(fine_bias) < 1e-12);
+    BOOST_TEST(sentinel_error(fine_bias) < 1e-12);
+    BOOST_TEST(accumulation_error(fine_bias) < 1e-12);
+    const NodeUnderTest fine_relu{
+        "relu", {{2, 3, 5, 7}}, {}, [](const Vars& x, const Vars&) { return broken_relu(x[0], Broken::none); }, Values::off_kink};
+    BOOST_TEST(fan_out_error(fine_relu) < 1e-12);
+    BOOST_TEST(zero_upstream_gives_zero(fine_relu));
+    BOOST_TEST(deterministic(fine_relu));
+}
+
+// ---- buffers handed to the plain functions are fully written ------------------------------------
+
+BOOST_AUTO_TEST_CASE(conv_functions_write_every_output_element_and_add_into_gradients) {
+    Rng rng(14);
+    const Tensor<double> x = uniform(Shape{2, 3, 7, 10}, rng), k = uniform(Shape{4, 3, 3, 3}, rng);
+    for (const Conv2dOptions o : {Conv2dOptions{0, 1}, Conv2dOptions{1, 2}, Conv2dOptions{2, 3}}) {
+        BOOST_TEST_CONTEXT("padding " << o.padding << " stride " << o.stride) {
+            const Shape ys = conv::output_shape(x.shape(), k.shape(), o);
+            // outputs pre-filled with NaN (resize keeps the storage): every element must be overwritten
+            Tensor<double> y_ref(ys, NAN), y_fast(ys, NAN), cols;
+            conv::forward_reference(x, k, o, y_ref);
+            conv::forward_fast(x, k, o, y_fast, cols);
+            BOOST_TEST(max_diff(y_fast, y_ref) < 1e-12);
+            Tensor<double> cols_nan(cols.shape(), NAN);
+            Tensor<double> y_again(ys, NAN);
+            conv::forward_fast(x, k, o, y_again, cols_nan);
+            BOOST_TEST(bitwise_equal(cols_nan, cols));
+
+            const Tensor<double> gy = uniform(ys, rng);
+            const double sentinel = -7.5;
+            for (bool reference : {true, false}) {
+                Tensor<double> gx0(x.shape()), gk0(k.shape()), gx1(x.shape(), sentinel), gk1(k.shape(), sentinel);
+                if (reference) {
+                    conv::backward_reference(x, k, gy, o, &gx0, &gk0);
+                    conv::backward_reference(x, k, gy, o, &gx1, &gk1);
+                } else {
+                    conv::backward_fast(cols, x.shape(), k, gy, o, &gx0, &gk0);
+                    conv::backward_fast(cols, x.shape(), k, gy, o, &gx1, &gk1);
+                }
+                gx0.array() += sentinel;
+                gk0.array() += sentinel;
+                BOOST_TEST(max_diff(gx1, gx0) < 1e-12, (reference ? "reference" : "fast") << " dX");
+                BOOST_TEST(max_diff(gk1, gk0) < 1e-12, (reference ? "reference" : "fast") << " dK");
+            }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(max_pool_forward_writes_every_output_and_argmax) {
+    Rng rng(15);
+    const Tensor<double> x = distinct(Shape{2, 3, 7, 9}, rng);
+    Tensor<double> y(Shape{2, 3, 3, 4}, NAN);
+    std::vector<std::int32_t> argmax(y.numel(), -1);
+    pool::max_forward(x, 3, 2, y, argmax);
+    BOOST_TEST(y.shape() == (Shape{2, 3, 3, 4}));
+    for (std::size_t k = 0; k < y.numel(); ++k) {
+        BOOST_TEST_REQUIRE(argmax[k] >= 0);
+        BOOST_TEST(y[k] == x[static_cast<std::size_t>(argmax[k])]);
+    }
+}
+
+// ---- linear maps: <J v, u> = <v, J^T u> on shapes too large for an element-wise check ------------
+
+BOOST_AUTO_TEST_CASE(conv_backward_is_the_adjoint_of_forward_on_large_shapes) {
+    Rng rng(16);
+    const Shape xs{3, 5, 13, 11}, ks{6, 5, 5, 5};
+    for (ConvPath path : {ConvPath::reference, ConvPath::fast}) {
+        for (const Conv2dOptions base : {Conv2dOptions{0, 1}, Conv2dOptions{2, 2}, Conv2dOptions{1, 3}}) {
+            Conv2dOptions o = base;
+            o.path = path;
+            BOOST_TEST_CONTEXT((path == ConvPath::fast ? "fast" : "reference")
+                               << " padding " << o.padding << " stride " << o.stride) {
+                const Tensor<double> x = uniform(xs, rng), k = uniform(ks, rng);
+                const Tensor<double> u = uniform(conv::output_shape(xs, ks, o), rng);
+                Tape<double> tape;
+                const Var<double> xv = tape.input(x), kv = tape.input(k);
+                const Var<double> y = conv2d(xv, kv, o);
+                tape.backward(weighted_sum(y, u));
+                // conv is linear in x and in K: <conv(x, K), u> = <x, dX> = <K, dK>
+                const double yu = (y.value().array() * u.array()).sum();
+                const double xgx = (x.array() * xv.grad().array()).sum(), kgk = (k.array() * kv.grad().array()).sum();
+                BOOST_TEST(std::abs(yu - xgx) <= 1e-10 * (1 + std::abs(yu)), yu << " vs " << xgx);
+                BOOST_TEST(std::abs(yu - kgk) <= 1e-10 * (1 + std::abs(yu)), yu << " vs " << kgk);
+            }
+        }
+    }
+}
+
+// ---- max-pool ties ----------------------------------------------------------------------------
+
+namespace {
+// dL/dx for L = sum of max_pool2d(x) (upstream gradient 1 everywhere).
+Tensor<double> pool_grad(const Tensor<double>& x, int kernel, int stride) {
+    Tape<double> tape;
+    const Var<double> xv = tape.input(x);
+    const Var<double> y = max_pool2d(xv, kernel, stride);
+    tape.backward(weighted_sum(y, Tensor<double>(y.shape(), 1.0)));
+    return xv.grad();
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(max_pool_ties_go_to_the_first_maximum_in_row_major_window_order) {
+    // all equal (and negative: a "best so far" starting at 0 would pick nothing): the top-left wins
+    const Tensor<double> flat(Shape{1, 1, 2, 2}, -1.0);
+    BOOST_TEST(bitwise_equal(pool_grad(flat, 2, 2), Tensor<double>(Shape{1, 1, 2, 2}, {1, 0, 0, 0})));
+
+    // [[2, 5], [5, 5]]: three-way tie, the one in the first row wins
+    const Tensor<double> three(Shape{1, 1, 2, 2}, {2, 5, 5, 5});
+    BOOST_TEST(bitwise_equal(pool_grad(three, 2, 2), Tensor<double>(Shape{1, 1, 2, 2}, {0, 1, 0, 0})));
+
+    // [[5, 1], [5, 1]]: a tie down a column, the upper one wins
+    const Tensor<double> column(Shape{1, 1, 2, 2}, {1, 5, 1, 5});
+    BOOST_TEST(bitwise_equal(pool_grad(column, 2, 2), Tensor<double>(Shape{1, 1, 2, 2}, {0, 1, 0, 0})));
+
+    // overlapping windows (kernel 2, stride 1) over
+    //   1 3 3
+    //   3 2 3
+    //   0 3 1
+    // window (0,0) {1,3 / 3,2} -> (0,1); (0,1) {3,3 / 2,3} -> (0,1); (1,0) {3,2 / 0,3} -> (1,0);
+    // (1,1) {2,3 / 3,1} -> (1,2).
+    const Tensor<double> x(Shape{1, 1, 3, 3}, {1, 3, 3, 3, 2, 3, 0, 3, 1});
+    BOOST_TEST(bitwise_equal(pool_grad(x, 2, 1), Tensor<double>(Shape{1, 1, 3, 3}, {0, 2, 0, 1, 0, 1, 0, 0, 0})));
+    Tensor<double> y;
+    std::vector<std::int32_t> argmax;
+    pool::max_forward(x, 2, 1, y, argmax);
+    BOOST_TEST(argmax == (std::vector<std::int32_t>{1, 1, 3, 5}), boost::test_tools::per_element());
+
+    // the same holds per plane in a batch with channels: flat indices include the plane offset
+    Tensor<double> batch(Shape{2, 2, 2, 2}, 4.0);
+    pool::max_forward(batch, 2, 2, y, argmax);
+    BOOST_TEST(argmax == (std::vector<std::int32_t>{0, 4, 8, 12}), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -8,6 +8,10 @@
 namespace mcnn::conv {
 namespace {
 
+// Below this many elements a parallel region costs more than it saves (and on a busy machine a
+// barrier can wait a whole scheduler slice).
+constexpr Eigen::Index parallel_threshold = 1 << 15;
+
 struct Dims {
     int B, N, H, W, D, F, P, S, Ho, Wo;
     Eigen::Index rows() const { return static_cast<Eigen::Index>(N) * F * F; }
@@ -22,7 +26,7 @@ Dims dims_of(const Shape& x, const Shape& k, const Conv2dOptions& o) {
 
 template <class T>
 void im2col(const T* x, const Dims& d, T* cols) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (d.rows() * d.cols() >= parallel_threshold)
     for (int row = 0; row < d.N * d.F * d.F; ++row) {
         const int c = row / (d.F * d.F), u = (row / d.F) % d.F, v = row % d.F;
         T* dst = cols + row * d.cols();
@@ -47,7 +51,7 @@ void im2col(const T* x, const Dims& d, T* cols) {
 // dX[b, c] += the entries of dcols that im2col copied from it (one plane per thread).
 template <class T>
 void col2im_add(const T* dcols, const Dims& d, T* gx) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (d.rows() * d.cols() >= parallel_threshold)
     for (int bc = 0; bc < d.B * d.N; ++bc) {
         const int b = bc / d.N, c = bc % d.N;
         T* plane = gx + static_cast<std::ptrdiff_t>(bc) * d.H * d.W;
@@ -81,35 +85,30 @@ void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& o
 }
 
 template <class T>
-void backward_fast(const Tensor<T>& cols, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o,
+void backward_fast(const Tensor<T>& cols, const Shape& x_shape, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o,
                    std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
-    if (gy.rank() != 4) fail("conv2d backward: dL/dY must be 4-D, got {}", gy.shape().str());
-    const int B = gy.dim(0);
-    // Recover the input size from the saved cols: it is carried by gx when needed; otherwise only
-    // B, Ho, Wo (from dY) and N, F (from K) matter.
-    const int D = k.dim(0), N = k.dim(1), F = k.dim(2), Ho = gy.dim(2), Wo = gy.dim(3);
-    Dims d{B, N, gx ? gx->dim(2) : 0, gx ? gx->dim(3) : 0, D, F, o.padding, o.stride, Ho, Wo};
-    if (gy.dim(1) != D || cols.dim(0) != d.rows() || cols.dim(1) != d.cols())
-        fail("conv2d backward: dL/dY {} does not match kernels {} and the saved columns {}", gy.shape().str(), k.shape().str(),
-             cols.shape().str());
-    Matrix<T> gyt(D, d.cols());  // dY as D x (B*Ho*Wo)
-    ConstMatrixMap<T> gym(gy.data(), static_cast<Eigen::Index>(B) * D, d.plane());
-    for (int b = 0; b < B; ++b) gyt.middleCols(b * d.plane(), d.plane()) = gym.middleRows(static_cast<Eigen::Index>(b) * D, D);
+    const Dims d = dims_of(x_shape, k.shape(), o);
+    require_same_shape("conv2d backward (dL/dY vs Y)", gy.shape(), Shape{d.B, d.D, d.Ho, d.Wo});
+    if (cols.rank() != 2 || cols.dim(0) != d.rows() || cols.dim(1) != d.cols())
+        fail("conv2d backward: saved columns {} do not belong to input {} and kernels {}", cols.shape().str(), x_shape.str(),
+             k.shape().str());
+    Matrix<T> gyt(d.D, d.cols());  // dY as D x (B*Ho*Wo)
+    ConstMatrixMap<T> gym(gy.data(), static_cast<Eigen::Index>(d.B) * d.D, d.plane());
+    for (int b = 0; b < d.B; ++b) gyt.middleCols(b * d.plane(), d.plane()) = gym.middleRows(static_cast<Eigen::Index>(b) * d.D, d.D);
     if (gk) {
         require_same_shape("conv2d backward (dL/dK vs K)", gk->shape(), k.shape());
-        gk->matrix(D, d.rows()).noalias() += gyt * cols.matrix(d.rows(), d.cols()).transpose();
+        gk->matrix(d.D, d.rows()).noalias() += gyt * cols.matrix(d.rows(), d.cols()).transpose();
     }
     if (gx) {
-        if (output_shape(gx->shape(), k.shape(), o) != gy.shape())
-            fail("conv2d backward: dL/dX {} does not match dL/dY {} for kernels {}", gx->shape().str(), gy.shape().str(), k.shape().str());
-        const Matrix<T> dcols = k.matrix(D, d.rows()).transpose() * gyt;  // (N*F*F) x (B*Ho*Wo)
+        require_same_shape("conv2d backward (dL/dX vs X)", gx->shape(), x_shape);
+        const Matrix<T> dcols = k.matrix(d.D, d.rows()).transpose() * gyt;  // (N*F*F) x (B*Ho*Wo)
         col2im_add(dcols.data(), d, gx->data());
     }
 }
 
 #define MCNN_INSTANTIATE(T)                                                                                           \
     template void forward_fast(const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>&, Tensor<T>&);     \
-    template void backward_fast(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>*, \
+    template void backward_fast(const Tensor<T>&, const Shape&, const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>*, \
                                 Tensor<T>*);
 MCNN_INSTANTIATE(float)
 MCNN_INSTANTIATE(double)

@@ -5,7 +5,7 @@ namespace mcnn {
 template <class T>
 Sgd<T>::Sgd(std::vector<Parameter<T>*> params, const SgdOptions& options) : params_(std::move(params)), options_(options) {
     if (!(options.lr > 0)) fail("Sgd: learning rate must be > 0, got {}", options.lr);
-    if (options.momentum < 0 || options.weight_decay < 0 || options.dampening < 0)
+    if (!(options.momentum >= 0) || !(options.weight_decay >= 0) || !(options.dampening >= 0))  // NaN fails too
         fail("Sgd: momentum ({}), dampening ({}) and weight decay ({}) must be >= 0", options.momentum, options.dampening,
              options.weight_decay);
     if (options.nesterov && (options.momentum <= 0 || options.dampening != 0))

@@ -57,9 +57,10 @@ void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>&
 /// ((N*F*F) x (B*Ho*Wo)) for backward to reuse.
 template <class T>
 void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y, Tensor<T>& cols);
-/// Adds dL/dX into *gx and dL/dK into *gk (either may be nullptr) from the saved column matrix.
+/// Adds dL/dX into *gx and dL/dK into *gk (either may be nullptr) from the saved column matrix of
+/// an input of shape `x_shape`.
 template <class T>
-void backward_fast(const Tensor<T>& cols, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
+void backward_fast(const Tensor<T>& cols, const Shape& x_shape, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                    std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
 
 }  // namespace conv
