@@ -3,148 +3,18 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
-#include <cmath>
-#include <cstdlib>
-#include <fstream>
-#include <functional>
-#include <map>
 #include <random>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "mcnn/ops/correlate2d.hpp"
+#include "support.hpp"
 
 using namespace mcnn;
+using namespace mcnn::test;
 
 namespace {
-
-// ---- fixture file (same reader as in test_conv_paths.cpp; the format is in make_fixtures.py) ----
-
-struct Fixture {
-    std::string kind;
-    std::map<std::string, std::string> keys;
-    std::map<std::string, Tensor<double>> tensors;
-
-    const std::string& name() const { return keys.at("name"); }
-    bool exact() const { return keys.count("exact") && keys.at("exact") == "1"; }
-    int integer(const std::string& key) const { return std::stoi(keys.at(key)); }
-    const Tensor<double>& tensor(const std::string& t) const {
-        auto it = tensors.find(t);
-        if (it == tensors.end()) throw std::runtime_error("fixture " + name() + " has no tensor " + t);
-        return it->second;
-    }
-};
-
-// All fixtures of the given kind in tests/fixtures/correlate2d.txt; throws on any malformed input.
-std::vector<Fixture> load_fixtures(const std::string& kind) {
-    const std::string path = std::string(MCNN_TEST_FIXTURES) + "/correlate2d.txt";
-    std::ifstream file(path);
-    if (!file) throw std::runtime_error("cannot open fixture file " + path);
-    std::stringstream tokens;  // the file without comment lines
-    for (std::string line; std::getline(file, line);)
-        if (line.empty() || line[0] != '#') tokens << line << '\n';
-    auto bad = [&](const std::string& what) { return std::runtime_error(path + ": " + what); };
-    auto number = [&](const std::string& s) {
-        char* end = nullptr;
-        const double v = std::strtod(s.c_str(), &end);
-        if (s.empty() || *end != '\0') throw bad("not a number: '" + s + "'");
-        return v;
-    };
-    std::vector<Fixture> out;
-    std::string word;
-    while (tokens >> word) {
-        if (word != "case") throw bad("expected 'case', got '" + word + "'");
-        Fixture f;
-        std::string header;
-        std::getline(tokens, header);
-        std::istringstream hs(header);
-        hs >> f.kind;
-        for (std::string kv; hs >> kv;) {
-            const auto eq = kv.find('=');
-            if (eq == std::string::npos) throw bad("expected key=value, got '" + kv + "'");
-            f.keys[kv.substr(0, eq)] = kv.substr(eq + 1);
-        }
-        if (!f.keys.count("name")) throw bad("a case without a name");
-        while (tokens >> word && word != "end") {
-            if (word != "tensor") throw bad("in case " + f.name() + ": expected 'tensor' or 'end', got '" + word + "'");
-            std::string tname;
-            int rank = 0;
-            tokens >> tname >> rank;
-            std::vector<int> dims(static_cast<std::size_t>(rank));
-            for (int& d : dims) tokens >> d;
-            if (!tokens) throw bad("in case " + f.name() + ": bad tensor header for " + tname);
-            const Shape shape(dims);
-            std::vector<double> values(shape.numel());
-            for (double& v : values) {
-                if (!(tokens >> word)) throw bad("in case " + f.name() + ": tensor " + tname + " is cut short");
-                v = number(word);
-            }
-            f.tensors.emplace(tname, Tensor<double>(shape, std::move(values)));
-        }
-        if (word != "end") throw bad("case " + f.name() + " has no 'end'");
-        if (f.kind == kind) out.push_back(std::move(f));
-    }
-    return out;
-}
-
-// ---- comparisons ----
-
-template <class T>
-constexpr double rtol() {
-    return std::is_same_v<T, double> ? 1e-12 : 1e-5;
-}
-
-// Checks `actual` against `expected` element by element: exactly when `exact`, else to within
-// rtol * max|expected| (a relative tolerance on the tensor's scale, so results that cancel to
-// nearly zero do not need impossible relative accuracy). Reports the first offending element.
-template <class T>
-void check_close(const Tensor<T>& actual, const Tensor<double>& expected, bool exact, double tol, const std::string& what) {
-    BOOST_TEST_CONTEXT(what) {
-        BOOST_TEST_REQUIRE(actual.shape().str() == expected.shape().str());
-        double scale = 0;
-        for (double e : expected) scale = std::max(scale, std::abs(e));
-        const double limit = exact ? 0.0 : tol * std::max(scale, 1e-300);
-        std::size_t bad = 0, first = 0;
-        double worst = 0;
-        for (std::size_t i = 0; i < expected.numel(); ++i) {
-            const double err = exact ? (actual[i] == static_cast<T>(expected[i]) ? 0.0 : 1.0)
-                                     : std::abs(static_cast<double>(actual[i]) - expected[i]);
-            if (err > limit || std::isnan(err)) {
-                if (bad++ == 0) first = i;
-                worst = std::max(worst, err);
-            }
-        }
-        BOOST_TEST(bad == 0u, fmt::format("{} of {} elements differ (limit {}); first at flat index {}: got {}, want {}; "
-                                          "worst error {}",
-                                          bad, expected.numel(), limit, first, bad ? static_cast<double>(actual[first]) : 0.0,
-                                          bad ? expected[first] : 0.0, worst));
-    }
-}
-
-template <class T>
-void check_equal(const Tensor<T>& actual, const Tensor<T>& expected, const std::string& what) {
-    check_close(actual, expected.template cast<double>(), true, 0.0, what);
-}
-
-// The message of the mcnn::Error that `f` throws ("" and a test failure when it throws none).
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        BOOST_ERROR("expected mcnn::Error, got another exception: " << e.what());
-        return "";
-    }
-    BOOST_ERROR("expected mcnn::Error, nothing was thrown");
-    return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-#define CHECK_MESSAGE_HAS(msg, part) BOOST_TEST(contains(msg, part), "message '" << (msg) << "' lacks '" << (part) << "'")
 
 const char* mode_str(CorrelateMode m) {
     return m == CorrelateMode::valid ? "valid" : m == CorrelateMode::full ? "full" : "same";
@@ -175,15 +45,6 @@ Tensor<T> window(const Tensor<T>& a, int r0, int c0, int h, int w) {
         for (int c = 0; c < w; ++c) out.at({r, c}) = a.at({r + r0, c + c0});
     return out;
 }
-
-template <class T>
-double dot(const Tensor<T>& a, const Tensor<T>& b) {
-    double s = 0;
-    for (std::size_t i = 0; i < a.numel(); ++i) s += static_cast<double>(a[i]) * static_cast<double>(b[i]);
-    return s;
-}
-
-using scalar_types = std::tuple<float, double>;
 
 }  // namespace
 

@@ -16,27 +16,12 @@
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/elementwise.hpp"
 #include "mcnn/ops/linear.hpp"
+#include "support.hpp"
 
 using namespace mcnn;
+using namespace mcnn::test;
 
 namespace {
-
-using Vars = std::vector<Var<double>>;
-
-Tensor<double> uniform(const Shape& shape, Rng& rng, double lo = -1, double hi = 1) {
-    Tensor<double> t(shape);
-    for (double& v : t) v = rng.uniform(lo, hi);
-    return t;
-}
-
-// |v| in [0.1, 1.5), random sign.
-Tensor<double> off_zero(const Shape& shape, Rng& rng) {
-    Tensor<double> t(shape);
-    for (double& v : t) v = (rng.below(2) ? 1.0 : -1.0) * rng.uniform(0.1, 1.5);
-    return t;
-}
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 bool any_problem_contains(const GradCheckReport& r, const std::string& part) {
     return std::any_of(r.problems.begin(), r.problems.end(), [&](const std::string& p) { return contains(p, part); });

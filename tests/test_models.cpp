@@ -10,21 +10,21 @@
 #include <utility>
 #include <vector>
 
-
 #include "mcnn/check/gradcheck.hpp"
 #include "mcnn/nn/models.hpp"
 #include "mcnn/ops/loss.hpp"
 #include "mcnn/threads.hpp"
+#include "support.hpp"
 
 using namespace mcnn;
+using namespace mcnn::test;
 
 namespace {
 
+// A batch of images uniform in [-1, 1) (CIFAR-10 normalised to [-1, 1]), drawn from a seed.
 Tensor<double> random_images(int batch, std::uint64_t seed) {
     Rng rng(seed);
-    Tensor<double> t(Shape{batch, 3, 32, 32});
-    for (double& v : t) v = rng.uniform(-1, 1);  // CIFAR-10 normalised to [-1, 1]
-    return t;
+    return uniform(Shape{batch, 3, 32, 32}, rng);
 }
 
 template <class T>

@@ -27,25 +27,12 @@
 #include "mcnn/ops/loss.hpp"
 #include "mcnn/ops/pool.hpp"
 #include "mcnn/ops/shape.hpp"
+#include "support.hpp"
 
 using namespace mcnn;
+using namespace mcnn::test;
 
 namespace {
-
-using Vars = std::vector<Var<double>>;
-
-Tensor<double> uniform(const Shape& shape, Rng& rng, double lo = -1, double hi = 1) {
-    Tensor<double> t(shape);
-    for (double& v : t) v = rng.uniform(lo, hi);
-    return t;
-}
-
-// |v| in [0.1, 1.5), random sign: off relu's kink.
-Tensor<double> off_kink(const Shape& shape, Rng& rng) {
-    Tensor<double> t(shape);
-    for (double& v : t) v = (rng.below(2) ? 1.0 : -1.0) * rng.uniform(0.1, 1.5);
-    return t;
-}
 
 // A shuffled permutation of distinct values 0.01 apart: no max-pool ties.
 Tensor<double> distinct(const Shape& shape, Rng& rng) {
@@ -148,7 +135,7 @@ struct Leaves {
     Leaves(const NodeUnderTest& n, std::uint64_t seed) {
         Rng rng(seed);
         for (const Shape& s : n.inputs)
-            inputs.push_back(n.values == Values::off_kink   ? off_kink(s, rng)
+            inputs.push_back(n.values == Values::off_kink   ? off_zero(s, rng)
                              : n.values == Values::distinct ? distinct(s, rng)
                                                             : uniform(s, rng));
         for (std::size_t k = 0; k < n.params.size(); ++k) params.emplace_back(fmt::format("p{}", k), uniform(n.params[k], rng));

@@ -1,0 +1,96 @@
+// The non-template helpers of support.hpp.
+#include "support.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <utility>
+
+namespace mcnn::test {
+
+Tensor<double> uniform(const Shape& shape, Rng& rng, double lo, double hi) {
+    Tensor<double> t(shape);
+    for (double& v : t) v = rng.uniform(lo, hi);
+    return t;
+}
+
+Tensor<double> off_zero(const Shape& shape, Rng& rng) {
+    Tensor<double> t(shape);
+    for (double& v : t) v = (rng.below(2) ? 1.0 : -1.0) * rng.uniform(0.1, 1.5);
+    return t;
+}
+
+const Tensor<double>& Fixture::tensor(const std::string& t) const {
+    auto it = tensors.find(t);
+    if (it == tensors.end()) throw std::runtime_error("fixture " + name() + " has no tensor " + t);
+    return it->second;
+}
+
+std::vector<Fixture> load_fixtures(const std::string& kind) {
+    const std::string path = std::string(MCNN_TEST_FIXTURES) + "/correlate2d.txt";
+    std::ifstream file(path);
+    if (!file) throw std::runtime_error("cannot open fixture file " + path);
+    std::stringstream tokens;  // the file without comment lines
+    for (std::string line; std::getline(file, line);)
+        if (line.empty() || line[0] != '#') tokens << line << '\n';
+    auto bad = [&](const std::string& what) { return std::runtime_error(path + ": " + what); };
+    auto number = [&](const std::string& s) {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (s.empty() || *end != '\0') throw bad("not a number: '" + s + "'");
+        return v;
+    };
+    std::vector<Fixture> out;
+    std::string word;
+    while (tokens >> word) {
+        if (word != "case") throw bad("expected 'case', got '" + word + "'");
+        Fixture f;
+        std::string header;
+        std::getline(tokens, header);
+        std::istringstream hs(header);
+        hs >> f.kind;
+        for (std::string kv; hs >> kv;) {
+            const auto eq = kv.find('=');
+            if (eq == std::string::npos) throw bad("expected key=value, got '" + kv + "'");
+            f.keys[kv.substr(0, eq)] = kv.substr(eq + 1);
+        }
+        if (!f.keys.count("name")) throw bad("a case without a name");
+        while (tokens >> word && word != "end") {
+            if (word != "tensor") throw bad("in case " + f.name() + ": expected 'tensor' or 'end', got '" + word + "'");
+            std::string tname;
+            int rank = 0;
+            tokens >> tname >> rank;
+            std::vector<int> dims(static_cast<std::size_t>(rank));
+            for (int& d : dims) tokens >> d;
+            if (!tokens) throw bad("in case " + f.name() + ": bad tensor header for " + tname);
+            const Shape shape(dims);
+            std::vector<double> values(shape.numel());
+            for (double& v : values) {
+                if (!(tokens >> word)) throw bad("in case " + f.name() + ": tensor " + tname + " is cut short");
+                v = number(word);
+            }
+            f.tensors.emplace(tname, Tensor<double>(shape, std::move(values)));
+        }
+        if (word != "end") throw bad("case " + f.name() + " has no 'end'");
+        if (f.kind == kind) out.push_back(std::move(f));
+    }
+    return out;
+}
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    } catch (const std::exception& e) {
+        BOOST_ERROR("expected mcnn::Error, got another exception: " << e.what());
+        return "";
+    }
+    BOOST_ERROR("expected mcnn::Error, nothing was thrown");
+    return "";
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace mcnn::test
