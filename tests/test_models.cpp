@@ -13,7 +13,6 @@
 #include "mcnn/check/gradcheck.hpp"
 #include "mcnn/nn/models.hpp"
 #include "mcnn/ops/loss.hpp"
-#include "mcnn/threads.hpp"
 #include "support.hpp"
 
 using namespace mcnn;
@@ -50,7 +49,6 @@ GradCheckReport check_simple_cnn(ConvPath path, std::size_t max_elements, double
     GradCheckOptions options;
     options.max_elements = max_elements;
     options.seed = 5;
-    const ThreadLimit one_thread(1);  // thousands of tiny forward passes: see threads.hpp
     const auto start = std::chrono::steady_clock::now();
     GradCheckReport report = mcnn::gradcheck(
         [&](Tape<double>&, const std::vector<Var<double>>& in) { return softmax_cross_entropy(model.forward(in[0]), labels); },

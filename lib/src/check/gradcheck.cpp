@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "mcnn/threads.hpp"
+
 namespace mcnn {
 namespace {
 
@@ -127,6 +129,7 @@ GradCheckReport gradcheck(const LossFunction& loss, std::vector<NamedTensor> inp
         return loss(tape, vars).value()[0];
     };
     std::mt19937_64 rng(options.seed);
+    const ThreadLimit threads(options.numeric_threads);
     for (std::size_t k = 0; k < inputs.size(); ++k)
         report.entries.push_back(compare(inputs[k].name, false, inputs[k].value, analytic[k], evaluate, options, rng));
     for (Parameter<double>* p : params) {

@@ -15,7 +15,6 @@
 #include "mcnn/ops/loss.hpp"
 #include "mcnn/ops/pool.hpp"
 #include "mcnn/ops/shape.hpp"
-#include "mcnn/threads.hpp"
 
 namespace mcnn {
 namespace {
@@ -71,7 +70,6 @@ GradCheckReport check_node(Rng& rng, std::vector<NamedTensor> inputs, const std:
     const LossFunction loss = [&forward, &weights](Tape<double>& tape, const Vars& in) {
         return weighted_sum(forward(tape, in), weights);
     };
-    const ThreadLimit one_thread(1);  // thousands of tiny forward passes: see threads.hpp
     return gradcheck(loss, std::move(inputs), params, options);
 }
 

@@ -25,6 +25,9 @@ struct GradCheckOptions {
     std::uint64_t seed = 0;
     /// Report all-zero gradients as a note instead of a failure.
     bool allow_zero_gradients = false;
+    /// OpenMP threads for the numeric passes. Each pass is one small forward; with more threads
+    /// their barriers cost more than the work (see threads.hpp).
+    int numeric_threads = 1;
 };
 
 /// One checked tensor (an input or a parameter).
