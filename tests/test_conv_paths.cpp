@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "mcnn/ops/correlate2d.hpp"
+#include "mcnn/threads.hpp"
 #include "support.hpp"
 
 using namespace mcnn;
@@ -368,6 +369,26 @@ BOOST_AUTO_TEST_CASE(backward_checks_gradient_shapes) {
     // nothing was added by the refused calls
     BOOST_TEST((gx.array() == 0.0).all());
     BOOST_TEST((gk.array() == 0.0).all());
+}
+
+BOOST_AUTO_TEST_CASE(fast_path_does_not_depend_on_the_thread_count) {
+    // Large enough that im2col, col2im and the GEMMs run in parallel regions.
+    std::mt19937 rng(11);
+    const Tensor<float> x = uniform<float>(Shape{16, 3, 32, 32}, rng), k = uniform<float>(Shape{8, 3, 5, 5}, rng);
+    const Conv2dOptions o{2, 1, ConvPath::fast};
+    const Tensor<float> gy = uniform<float>(conv::output_shape(x.shape(), k.shape(), o), rng);
+    auto run = [&](int threads) {
+        const ThreadLimit limit(threads);
+        Tensor<float> y, cols, gx(x.shape()), gk(k.shape());
+        conv::forward_fast(x, k, o, y, cols);
+        conv::backward_fast(cols, x.shape(), k, gy, o, &gx, &gk);
+        return std::tuple{y, gx, gk};
+    };
+    const auto [y1, gx1, gk1] = run(1);
+    const auto [y2, gx2, gk2] = run(2);
+    check_close(y2, y1, "y, 2 threads vs 1");
+    check_close(gx2, gx1, "dX, 2 threads vs 1");
+    check_close(gk2, gk1, "dK, 2 threads vs 1");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -98,6 +98,11 @@ public:
     std::size_t size() const { return nodes_.size(); }
     /// Name of the op that produced entry `id` ("leaf", "param", "conv2d", ...).
     const char* op_name(int id) const { return nodes_.at(static_cast<std::size_t>(id)).op; }
+    /// The value, inputs (entry ids, -1 for unrecorded values) and parameter (for parameter
+    /// leaves, else nullptr) of entry `id`: for summaries and graph dumps.
+    const Tensor<T>& value_at(int id) const { return *nodes_.at(static_cast<std::size_t>(id)).value; }
+    const std::vector<int>& inputs_of(int id) const { return nodes_.at(static_cast<std::size_t>(id)).inputs; }
+    const Parameter<T>* param_at(int id) const { return nodes_.at(static_cast<std::size_t>(id)).param; }
     /// The gradient of a recorded value; throws when it has none.
     const Tensor<T>& grad(const Var<T>& v) const;
     /// Whether backward() sent a gradient to `v` (false for values that do not reach the loss).

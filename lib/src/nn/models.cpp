@@ -1,5 +1,7 @@
 #include "mcnn/nn/models.hpp"
 
+#include <fmt/format.h>
+
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/pool.hpp"
 #include "mcnn/ops/shape.hpp"
@@ -45,6 +47,16 @@ void SimpleCNN<T>::set_conv_path(ConvPath path) {
     conv2.set_path(path);
 }
 
+std::vector<std::string> model_names() { return {"simple"}; }
+
+template <class T>
+std::unique_ptr<Model<T>> make_model(const std::string& name, Rng& rng, ConvPath path) {
+    if (name == "simple") return std::make_unique<SimpleCNN<T>>(rng, path);
+    fail("unknown model '{}'; known models: {}", name, fmt::join(model_names(), ", "));
+}
+
+template std::unique_ptr<Model<float>> make_model(const std::string&, Rng&, ConvPath);
+template std::unique_ptr<Model<double>> make_model(const std::string&, Rng&, ConvPath);
 template class Model<float>;
 template class Model<double>;
 template class SimpleCNN<float>;

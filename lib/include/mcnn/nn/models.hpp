@@ -38,6 +38,12 @@ public:
     Linear<T> fc1, fc2, fc3;
 };
 
+/// The model called `name` ("simple"), initialised from `rng`; throws listing the known names.
+template <class T>
+std::unique_ptr<Model<T>> make_model(const std::string& name, Rng& rng, ConvPath path = ConvPath::fast);
+/// The names make_model knows.
+std::vector<std::string> model_names();
+
 extern template class Model<float>;
 extern template class Model<double>;
 extern template class SimpleCNN<float>;

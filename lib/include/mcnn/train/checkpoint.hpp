@@ -1,0 +1,36 @@
+#pragma once
+// Checkpoints in the safetensors format (readable by Python's `safetensors`, numpy or anything
+// that reads a JSON header): an 8-byte little-endian header length N, N bytes of JSON mapping each
+// tensor name to {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]} plus an optional
+// "__metadata__" object of string -> string, then the raw little-endian data.
+//
+// Writing is atomic: the file is written to "<path>.tmp", flushed to disk, then renamed over
+// <path>, so a crash (even kill -9) leaves either the old checkpoint or the new one, never half of
+// one. Reading validates everything and fails with a message naming the file and the problem.
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mcnn/tensor.hpp"
+
+namespace mcnn {
+
+struct TensorFile {
+    std::vector<std::pair<std::string, Tensor<float>>> tensors;  // in file order
+    std::map<std::string, std::string> metadata;
+    /// The tensor called `name`; throws naming the file's tensors when there is none.
+    const Tensor<float>& at(const std::string& name) const;
+    bool contains(const std::string& name) const;
+};
+
+/// Writes `file` to `path` atomically (temp file + fsync + rename). Names must be unique and non-empty.
+void save_safetensors(const std::filesystem::path& path, const TensorFile& file);
+
+/// Reads a safetensors file with F32 tensors. Throws mcnn::Error naming the path and what is wrong:
+/// missing file, shorter than its header says (truncated), header not valid JSON, unsupported
+/// dtype, shape and byte range that disagree, data ranges that overlap or leave gaps or run past
+/// the end of the file.
+TensorFile load_safetensors(const std::filesystem::path& path);
+
+}  // namespace mcnn

@@ -1,0 +1,373 @@
+#include "mcnn/data/cifar10.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <system_error>
+#include <utility>
+
+#include "mcnn/error.hpp"
+
+namespace mcnn::data {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---- seeded shuffles that are the same with every standard library -------------------------------
+
+/// SplitMix64's finaliser: spreads nearby seeds (0, 1, 2, ...) over the whole 64-bit range.
+std::uint64_t mix(std::uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/// Uniform integer in [0, n), n >= 1, without bias. std::uniform_int_distribution is not used
+/// because its algorithm is left to the library: the same seed could give other orders elsewhere.
+std::uint64_t below(std::mt19937_64& engine, std::uint64_t n) {
+    const std::uint64_t threshold = (0 - n) % n;  // 2^64 mod n: reject the short last bucket
+    for (;;) {
+        const std::uint64_t r = engine();
+        if (r >= threshold) return r % n;
+    }
+}
+
+/// Fisher-Yates shuffle with `below`.
+void shuffle(std::vector<std::size_t>& v, std::mt19937_64& engine) {
+    for (std::size_t i = v.size(); i > 1; --i) {
+        const auto j = static_cast<std::size_t>(below(engine, i));
+        std::swap(v[i - 1], v[j]);
+    }
+}
+
+std::vector<std::size_t> iota(std::size_t n) {
+    std::vector<std::size_t> v(n);
+    std::iota(v.begin(), v.end(), std::size_t{0});
+    return v;
+}
+
+// ---- files ---------------------------------------------------------------------------------------
+
+/// The whole file in one read. `what` says what kind of file it is, for messages.
+std::vector<std::uint8_t> read_all(const fs::path& file, const char* what) {
+    std::error_code ec;
+    const auto status = fs::status(file, ec);
+    if (!fs::exists(status)) fail("{} '{}' does not exist", what, file.string());
+    if (fs::is_directory(status)) fail("{} '{}' is a directory, not a file", what, file.string());
+    const auto size = fs::file_size(file, ec);
+    if (ec) fail("{} '{}': cannot read its size: {}", what, file.string(), ec.message());
+    std::ifstream in(file, std::ios::binary);
+    if (!in) fail("{} '{}' cannot be opened for reading (permissions?)", what, file.string());
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+    in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
+    if (static_cast<std::uintmax_t>(in.gcount()) != size)
+        fail("{} '{}': read only {} of its {} bytes", what, file.string(), in.gcount(), size);
+    return bytes;
+}
+
+std::vector<std::string> read_class_names(const fs::path& file) {
+    const auto bytes = read_all(file, "CIFAR-10 class-name file");
+    std::vector<std::string> names;
+    std::size_t start = 0;
+    while (start <= bytes.size()) {
+        std::size_t end = start;
+        while (end < bytes.size() && bytes[end] != '\n') ++end;
+        std::string line(bytes.begin() + static_cast<std::ptrdiff_t>(start), bytes.begin() + static_cast<std::ptrdiff_t>(end));
+        // Trim spaces, tabs and the '\r' of Windows line ends; blank lines (the official file ends
+        // with some) are skipped.
+        const auto first = line.find_first_not_of(" \t\r");
+        if (first != std::string::npos) {
+            const auto last = line.find_last_not_of(" \t\r");
+            names.push_back(line.substr(first, last - first + 1));
+        }
+        start = end + 1;
+    }
+    if (names.size() != static_cast<std::size_t>(class_count))
+        fail("CIFAR-10 class-name file '{}': expected {} class names (one a line, blank lines ignored), found {}",
+             file.string(), class_count, names.size());
+    return names;
+}
+
+fs::path absolute_path(const fs::path& p) {
+    std::error_code ec;
+    auto out = fs::weakly_canonical(fs::absolute(p, ec), ec);
+    if (ec) out = fs::absolute(p, ec).lexically_normal();
+    return out;
+}
+
+struct Place {
+    fs::path path;
+    const char* source;
+};
+
+std::vector<Place> search_places(const std::string& flag) {
+    std::vector<Place> places;
+    if (!flag.empty()) places.push_back({absolute_path(flag), "--data"});
+    if (const char* env = std::getenv("CIFAR10_DIR"); env != nullptr && *env != '\0')
+        places.push_back({absolute_path(env), "$CIFAR10_DIR"});
+    places.push_back({absolute_path(fs::path("data") / "cifar-10-batches-bin"), "./data"});
+    places.push_back({absolute_path(fs::path("..") / "shared" / "cifar10" / "cifar-10-batches-bin"), "../shared"});
+    return places;
+}
+
+/// A lookup table per channel: value[c][byte] = (byte / 255 - mean[c]) / std[c], computed in double.
+struct Lut {
+    std::array<std::array<float, 256>, 3> value;
+    explicit Lut(const Normalization& norm) {
+        for (int c = 0; c < 3; ++c) {
+            if (!(norm.std[c] > 0.0f) || !std::isfinite(norm.std[c]) || !std::isfinite(norm.mean[c]))
+                fail("CIFAR-10 normalisation: channel {} has mean {} and std {}; the std must be positive and both finite",
+                     c, norm.mean[c], norm.std[c]);
+            for (int b = 0; b < 256; ++b)
+                value[c][b] = static_cast<float>((b / 255.0 - static_cast<double>(norm.mean[c])) /
+                                                 static_cast<double>(norm.std[c]));
+        }
+    }
+};
+
+/// Records indices[0..count) of `data`, or first..first + count when `indices` is null (checked by
+/// the callers), into `images` and `labels`, reusing their storage.
+void fill_records(const Dataset& data, const std::size_t* indices, std::size_t first, std::size_t count,
+                  const Normalization& norm, Tensor<float>& images, std::vector<int>& labels) {
+    const Lut lut(norm);
+    images.resize(Shape{static_cast<int>(count), 3, image_size, image_size});
+    labels.resize(count);
+    constexpr int plane = image_size * image_size;
+    float* out = images.data();
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::size_t r = indices ? indices[i] : first + i;
+        const std::uint8_t* in = data.images.data() + r * image_bytes;
+        for (int c = 0; c < 3; ++c) {
+            const float* table = lut.value[c].data();
+            for (int k = 0; k < plane; ++k) out[k] = table[in[k]];
+            in += plane;
+            out += plane;
+        }
+        labels[i] = data.labels[r];
+    }
+}
+
+}  // namespace
+
+// ---- Dataset -------------------------------------------------------------------------------------
+
+void Dataset::append(const Dataset& other) {
+    images.insert(images.end(), other.images.begin(), other.images.end());
+    labels.insert(labels.end(), other.labels.begin(), other.labels.end());
+}
+
+Dataset Dataset::subset(const std::vector<std::size_t>& indices) const {
+    Dataset out;
+    out.images.resize(indices.size() * image_bytes);
+    out.labels.resize(indices.size());
+    for (std::size_t i = 0; i < indices.size(); ++i) {
+        const std::size_t r = indices[i];
+        if (r >= size()) fail("Dataset::subset: index {} (position {}) is out of range for {} records", r, i, size());
+        std::memcpy(out.images.data() + i * image_bytes, images.data() + r * image_bytes, image_bytes);
+        out.labels[i] = labels[r];
+    }
+    return out;
+}
+
+// ---- reading -------------------------------------------------------------------------------------
+
+Dataset read_batch_file(const fs::path& file) {
+    const auto bytes = read_all(file, "CIFAR-10 batch file");
+    const std::size_t size = bytes.size();
+    if (size == 0)
+        fail("CIFAR-10 batch file '{}' is empty (0 bytes); expected a multiple of {} bytes (one record is a label "
+             "byte and {} pixel bytes). The download was probably interrupted",
+             file.string(), record_bytes, image_bytes);
+    if (size % record_bytes != 0)
+        fail("CIFAR-10 batch file '{}' has {} bytes, not a multiple of the {}-byte record: {} whole records and {} "
+             "bytes left over. The file is probably truncated (an interrupted download) or not a CIFAR-10 binary "
+             "batch file",
+             file.string(), size, record_bytes, size / record_bytes, size % record_bytes);
+    const std::size_t n = size / record_bytes;
+    Dataset out;
+    out.labels.resize(n);
+    out.images.resize(n * image_bytes);
+    for (std::size_t r = 0; r < n; ++r) {
+        const std::uint8_t* rec = bytes.data() + r * record_bytes;
+        if (rec[0] >= class_count)
+            fail("CIFAR-10 batch file '{}': record {} (byte offset {}) has label {}; expected 0 to {}. The file is "
+                 "damaged or not a CIFAR-10 binary batch file (CIFAR-100 files have two label bytes)",
+                 file.string(), r, r * record_bytes, int{rec[0]}, class_count - 1);
+        out.labels[r] = rec[0];
+        std::memcpy(out.images.data() + r * image_bytes, rec + 1, image_bytes);
+    }
+    return out;
+}
+
+Cifar10 load_cifar10(const fs::path& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+        fail("CIFAR-10 folder '{}' does not exist or is not a folder", dir.string());
+    Cifar10 out;
+    out.dir = dir;
+    out.class_names = read_class_names(dir / "batches.meta.txt");
+    for (int b = 1; b <= 5; ++b) {
+        Dataset part = read_batch_file(dir / fmt::format("data_batch_{}.bin", b));
+        if (b == 1) {
+            out.train = std::move(part);
+            out.train.images.reserve(out.train.images.size() * 5);
+            out.train.labels.reserve(out.train.labels.size() * 5);
+        } else {
+            out.train.append(part);
+        }
+    }
+    out.test = read_batch_file(dir / "test_batch.bin");
+    return out;
+}
+
+// ---- finding the folder --------------------------------------------------------------------------
+
+std::vector<fs::path> cifar10_search_path(const std::string& flag) {
+    std::vector<fs::path> out;
+    for (const auto& p : search_places(flag)) out.push_back(p.path);
+    return out;
+}
+
+fs::path find_cifar10(const std::string& flag) {
+    const auto places = search_places(flag);
+    if (!flag.empty()) {  // a folder named explicitly must hold the data: no silent fallback to another copy
+        std::error_code ec;
+        if (fs::is_regular_file(places.front().path / "test_batch.bin", ec)) return places.front().path;
+        fail("--data {}: no CIFAR-10 binary files there (test_batch.bin is missing). Run "
+             "scripts/download-cifar10.sh to get them, or point --data at the folder holding data_batch_1.bin ... "
+             "test_batch.bin",
+             places.front().path.string());
+    }
+    for (const auto& p : places) {
+        std::error_code ec;
+        if (fs::is_regular_file(p.path / "test_batch.bin", ec)) return p.path;
+    }
+    std::string list;
+    for (std::size_t i = 0; i < places.size(); ++i)
+        list += fmt::format("\n  {}. {}  ({})", i + 1, places[i].path.string(), places[i].source);
+    const char* env = std::getenv("CIFAR10_DIR");
+    const bool env_set = env != nullptr && *env != '\0';
+    fail("CIFAR-10 not found: none of these folders holds test_batch.bin:{}{}\n"
+         "To get the data, run scripts/download-cifar10.sh (downloads the official archive into ./data), "
+         "or pass --data DIR or set CIFAR10_DIR to a folder holding the CIFAR-10 binary files "
+         "(data_batch_1.bin ... test_batch.bin, batches.meta.txt).",
+         list, env_set ? "" : "\n  ($CIFAR10_DIR is not set)");
+}
+
+// ---- normalisation and splits --------------------------------------------------------------------
+
+Normalization Normalization::of(const Dataset& data) {
+    const std::size_t n = data.size();
+    if (n == 0) fail("Normalization::of: the dataset is empty");
+    if (data.images.size() != n * image_bytes)
+        fail("Normalization::of: the dataset holds {} labels but {} image bytes (expected {})", n, data.images.size(),
+             n * image_bytes);
+    constexpr int plane = image_size * image_size;
+    // Integer sums are exact (a plane's sum of squares fits 32 bits, the total 64 bits), so the only
+    // rounding is the final division in double.
+    std::array<std::uint64_t, 3> sum{}, sum_sq{};
+    for (std::size_t r = 0; r < n; ++r) {
+        const std::uint8_t* img = data.images.data() + r * image_bytes;
+        for (int c = 0; c < 3; ++c) {
+            std::uint32_t s = 0, q = 0;
+            for (int k = 0; k < plane; ++k) {
+                const std::uint32_t v = img[c * plane + k];
+                s += v;
+                q += v * v;
+            }
+            sum[c] += s;
+            sum_sq[c] += q;
+        }
+    }
+    Normalization out;
+    const double count = static_cast<double>(n) * plane;
+    for (int c = 0; c < 3; ++c) {
+        const double mean = static_cast<double>(sum[c]) / count / 255.0;
+        const double mean_sq = static_cast<double>(sum_sq[c]) / count / (255.0 * 255.0);
+        const double var = std::max(0.0, mean_sq - mean * mean);  // population variance, as torchvision's recipes
+        out.mean[c] = static_cast<float>(mean);
+        out.std[c] = static_cast<float>(std::sqrt(var));
+        if (!(out.std[c] > 0.0f))
+            fail("Normalization::of: channel {} has the same value ({}) in every pixel of the {} images; its standard "
+                 "deviation is 0, so it cannot be standardised",
+                 c, static_cast<int>(std::lround(mean * 255.0)), n);
+    }
+    return out;
+}
+
+Split hold_out(const Dataset& data, std::size_t validation_size, std::uint64_t seed) {
+    if (validation_size >= data.size())
+        fail("hold_out: cannot hold out {} validation records from a dataset of {}: the validation set must be "
+             "smaller than the dataset so that records are left for training",
+             validation_size, data.size());
+    auto indices = iota(data.size());
+    std::mt19937_64 engine(mix(seed));
+    shuffle(indices, engine);
+    std::vector<std::size_t> validation(indices.begin(), indices.begin() + static_cast<std::ptrdiff_t>(validation_size));
+    std::vector<std::size_t> train(indices.begin() + static_cast<std::ptrdiff_t>(validation_size), indices.end());
+    std::sort(train.begin(), train.end());
+    return {data.subset(train), data.subset(validation)};
+}
+
+// ---- batches -------------------------------------------------------------------------------------
+
+void fill_batch(const Dataset& data, const std::vector<std::size_t>& order, std::size_t first, std::size_t count,
+                const Normalization& norm, Tensor<float>& images, std::vector<int>& labels) {
+    if (first > order.size() || count > order.size() - first)
+        fail("fill_batch: records [{}, {}) run past the order's {} entries", first, first + count, order.size());
+    for (std::size_t i = first; i < first + count; ++i)
+        if (order[i] >= data.size())
+            fail("fill_batch: order[{}] = {} is out of range for a dataset of {} records", i, order[i], data.size());
+    fill_records(data, order.data() + first, 0, count, norm, images, labels);
+}
+
+void fill_batch(const Dataset& data, std::size_t first, std::size_t count, const Normalization& norm,
+                Tensor<float>& images, std::vector<int>& labels) {
+    if (first > data.size() || count > data.size() - first)
+        fail("fill_batch: records [{}, {}) run past the dataset's {} records", first, first + count, data.size());
+    fill_records(data, nullptr, first, count, norm, images, labels);
+}
+
+BatchLoader::BatchLoader(const Dataset& data, int batch_size, bool shuffle, std::uint64_t seed, Normalization norm,
+                         bool drop_last)
+    : data_(&data), batch_size_(batch_size), shuffle_(shuffle), drop_last_(drop_last), seed_(seed), norm_(norm) {
+    if (batch_size < 1) fail("BatchLoader: batch size must be at least 1, got {}", batch_size);
+    (void)Lut(norm_);  // a bad normalisation fails here, not at the first batch
+    start_epoch(0);
+}
+
+std::size_t BatchLoader::batches_per_epoch() const {
+    const std::size_t n = data_->size(), b = static_cast<std::size_t>(batch_size_);
+    return drop_last_ ? n / b : (n + b - 1) / b;
+}
+
+void BatchLoader::start_epoch(int epoch) {
+    if (epoch < 0) fail("BatchLoader::start_epoch: epoch must be >= 0, got {}", epoch);
+    order_ = iota(data_->size());
+    if (shuffle_) {
+        std::mt19937_64 engine(mix(seed_ ^ mix(0x5EED0000ull + static_cast<std::uint64_t>(epoch))));
+        shuffle(order_, engine);
+    }
+    position_ = 0;
+}
+
+bool BatchLoader::next(Tensor<float>& images, std::vector<int>& labels) {
+    const std::size_t n = order_.size(), b = static_cast<std::size_t>(batch_size_);
+    if (position_ >= n) return false;
+    const std::size_t count = std::min(b, n - position_);
+    if (drop_last_ && count < b) {
+        position_ = n;
+        return false;
+    }
+    fill_records(*data_, order_.data() + position_, 0, count, norm_, images, labels);
+    position_ += count;
+    return true;
+}
+
+}  // namespace mcnn::data
