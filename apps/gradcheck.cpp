@@ -1,6 +1,6 @@
 // Numerical gradient checks from the command line.
 //   gradcheck --node NAME|all [--seed 1] [--max-elements 0] [--verbose]
-//   gradcheck --model simple [--batch 2] [--seed 0] [--max-elements 0]
+//   gradcheck --model simple|tuned|manual [--batch 2] [--seed 0] [--max-elements 0]
 // Exit status 0 when every check passes, 1 when one fails, 2 on bad usage.
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -35,8 +35,7 @@ int check_nodes(const std::string& which, std::uint64_t seed, const GradCheckOpt
 
 int check_model(const std::string& name, int batch, std::uint64_t seed, const GradCheckOptions& options) {
     Rng rng(seed);
-    std::unique_ptr<Model<double>> model;
-    if (name == "simple") model = std::make_unique<SimpleCNN<double>>(rng);
+    const std::unique_ptr<Model<double>> model = make_model<double>(name, rng, default_conv_path(name));
     Tensor<double> images(Shape{batch, 3, 32, 32});
     for (double& v : images) v = rng.uniform(-1, 1);
     std::vector<int> labels;
@@ -58,7 +57,7 @@ int main(int argc, char** argv) {
     bool verbose = false;
     GradCheckOptions options;
     auto* node_opt = app.add_option("--node", node, "check one node case by name, or 'all'");
-    auto* model_opt = app.add_option("--model", model, "check a whole model with its loss")->check(CLI::IsMember({"simple"}));
+    auto* model_opt = app.add_option("--model", model, "check a whole model with its loss")->check(CLI::IsMember(model_names()));
     node_opt->excludes(model_opt);
     app.add_option("--batch", batch, "images per batch for --model")->check(CLI::Range(1, 64));
     app.add_option("--seed", seed, "seed for shapes' values, weights and labels");

@@ -38,7 +38,7 @@ std::string read_text(const std::filesystem::path& path) {
 int main(int argc, char** argv) {
     CLI::App app{"Train a CNN on CIFAR-10 with ManualCNN. Defaults reproduce the notebook's first run."};
     TrainConfig c;
-    std::string data_dir, run_dir, resume_dir, conv = "fast";
+    std::string data_dir, run_dir, resume_dir, conv = "auto";
     int threads = 0;
     bool no_plots = false, summary_only = false;
     app.add_option("--model", c.model, "model to train: " + fmt::format("{}", fmt::join(model_names(), ", ")))
@@ -54,8 +54,9 @@ int main(int argc, char** argv) {
         ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--validation", c.validation, "training images held out to validate each epoch (0: test set)")
         ->capture_default_str();
-    app.add_option("--conv", conv, "conv implementation: fast (im2col + GEMM) or reference (loops of correlate2d)")
-        ->capture_default_str()->check(CLI::IsMember({"fast", "reference"}));
+    app.add_option("--conv", conv, "conv implementation: fast (im2col + GEMM), reference (loops of correlate2d), or "
+                                    "auto: reference for the manual model, fast for the others")
+        ->capture_default_str()->check(CLI::IsMember({"auto", "fast", "reference"}));
     app.add_option("--normalization", c.normalization, "notebook: (x-0.5)/0.5; dataset: per-channel mean/std")
         ->capture_default_str()->check(CLI::IsMember({"notebook", "dataset"}));
     app.add_option("--max-batches", c.max_batches, "stop each epoch after this many batches (0: all)")->capture_default_str();
@@ -80,7 +81,7 @@ int main(int argc, char** argv) {
     mallopt(M_MMAP_THRESHOLD, 512 << 20);
     mallopt(M_TRIM_THRESHOLD, 1024 << 20);
     try {
-        c.conv = conv == "fast" ? ConvPath::fast : ConvPath::reference;
+        c.conv = conv == "auto" ? default_conv_path(c.model) : conv == "fast" ? ConvPath::fast : ConvPath::reference;
         c.plots = !no_plots;
         if (summary_only) {
             Rng rng(c.seed);

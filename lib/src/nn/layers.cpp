@@ -19,7 +19,9 @@ template <class T>
 Conv2d<T>::Conv2d(const std::string& name, const Conv2dSpec& spec, Rng& rng) : spec_(spec) {
     const int fan_in = spec.in_channels * spec.kernel * spec.kernel;
     weight = Parameter<T>(name + ".weight", default_init<T>(Shape{spec.out_channels, spec.in_channels, spec.kernel, spec.kernel}, fan_in, rng));
-    bias = Parameter<T>(name + ".bias", default_init<T>(bias_shape(spec), fan_in, rng));
+    // A tied bias as nn.Conv2d's; an untied one starts at zero, as the notebook's hand-made layer.
+    bias = Parameter<T>(name + ".bias", spec.bias == BiasKind::tied ? default_init<T>(bias_shape(spec), fan_in, rng)
+                                                                  : Tensor<T>(bias_shape(spec)));
 }
 
 template <class T>

@@ -38,7 +38,43 @@ public:
     Linear<T> fc1, fc2, fc3;
 };
 
-/// The model called `name` ("simple"), initialised from `rng`; throws listing the known names.
+/// The notebook's tuned model ("ChangedSimpleCNN"): conv 3->16 k5 pad 3, relu, pool 2; conv 16->64
+/// k5 pad 3, relu, pool 2; conv 64->128 k5 pad 3, relu, pool 2; flatten; fc 3200->256, relu,
+/// fc 256->512, relu, fc 512->10. 1,187,978 parameters.
+template <class T>
+class TunedCNN : public Model<T> {
+public:
+    explicit TunedCNN(Rng& rng, ConvPath path = ConvPath::fast);
+    std::string name() const override { return "tuned"; }
+    Var<T> forward(const Var<T>& x) override;
+    std::vector<Parameter<T>*> parameters() override;
+    void set_conv_path(ConvPath path) override;
+
+    Conv2d<T> conv1, conv2, conv3;
+    Linear<T> fc1, fc2, fc3;
+};
+
+/// The notebook's hand-made model ("CustomSimpleCNN"): SimpleCNN whose two conv layers are the
+/// reference correlate2d node with an untied bias (6 x 28 x 28 and 16 x 10 x 10, starting at
+/// zero), kernels drawn from U(-sqrt(1/(N F F)), sqrt(1/(N F F))). 68,288 parameters (SimpleCNN's
+/// 62,006 less 22 tied biases plus 4,704 + 1,600 untied ones).
+template <class T>
+class ManualCNN : public Model<T> {
+public:
+    explicit ManualCNN(Rng& rng, ConvPath path = ConvPath::reference);
+    std::string name() const override { return "manual"; }
+    Var<T> forward(const Var<T>& x) override;
+    std::vector<Parameter<T>*> parameters() override;
+    void set_conv_path(ConvPath path) override;
+
+    Conv2d<T> conv1, conv2;
+    Linear<T> fc1, fc2, fc3;
+};
+
+/// The conv path a model runs unless told otherwise: reference for "manual", fast for the others.
+ConvPath default_conv_path(const std::string& model);
+
+/// The model called `name` ("simple", "tuned", "manual"), initialised from `rng`; throws listing the known names.
 template <class T>
 std::unique_ptr<Model<T>> make_model(const std::string& name, Rng& rng, ConvPath path = ConvPath::fast);
 /// The names make_model knows.
@@ -48,5 +84,9 @@ extern template class Model<float>;
 extern template class Model<double>;
 extern template class SimpleCNN<float>;
 extern template class SimpleCNN<double>;
+extern template class TunedCNN<float>;
+extern template class TunedCNN<double>;
+extern template class ManualCNN<float>;
+extern template class ManualCNN<double>;
 
 }  // namespace mcnn
