@@ -3,6 +3,8 @@
 // gradient, honour max_elements, and fail on a NaN loss.
 #include <boost/test/unit_test.hpp>
 
+#include <tuple>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "mcnn/check/gradcheck.hpp"
+#include "mcnn/check/notebook_layer.hpp"
 #include "mcnn/nn/init.hpp"
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/elementwise.hpp"
@@ -396,6 +399,32 @@ BOOST_AUTO_TEST_CASE(a_non_scalar_loss_is_an_error) {
     BOOST_CHECK_THROW(
         mcnn::gradcheck([](Tape<double>&, const Vars& in) { return tanh(in[0]); }, {{"x", uniform(Shape{2, 2}, rng)}}, {}),
         Error);
+}
+
+// The notebook's hand-made layer: its backward, done right, passes; each of the notebook's two
+// mistakes fails, and the report names the parameter that is wrong while the input passes (the
+// only gradient the notebook's own check compared).
+BOOST_AUTO_TEST_CASE(notebook_layer_faults_are_caught) {
+    const GradCheckReport good = notebook_case(NotebookFault::none).run(1, {});
+    BOOST_TEST(good.passed(), good.table());
+    for (auto [fault, wrong, right] : {std::tuple{NotebookFault::kernel_convolve, "kernels", "bias"},
+                                       std::tuple{NotebookFault::bias_inside_channel_loop, "bias", "kernels"}}) {
+        const GradCheckReport r = notebook_case(fault).run(1, {});
+        BOOST_TEST(!r.passed());
+        for (const GradCheckEntry& e : r.entries) {
+            if (e.name == wrong) BOOST_TEST(!e.passed, e.name << " should fail");
+            else BOOST_TEST(e.passed, e.name << " should pass");  // x and the other parameter
+        }
+        BOOST_REQUIRE(!r.problems.empty());
+        BOOST_TEST(contains(r.problems.front(), std::string("parameter '") + wrong + "'"), r.problems.front());
+    }
+    // The bias fault is exactly N = 3 times too large.
+    const GradCheckReport b = notebook_case(NotebookFault::bias_inside_channel_loop).run(2, {});
+    for (const GradCheckEntry& e : b.entries)
+        if (e.name == "bias") BOOST_TEST(e.worst_analytic == 3 * e.worst_numeric, boost::test_tools::tolerance(1e-6));
+    // Both are reachable by name (gradcheck --node) but not part of "all".
+    BOOST_TEST(node_case("notebook_fault_kernel_grad").name == "notebook_fault_kernel_grad");
+    for (const NodeCase& c : node_cases()) BOOST_TEST(c.name.find("fault") == std::string::npos);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,5 +1,6 @@
 // The per-node gradient-check cases. See mcnn/check/node_cases.hpp.
 #include "mcnn/check/node_cases.hpp"
+#include "mcnn/check/notebook_layer.hpp"
 
 #include <algorithm>
 #include <numeric>
@@ -246,6 +247,7 @@ std::vector<NodeCase> make_cases() {
                  rng, std::move(inputs), {},
                  [labels](Tape<double>&, const Vars& in) { return softmax_cross_entropy(in[0], labels); }, o);
          }});
+    cases.push_back(notebook_case(NotebookFault::none));
     return cases;
 }
 
@@ -257,14 +259,13 @@ const std::vector<NodeCase>& node_cases() {
 }
 
 const NodeCase& node_case(const std::string& name) {
-    const auto& cases = node_cases();
-    const auto it = std::find_if(cases.begin(), cases.end(), [&](const NodeCase& c) { return c.name == name; });
-    if (it == cases.end()) {
-        std::vector<std::string> names;
-        for (const auto& c : cases) names.push_back(c.name);
-        fail("node_case: no gradient check named '{}'; valid names: {}", name, fmt::join(names, ", "));
-    }
-    return *it;
+    for (const auto* list : {&node_cases(), &notebook_fault_cases()})
+        for (const NodeCase& c : *list)
+            if (c.name == name) return c;
+    std::vector<std::string> names;
+    for (const auto* list : {&node_cases(), &notebook_fault_cases()})
+        for (const NodeCase& c : *list) names.push_back(c.name);
+    fail("node_case: no gradient check named '{}'; valid names: {}", name, fmt::join(names, ", "));
 }
 
 }  // namespace mcnn

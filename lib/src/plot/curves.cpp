@@ -6,6 +6,7 @@
 // we know its exit status (gnuplot reading a script from a pipe carries on after an error but exits
 // with status 1), we get its messages for the error, and no temporary file is left behind.
 // The picture is drawn into "<png>.tmp.png" and renamed onto <png> once gnuplot has exited.
+// That machinery (render_png and its helpers, declared in gnuplot.hpp) is shared with images.cpp.
 #include "mcnn/plot/curves.hpp"
 
 #include <fcntl.h>
@@ -33,6 +34,7 @@
 #include <gnuplot-iostream.h>
 
 #include "mcnn/error.hpp"
+#include "gnuplot.hpp"
 
 extern char** environ;
 
@@ -205,27 +207,8 @@ GnuplotResult run_gnuplot(const std::vector<std::string>& args, const std::funct
 // ---------------------------------------------------------------------------------------------
 // Script pieces
 
-/// A gnuplot single-quoted string: no escapes inside except '' for '; control characters (which
-/// would end the command) become spaces.
-std::string quote(std::string_view text) {
-    std::string q = "'";
-    for (const char c : text) {
-        if (c == '\'') q += "''";
-        else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) q += ' ';
-        else q += c;
-    }
-    q += '\'';
-    return q;
-}
-
-std::string trimmed(std::string text, std::size_t max_chars = 4000) {
-    const auto first = text.find_first_not_of(" \t\r\n");
-    if (first == std::string::npos) return {};
-    const auto last = text.find_last_not_of(" \t\r\n");
-    text = text.substr(first, last - first + 1);
-    if (text.size() > max_chars) text = text.substr(0, max_chars) + " [...]";
-    return text;
-}
+using detail::quote;
+using detail::trimmed;
 
 constexpr std::array<const char*, 10> kColours = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                                   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
@@ -351,8 +334,7 @@ void write_script(Gnuplot& gp, const std::string& terminal, const std::string& o
     gp << "set encoding utf8\n";
     gp << fmt::format("set terminal {} size {},{} noenhanced font 'Sans,{}'{}\n", terminal, width, height, font,
                       terminal == "pngcairo" ? " linewidth 1 rounded" : "");
-    // A leading '|' would make gnuplot write into a shell command.
-    gp << "set output " << quote(output.starts_with('|') ? "./" + output : output) << "\n";
+    gp << detail::set_output(output);
     gp << fmt::format("set multiplot layout 1,{}", n);
     if (!title.empty()) gp << " title " << quote(title) << fmt::format(" font ',{}'", font + 3);
     gp << "\n";
@@ -437,45 +419,84 @@ const std::string& png_terminal() {
     return *terminal;
 }
 
-void draw_png(const std::filesystem::path& png, const std::string& title, const std::vector<Chart>& charts, int width,
-              int height) {
+namespace detail {
+
+std::string quote(std::string_view text) {
+    std::string q = "'";
+    for (const char c : text) {
+        if (c == '\'') q += "''";
+        else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) q += ' ';
+        else q += c;
+    }
+    q += '\'';
+    return q;
+}
+
+std::string trimmed(std::string text, std::size_t max_chars) {
+    const auto first = text.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) return {};
+    const auto last = text.find_last_not_of(" \t\r\n");
+    text = text.substr(first, last - first + 1);
+    if (text.size() > max_chars) text = text.substr(0, max_chars) + " [...]";
+    return text;
+}
+
+std::string set_output(const std::string& file) {
+    // A leading '|' would make gnuplot write into a shell command.
+    return "set output " + quote(file.starts_with('|') ? "./" + file : file) + "\n";
+}
+
+void check_png_path(const std::filesystem::path& png, const char* caller) {
     namespace fs = std::filesystem;
-    if (charts.empty()) fail("draw_png {}: no charts to draw", png.string());
-    if (width < 16 || height < 16 || width > 20000 || height > 20000)
-        fail("draw_png {}: size {}x{} out of range (16 to 20000 pixels)", png.string(), width, height);
-    if (png.empty() || !png.has_filename()) fail("draw_png: '{}' is not a file name", png.string());
+    if (png.empty() || !png.has_filename()) fail("{}: '{}' is not a file name", caller, png.string());
     const fs::path dir = png.parent_path();
     std::error_code ec;
     if (!dir.empty() && !fs::is_directory(dir, ec))
-        fail("draw_png {}: directory {} does not exist", png.string(), dir.string());
-    for (const Chart& chart : charts)
-        for (const Series& s : chart.series) (void)finite_points(s, chart);  // size mismatches, before starting
+        fail("{} {}: directory {} does not exist", caller, png.string(), dir.string());
+}
 
+void render_png(const std::filesystem::path& png, const char* caller, const PngScript& script) {
+    namespace fs = std::filesystem;
     const std::string tmp = temp_png_path(png);
     GnuplotResult r;
     try {
         const std::string& terminal = png_terminal();
-        r = run_gnuplot({"gnuplot", "-d"},
-                        [&](Gnuplot& gp) { write_script(gp, terminal, tmp, title, charts, width, height); });
+        r = run_gnuplot({"gnuplot", "-d"}, [&](Gnuplot& gp) { script(gp, terminal, tmp); });
     } catch (const Error& e) {
         remove_temp(tmp);
-        fail("draw_png {}: {}", png.string(), e.what());
+        fail("{} {}: {}", caller, png.string(), e.what());
     } catch (...) {
         remove_temp(tmp);
         throw;
     }
+    std::error_code ec;
     const auto size = fs::file_size(tmp, ec);
     if (r.status != 0 || ec || size == 0) {
         remove_temp(tmp);
         const std::string messages = trimmed(r.messages);
-        fail("draw_png {}: gnuplot failed (exit status {}{}): {}", png.string(), r.status,
+        fail("{} {}: gnuplot failed (exit status {}{}): {}", caller, png.string(), r.status,
              r.status == 0 ? ", no picture written" : "", messages.empty() ? "no message from gnuplot" : messages);
     }
     fs::rename(tmp, png, ec);
     if (ec) {
         remove_temp(tmp);
-        fail("draw_png {}: cannot move {} into place: {}", png.string(), tmp, ec.message());
+        fail("{} {}: cannot move {} into place: {}", caller, png.string(), tmp, ec.message());
     }
+}
+
+}  // namespace detail
+
+void draw_png(const std::filesystem::path& png, const std::string& title, const std::vector<Chart>& charts, int width,
+              int height) {
+    if (charts.empty()) fail("draw_png {}: no charts to draw", png.string());
+    if (width < 16 || height < 16 || width > 20000 || height > 20000)
+        fail("draw_png {}: size {}x{} out of range (16 to 20000 pixels)", png.string(), width, height);
+    detail::check_png_path(png, "draw_png");
+    for (const Chart& chart : charts)
+        for (const Series& s : chart.series) (void)finite_points(s, chart);  // size mismatches, before starting
+    detail::render_png(png, "draw_png", [&](Gnuplot& gp, const std::string& terminal, const std::string& output) {
+        write_script(gp, terminal, output, title, charts, width, height);
+    });
 }
 
 void draw_png(const std::filesystem::path& png, const std::vector<Chart>& charts, int width, int height) {

@@ -26,7 +26,8 @@ struct NodeCase {
 /// Every registered case, in a fixed order (conv first, loss last). Names are unique.
 const std::vector<NodeCase>& node_cases();
 
-/// The case called `name`; throws mcnn::Error listing the valid names when there is none.
+/// The case called `name` (among node_cases() and notebook_fault_cases()); throws mcnn::Error
+/// listing the valid names when there is none.
 const NodeCase& node_case(const std::string& name);
 
 }  // namespace mcnn
