@@ -1,6 +1,9 @@
 // The non-template helpers of support.hpp.
 #include "support.hpp"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -92,5 +95,37 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+namespace {
+
+/// The first "mcnn_test_<pid>_<n>[_<label>]" under the temp directory that this call creates
+/// itself (so it is new and empty); throws std::filesystem::filesystem_error when it cannot.
+std::filesystem::path make_temp_dir(const std::string& label) {
+    namespace fs = std::filesystem;
+    static std::atomic<unsigned long> counter{0};
+    const fs::path base = fs::temp_directory_path();
+    for (;;) {
+        std::string name = fmt::format("mcnn_test_{}_{}", ::getpid(), counter++);
+        if (!label.empty()) name += "_" + label;
+        const fs::path dir = base / name;
+        if (fs::create_directory(dir)) return dir;  // false: it exists already, try the next number
+    }
+}
+
+}  // namespace
+
+TempDir::TempDir(const std::string& label) : path(make_temp_dir(label)) {}
+
+TempDir::~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+}
+
+std::vector<std::string> TempDir::files() const {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(path)) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+}
 
 }  // namespace mcnn::test

@@ -1,5 +1,6 @@
-// Helpers shared by the test suites: random tensors, the scipy fixture file, tensor comparisons
-// and checks on error messages. One copy here; the suites use them through `mcnn::test`.
+// Helpers shared by the test suites: random tensors, the scipy fixture file, tensor comparisons,
+// checks on error messages and temporary directories. One copy here; the suites use them through
+// `mcnn::test`.
 #pragma once
 
 #include <boost/test/unit_test.hpp>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <random>
@@ -129,6 +131,25 @@ std::string error_of(const std::function<void()>& f);
 
 /// Whether `part` occurs in `text`.
 bool contains(const std::string& text, const std::string& part);
+
+// ---- temporary directories ------------------------------------------------------------------
+
+/// A fresh, empty directory under std::filesystem::temp_directory_path(), created on construction
+/// and removed with everything in it on destruction (errors ignored: a destructor never throws).
+/// Its name is unique to the process and the object: "mcnn_test_<pid>_<counter>[_<label>]"; a name
+/// that already exists (left by a crashed process with the same pid) is skipped, never reused.
+class TempDir {
+public:
+    explicit TempDir(const std::string& label = "");
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    /// The names of the entries in the directory (not recursive), sorted.
+    std::vector<std::string> files() const;
+
+    const std::filesystem::path path;
+};
 
 }  // namespace mcnn::test
 

@@ -6,7 +6,6 @@
 // (temp file + rename: no leftovers, old file intact on failure, stale temp files do not matter).
 #include <boost/test/unit_test.hpp>
 
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -20,7 +19,6 @@
 
 #include <csignal>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -33,29 +31,6 @@ using namespace mcnn::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under the system temp directory, removed with everything in it.
-struct TempDir {
-    fs::path dir;
-    TempDir() {
-        static int counter = 0;
-        const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-        dir = fs::temp_directory_path() / fmt::format("mcnn_ckpt_{}_{}_{}", ::getpid(), stamp, counter++);
-        fs::create_directories(dir);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    fs::path operator/(const std::string& name) const { return dir / name; }
-    // Names of the entries in the directory, sorted.
-    std::vector<std::string> listing() const {
-        std::vector<std::string> names;
-        for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
-        std::sort(names.begin(), names.end());
-        return names;
-    }
-};
 
 std::string read_bytes(const fs::path& path) {
     std::ifstream in(path, std::ios::binary);
@@ -177,8 +152,8 @@ BOOST_AUTO_TEST_SUITE(checkpoint)
 BOOST_AUTO_TEST_CASE(round_trip_is_bit_exact_and_keeps_order_and_metadata) {
     TempDir tmp;
     const TensorFile f = sample_file();
-    save_safetensors(tmp / "model.safetensors", f);
-    const TensorFile g = load_safetensors(tmp / "model.safetensors");
+    save_safetensors(tmp.path / "model.safetensors", f);
+    const TensorFile g = load_safetensors(tmp.path / "model.safetensors");
     check_same(g, f);
     BOOST_TEST(g.contains("conv1.kernel"));
     BOOST_TEST(!g.contains("conv2.kernel"));
@@ -189,20 +164,20 @@ BOOST_AUTO_TEST_CASE(round_trip_is_bit_exact_and_keeps_order_and_metadata) {
     CHECK_MESSAGE_HAS(msg, "\"conv1.kernel\"");  // names what there is
 
     // Saving what was read gives the same bytes.
-    save_safetensors(tmp / "again.safetensors", g);
-    BOOST_TEST(read_bytes(tmp / "again.safetensors") == read_bytes(tmp / "model.safetensors"));
+    save_safetensors(tmp.path / "again.safetensors", g);
+    BOOST_TEST(read_bytes(tmp.path / "again.safetensors") == read_bytes(tmp.path / "model.safetensors"));
 
     // No tensors, no metadata: still a valid file.
-    save_safetensors(tmp / "nothing.safetensors", TensorFile{});
-    BOOST_TEST(read_bytes(tmp / "nothing.safetensors") == le64(8) + "{}      ");
-    BOOST_TEST(load_safetensors(tmp / "nothing.safetensors").tensors.empty());
+    save_safetensors(tmp.path / "nothing.safetensors", TensorFile{});
+    BOOST_TEST(read_bytes(tmp.path / "nothing.safetensors") == le64(8) + "{}      ");
+    BOOST_TEST(load_safetensors(tmp.path / "nothing.safetensors").tensors.empty());
 }
 
 BOOST_AUTO_TEST_CASE(bytes_are_exactly_the_spec) {
     TempDir tmp;
     TensorFile f;
     f.tensors.emplace_back("x", Tensor<float>(Shape{2}, std::vector<float>{1.0f, -2.0f}));
-    save_safetensors(tmp / "x.safetensors", f);
+    save_safetensors(tmp.path / "x.safetensors", f);
     // Built by hand from the spec: N = 56 (54 bytes of JSON + 2 spaces of padding), little-endian;
     // the JSON; then 1.0f = 0x3f800000 and -2.0f = 0xc0000000, little-endian.
     const std::string expected = from_hex(
@@ -213,12 +188,12 @@ BOOST_AUTO_TEST_CASE(bytes_are_exactly_the_spec) {
         "0000803f"
         "000000c0");
     BOOST_TEST(expected.size() == 8u + 56u + 8u);
-    const std::string got = read_bytes(tmp / "x.safetensors");
+    const std::string got = read_bytes(tmp.path / "x.safetensors");
     BOOST_TEST(fmt::format("{:02x}", fmt::join(got, "")) == fmt::format("{:02x}", fmt::join(expected, "")));
 
     // And the hand-built bytes read back as [1, -2].
-    write_bytes(tmp / "hand.safetensors", expected);
-    const TensorFile g = load_safetensors(tmp / "hand.safetensors");
+    write_bytes(tmp.path / "hand.safetensors", expected);
+    const TensorFile g = load_safetensors(tmp.path / "hand.safetensors");
     BOOST_TEST_REQUIRE(g.tensors.size() == 1u);
     BOOST_TEST(g.tensors[0].first == "x");
     BOOST_TEST(g.at("x").shape().str() == "[2]");
@@ -229,8 +204,8 @@ BOOST_AUTO_TEST_CASE(bytes_are_exactly_the_spec) {
 BOOST_AUTO_TEST_CASE(header_is_json_and_offsets_tile_the_data) {
     TempDir tmp;
     const TensorFile f = sample_file();
-    save_safetensors(tmp / "m.safetensors", f);
-    const std::string bytes = read_bytes(tmp / "m.safetensors");
+    save_safetensors(tmp.path / "m.safetensors", f);
+    const std::string bytes = read_bytes(tmp.path / "m.safetensors");
     const std::uint64_t n = read_le64(bytes);
     BOOST_TEST(n % 8 == 0u);
     BOOST_TEST_REQUIRE(8 + n <= bytes.size());
@@ -268,8 +243,8 @@ BOOST_AUTO_TEST_CASE(reads_other_valid_spellings) {
         "z": {"dtype": "F32", "shape": [0, 4], "data_offsets": [24, 24]},
         "s": {"dtype": "F32", "shape": [], "data_offsets": [24, 28]} }
 )";
-    write_bytes(tmp / "h.safetensors", st_file(header, f32_bytes({1, 2, 3, 4, 5, 6, -7.5f})));
-    const TensorFile g = load_safetensors(tmp / "h.safetensors");
+    write_bytes(tmp.path / "h.safetensors", st_file(header, f32_bytes({1, 2, 3, 4, 5, 6, -7.5f})));
+    const TensorFile g = load_safetensors(tmp.path / "h.safetensors");
     BOOST_TEST_REQUIRE(g.tensors.size() == 4u);
     BOOST_TEST(g.tensors[0].first == "a");
     BOOST_TEST(g.tensors[1].first == "b");
@@ -323,17 +298,18 @@ y = np.frombuffer(data[s["data_offsets"][0]:s["data_offsets"][1]], dtype="<f4").
 assert y.shape == () and y == np.float32(-9), y
 assert s["data_offsets"][1] == len(data)
 )PY";
-    write_bytes(tmp / "check.py", script);
+    write_bytes(tmp.path / "check.py", script);
     TensorFile ours;
     ours.tensors.emplace_back("w", Tensor<float>(Shape{2, 2}, std::vector<float>{1, -2, 0.5f, 3e38f}));
     ours.tensors.emplace_back("s", Tensor<float>(Shape{}, std::vector<float>{-9}));
     ours.metadata["step"] = "12";
-    save_safetensors(tmp / "ours.safetensors", ours);
-    const std::string cmd = fmt::format("/usr/bin/python3 '{}' '{}' '{}'", (tmp / "check.py").string(),
-                                        (tmp / "ours.safetensors").string(), (tmp / "theirs.safetensors").string());
+    save_safetensors(tmp.path / "ours.safetensors", ours);
+    const std::string cmd =
+        fmt::format("/usr/bin/python3 '{}' '{}' '{}'", (tmp.path / "check.py").string(),
+                    (tmp.path / "ours.safetensors").string(), (tmp.path / "theirs.safetensors").string());
     BOOST_TEST_REQUIRE(std::system(cmd.c_str()) == 0, "python check failed: " << cmd);
 
-    const TensorFile theirs = load_safetensors(tmp / "theirs.safetensors");
+    const TensorFile theirs = load_safetensors(tmp.path / "theirs.safetensors");
     BOOST_TEST_REQUIRE(theirs.tensors.size() == 2u);
     BOOST_TEST(theirs.tensors[0].first == "a");
     BOOST_TEST(theirs.at("a").shape().str() == "[2, 3]");
@@ -383,7 +359,7 @@ BOOST_AUTO_TEST_CASE(malformed_files_are_refused_naming_file_and_problem) {
     };
     for (const Case& c : cases) {
         BOOST_TEST_CONTEXT(c.what) {
-            const fs::path path = tmp / "bad.safetensors";
+            const fs::path path = tmp.path / "bad.safetensors";
             write_bytes(path, c.bytes);
             const std::string msg = error_of([&] { load_safetensors(path); });
             CHECK_MESSAGE_HAS(msg, path.string());
@@ -393,24 +369,24 @@ BOOST_AUTO_TEST_CASE(malformed_files_are_refused_naming_file_and_problem) {
 
     // A good file cut by one byte.
     TensorFile f = sample_file();
-    save_safetensors(tmp / "good.safetensors", f);
-    std::string bytes = read_bytes(tmp / "good.safetensors");
+    save_safetensors(tmp.path / "good.safetensors", f);
+    std::string bytes = read_bytes(tmp.path / "good.safetensors");
     bytes.pop_back();
-    write_bytes(tmp / "cut.safetensors", bytes);
-    std::string msg = error_of([&] { load_safetensors(tmp / "cut.safetensors"); });
-    CHECK_MESSAGE_HAS(msg, (tmp / "cut.safetensors").string());
+    write_bytes(tmp.path / "cut.safetensors", bytes);
+    std::string msg = error_of([&] { load_safetensors(tmp.path / "cut.safetensors"); });
+    CHECK_MESSAGE_HAS(msg, (tmp.path / "cut.safetensors").string());
     CHECK_MESSAGE_HAS(msg, "truncated");
 
-    msg = error_of([&] { load_safetensors(tmp / "missing.safetensors"); });
-    CHECK_MESSAGE_HAS(msg, (tmp / "missing.safetensors").string());
+    msg = error_of([&] { load_safetensors(tmp.path / "missing.safetensors"); });
+    CHECK_MESSAGE_HAS(msg, (tmp.path / "missing.safetensors").string());
     CHECK_MESSAGE_HAS(msg, "no such file");
-    msg = error_of([&] { load_safetensors(tmp.dir); });
+    msg = error_of([&] { load_safetensors(tmp.path); });
     CHECK_MESSAGE_HAS(msg, "is a directory");
 }
 
 BOOST_AUTO_TEST_CASE(bad_tensor_files_are_refused_on_save) {
     TempDir tmp;
-    const fs::path path = tmp / "bad.safetensors";
+    const fs::path path = tmp.path / "bad.safetensors";
     const Tensor<float> t(Shape{2}, 1.0f);
     TensorFile f;
     f.tensors = {{"a", t}, {"", t}};
@@ -421,12 +397,12 @@ BOOST_AUTO_TEST_CASE(bad_tensor_files_are_refused_on_save) {
     CHECK_MESSAGE_HAS(error_of([&] { save_safetensors(path, f); }), "reserved");
     f.tensors = {{"bad\xff", t}};
     CHECK_MESSAGE_HAS(error_of([&] { save_safetensors(path, f); }), "UTF-8");
-    BOOST_TEST(tmp.listing().empty());  // nothing was written
+    BOOST_TEST(tmp.files().empty());  // nothing was written
 }
 
 BOOST_AUTO_TEST_CASE(saving_replaces_atomically_and_leaves_no_temp_file) {
     TempDir tmp;
-    const fs::path path = tmp / "ckpt.safetensors";
+    const fs::path path = tmp.path / "ckpt.safetensors";
     TensorFile first;
     first.tensors.emplace_back("w", Tensor<float>(Shape{100}, 1.0f));
     save_safetensors(path, first);
@@ -435,19 +411,19 @@ BOOST_AUTO_TEST_CASE(saving_replaces_atomically_and_leaves_no_temp_file) {
     second.metadata["epoch"] = "2";
     save_safetensors(path, second);
     check_same(load_safetensors(path), second);
-    BOOST_TEST((tmp.listing() == std::vector<std::string>{"ckpt.safetensors"}));
+    BOOST_TEST((tmp.files() == std::vector<std::string>{"ckpt.safetensors"}));
 
     // A relative path (no directory part) works too.
     const fs::path cwd = fs::current_path();
-    fs::current_path(tmp.dir);
+    fs::current_path(tmp.path);
     save_safetensors("rel.safetensors", second);
     fs::current_path(cwd);
-    check_same(load_safetensors(tmp / "rel.safetensors"), second);
+    check_same(load_safetensors(tmp.path / "rel.safetensors"), second);
 }
 
 BOOST_AUTO_TEST_CASE(failed_saves_leave_the_old_file_and_no_temp_file) {
     TempDir tmp;
-    const fs::path path = tmp / "ckpt.safetensors";
+    const fs::path path = tmp.path / "ckpt.safetensors";
     TensorFile old;
     old.tensors.emplace_back("w", Tensor<float>(Shape{4}, 1.0f));
     save_safetensors(path, old);
@@ -457,18 +433,18 @@ BOOST_AUTO_TEST_CASE(failed_saves_leave_the_old_file_and_no_temp_file) {
     big.tensors.emplace_back("w", Tensor<float>(Shape{256, 256}, 3.0f));  // 256 KiB
 
     // Into a directory that does not exist.
-    const fs::path nowhere = tmp / "no" / "such" / "dir" / "ckpt.safetensors";
+    const fs::path nowhere = tmp.path / "no" / "such" / "dir" / "ckpt.safetensors";
     std::string msg = error_of([&] { save_safetensors(nowhere, big); });
     CHECK_MESSAGE_HAS(msg, nowhere.string());
     CHECK_MESSAGE_HAS(msg, "does the directory");
-    BOOST_TEST(!fs::exists(tmp / "no"));
+    BOOST_TEST(!fs::exists(tmp.path / "no"));
 
     // Over something rename cannot replace (a non-empty directory).
-    fs::create_directories(tmp / "adir" / "inside");
-    msg = error_of([&] { save_safetensors(tmp / "adir", big); });
-    CHECK_MESSAGE_HAS(msg, (tmp / "adir").string());
-    BOOST_TEST(fs::is_directory(tmp / "adir" / "inside"));
-    BOOST_TEST(!fs::exists(tmp / "adir.tmp"));
+    fs::create_directories(tmp.path / "adir" / "inside");
+    msg = error_of([&] { save_safetensors(tmp.path / "adir", big); });
+    CHECK_MESSAGE_HAS(msg, (tmp.path / "adir").string());
+    BOOST_TEST(fs::is_directory(tmp.path / "adir" / "inside"));
+    BOOST_TEST(!fs::exists(tmp.path / "adir.tmp"));
 
     // A write that fails half way (the file-size limit stands in for a full disk).
     {
@@ -478,12 +454,12 @@ BOOST_AUTO_TEST_CASE(failed_saves_leave_the_old_file_and_no_temp_file) {
     CHECK_MESSAGE_HAS(msg, path.string());
     CHECK_MESSAGE_HAS(msg, "failed after");
     BOOST_TEST(read_bytes(path) == old_bytes);
-    BOOST_TEST((tmp.listing() == std::vector<std::string>{"adir", "ckpt.safetensors"}));
+    BOOST_TEST((tmp.files() == std::vector<std::string>{"adir", "ckpt.safetensors"}));
 }
 
 BOOST_AUTO_TEST_CASE(stale_temp_file_does_not_break_the_next_save) {
     TempDir tmp;
-    const fs::path path = tmp / "ckpt.safetensors";
+    const fs::path path = tmp.path / "ckpt.safetensors";
     fs::path stale = path;
     stale += ".tmp";
     write_bytes(stale, std::string(100000, 'x'));  // half a checkpoint from a crashed save

@@ -3,10 +3,7 @@
 // own small files in a temporary folder; one test reads the real data set when it is there.
 #include <boost/test/unit_test.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -27,26 +24,9 @@ namespace fs = std::filesystem;
 using namespace mcnn;
 using namespace mcnn::data;
 using mcnn::test::error_of;
+using mcnn::test::TempDir;
 
 namespace {
-
-/// A fresh folder under the system's temporary directory, removed (with its contents) at scope end.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static int counter = 0;
-        path = fs::temp_directory_path() /
-               fmt::format("mcnn-test-data-{}-{}-{}", ::getpid(), counter++,
-                           std::chrono::steady_clock::now().time_since_epoch().count());
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-};
 
 /// Restores $CIFAR10_DIR as it was.
 struct EnvGuard {

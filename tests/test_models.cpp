@@ -205,4 +205,42 @@ BOOST_AUTO_TEST_CASE(simple_cnn_reference_path_gradient_check_sampled) {
     for (const GradCheckEntry& e : report.entries) BOOST_TEST(e.checked == std::min<std::size_t>(150, e.shape.numel()), e.name);
 }
 
+BOOST_AUTO_TEST_CASE(tuned_and_manual_models_have_the_notebooks_shapes) {
+    Rng rng(0);
+    TunedCNN<float> tuned(rng);
+    BOOST_TEST(tuned.parameter_count() == 1187978u);
+    BOOST_TEST(tuned.conv3.weight.value.shape() == (Shape{128, 64, 5, 5}));
+    BOOST_TEST(tuned.fc1.weight.value.shape() == (Shape{256, 3200}));
+    ManualCNN<float> manual(rng);
+    BOOST_TEST(manual.parameter_count() == 68288u);
+    BOOST_TEST(manual.conv1.bias.value.shape() == (Shape{6, 28, 28}));
+    BOOST_TEST(manual.conv2.bias.value.shape() == (Shape{16, 10, 10}));
+    BOOST_TEST((manual.conv1.bias.value.array() == 0.0f).all());  // the notebook's untied bias starts at zero
+    BOOST_TEST(manual.conv1.weight.value.array().abs().maxCoeff() <= std::sqrt(1.0f / 75.0f));
+    BOOST_TEST((manual.conv1.spec().path == ConvPath::reference));
+    for (Model<float>* m : std::initializer_list<Model<float>*>{&tuned, &manual}) {
+        Tape<float> tape(Tape<float>::Mode::inference);
+        const Var<float> y = m->forward(tape.constant(random_images(3, 5).cast<float>()));
+        BOOST_TEST(y.shape() == (Shape{3, 10}), m->name());
+    }
+    BOOST_TEST(make_model<float>("tuned", rng)->name() == "tuned");
+    BOOST_TEST(contains(error_of([&] { make_model<float>("resnet", rng); }), "simple, tuned, manual"));
+}
+
+// Every parameter of the two other models, sampled (their full checks take minutes).
+BOOST_AUTO_TEST_CASE(tuned_and_manual_gradients_check_sampled) {
+    for (const char* name : {"tuned", "manual"}) {
+        Rng rng(31);
+        auto model = make_model<double>(name, rng, default_conv_path(name));
+        const std::vector<int> labels{1, 8};
+        GradCheckOptions options;
+        options.max_elements = 12;
+        const GradCheckReport r = mcnn::gradcheck(
+            [&](Tape<double>&, const std::vector<Var<double>>& in) { return softmax_cross_entropy(model->forward(in[0]), labels); },
+            {{"images", random_images(2, 32)}}, model->parameters(), options);
+        BOOST_TEST(r.passed(), name << "\n" << r.table());
+        BOOST_TEST(r.entries.size() == 1 + model->parameters().size());
+    }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

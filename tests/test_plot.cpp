@@ -1,7 +1,5 @@
 #include <boost/test/unit_test.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -16,32 +14,14 @@
 
 #include "mcnn/error.hpp"
 #include "mcnn/plot/curves.hpp"
+#include "support.hpp"
 
 using namespace mcnn;
 using namespace mcnn::plot;
+using mcnn::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-/// A fresh, empty directory for one test, removed with everything in it at the end.
-struct TempDir {
-    fs::path path;
-    explicit TempDir(const std::string& name) {
-        path = fs::temp_directory_path() / fs::path("mcnn_test_plot_" + name + "_" + std::to_string(::getpid()));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    /// The names of the files in the directory.
-    std::vector<std::string> files() const {
-        std::vector<std::string> names;
-        for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
-        return names;
-    }
-};
 
 struct PngInfo {
     bool signature = false;

@@ -2,8 +2,6 @@
 // whose classes differ by colour (so a few epochs learn it).
 #include <boost/test/unit_test.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -42,18 +40,6 @@ data::Cifar10 synthetic_cifar() {
     for (int k = 0; k < data::class_count; ++k) c.class_names.push_back("class" + std::to_string(k));
     return c;
 }
-
-struct TempDir {
-    fs::path path;
-    TempDir() : path(fs::temp_directory_path() / ("mcnn_train_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++))) {
-        fs::remove_all(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    static int& counter() {
-        static int n = 0;
-        return n;
-    }
-};
 
 TrainConfig small_config(const fs::path& dir) {
     TrainConfig c;
@@ -111,10 +97,11 @@ BOOST_AUTO_TEST_CASE(config_round_trips_and_rejects_bad_fields) {
 }
 
 BOOST_AUTO_TEST_CASE(short_run_learns_and_writes_the_run_folder) {
-    TempDir tmp;
+    const TempDir tmp;
+    const fs::path run = tmp.path / "run";  // not there yet: train creates it
     const data::Cifar10 cifar = synthetic_cifar();
     std::FILE* devnull = std::fopen("/dev/null", "w");
-    const TrainResult r = train(small_config(tmp.path), cifar, false, devnull);
+    const TrainResult r = train(small_config(run), cifar, false, devnull);
     std::fclose(devnull);
     // the loss falls: first report vs last report
     std::vector<double> losses;
@@ -127,49 +114,49 @@ BOOST_AUTO_TEST_CASE(short_run_learns_and_writes_the_run_folder) {
     BOOST_TEST(r.steps == 3 * 30);
     BOOST_TEST(r.train_images == 3 * 240);
     for (const char* f : {"config.json", "summary.txt", "log.csv", "checkpoint.safetensors", "metrics.json"})
-        BOOST_TEST(fs::exists(tmp.path / f), f);
-    BOOST_TEST(!fs::exists(tmp.path / "checkpoint.safetensors.tmp"));
-    const std::vector<LogRow> log = read_log(tmp.path / "log.csv");
+        BOOST_TEST(fs::exists(run / f), f);
+    BOOST_TEST(!fs::exists(run / "checkpoint.safetensors.tmp"));
+    const std::vector<LogRow> log = read_log(run / "log.csv");
     BOOST_TEST(log.size() == r.log.size());
     BOOST_TEST(std::count_if(log.begin(), log.end(), [](const LogRow& x) { return x.kind == "test"; }) == 3);
-    BOOST_TEST(contains(read(tmp.path / "metrics.json"), "\"confusion\""));
+    BOOST_TEST(contains(read(run / "metrics.json"), "\"confusion\""));
     // a second run into the same folder is refused: nothing is overwritten
-    BOOST_TEST(contains(error_of([&] { train(small_config(tmp.path), cifar, false, nullptr); }), "--resume"));
+    BOOST_TEST(contains(error_of([&] { train(small_config(run), cifar, false, nullptr); }), "--resume"));
 }
 
 BOOST_AUTO_TEST_CASE(resume_continues_exactly_where_the_checkpoint_left) {
     const data::Cifar10 cifar = synthetic_cifar();
     std::FILE* devnull = std::fopen("/dev/null", "w");
-    TempDir straight, broken;
-    const TrainResult full = train(small_config(straight.path), cifar, false, devnull);
+    const TempDir tmp;
+    const fs::path straight = tmp.path / "straight", broken = tmp.path / "broken";  // train creates them
+    const TrainResult full = train(small_config(straight), cifar, false, devnull);
 
-    TrainConfig first = small_config(broken.path);
+    TrainConfig first = small_config(broken);
     first.epochs = 1;  // the "interrupted" run: one epoch, then stop
     train(first, cifar, false, devnull);
     // a half-written log line from the lost epoch must be dropped on resume
-    { std::ofstream(broken.path / "log.csv", std::ios::app) << "train,2,999,9999,1.0,10.0,1.0,1.0\n"; }
-    const TrainResult resumed = train(small_config(broken.path), cifar, true, devnull);
+    { std::ofstream(broken / "log.csv", std::ios::app) << "train,2,999,9999,1.0,10.0,1.0,1.0\n"; }
+    const TrainResult resumed = train(small_config(broken), cifar, true, devnull);
     std::fclose(devnull);
 
     BOOST_TEST(resumed.steps == full.steps);
     BOOST_TEST(resumed.test.accuracy == full.test.accuracy);
     BOOST_TEST(resumed.test.loss == full.test.loss, boost::test_tools::tolerance(1e-6));
-    const TensorFile a = load_safetensors(straight.path / "checkpoint.safetensors");
-    const TensorFile b = load_safetensors(broken.path / "checkpoint.safetensors");
+    const TensorFile a = load_safetensors(straight / "checkpoint.safetensors");
+    const TensorFile b = load_safetensors(broken / "checkpoint.safetensors");
     BOOST_REQUIRE(a.tensors.size() == b.tensors.size());
     for (std::size_t i = 0; i < a.tensors.size(); ++i) {
         BOOST_TEST(a.tensors[i].first == b.tensors[i].first);
         const double diff = (a.tensors[i].second.array() - b.tensors[i].second.array()).abs().maxCoeff();
         BOOST_TEST(diff <= 1e-6, a.tensors[i].first << " differs by " << diff);
     }
-    const std::vector<LogRow> log = read_log(broken.path / "log.csv");
+    const std::vector<LogRow> log = read_log(broken / "log.csv");
     BOOST_TEST(std::none_of(log.begin(), log.end(), [](const LogRow& r) { return r.step == 999; }));
     BOOST_TEST(log.size() == full.log.size());
 }
 
 BOOST_AUTO_TEST_CASE(checkpoint_round_trip_and_bad_checkpoints) {
-    TempDir tmp;
-    fs::create_directories(tmp.path);
+    const TempDir tmp;
     const fs::path path = tmp.path / "c.safetensors";
     Rng rng(3);
     SimpleCNN<float> model(rng);
@@ -214,8 +201,9 @@ BOOST_AUTO_TEST_CASE(checkpoint_round_trip_and_bad_checkpoints) {
 }
 
 BOOST_AUTO_TEST_CASE(resume_without_checkpoint_is_an_error) {
-    TempDir tmp;
-    const std::string msg = error_of([&] { train(small_config(tmp.path), synthetic_cifar(), true, nullptr); });
+    const TempDir tmp;
+    const fs::path run = tmp.path / "run";  // a run folder that does not exist
+    const std::string msg = error_of([&] { train(small_config(run), synthetic_cifar(), true, nullptr); });
     BOOST_TEST(contains(msg, "cannot resume"));
 }
 

@@ -2,8 +2,6 @@
 // the visualize app draws, built from small random models and images.
 #include <boost/test/unit_test.hpp>
 
-#include <unistd.h>
-
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -19,29 +17,10 @@
 
 using namespace mcnn;
 using namespace mcnn::plot;
+using mcnn::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-/// A fresh, empty directory for one test, removed with everything in it at the end.
-struct TempDir {
-    fs::path path;
-    explicit TempDir(const std::string& name) {
-        path = fs::temp_directory_path() / fs::path("mcnn_test_visualize_" + name + "_" + std::to_string(::getpid()));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::vector<std::string> files() const {
-        std::vector<std::string> names;
-        for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
-        std::sort(names.begin(), names.end());
-        return names;
-    }
-};
 
 /// The width and height in the IHDR chunk of a PNG (0 x 0 when it is not a PNG).
 PixelSize png_size(const fs::path& file) {

@@ -16,9 +16,9 @@ std::size_t Model<T>::parameter_count() {
 }
 
 template <class T>
-SimpleCNN<T>::SimpleCNN(Rng& rng, ConvPath path)
-    : conv1("conv1", {.in_channels = 3, .out_channels = 6, .kernel = 5, .path = path}, rng),
-      conv2("conv2", {.in_channels = 6, .out_channels = 16, .kernel = 5, .path = path}, rng),
+SimpleCNN<T>::SimpleCNN(Rng& rng, ConvPath path, BiasKind bias)
+    : conv1("conv1", {.in_channels = 3, .out_channels = 6, .kernel = 5, .bias = bias, .in_size = 32, .path = path}, rng),
+      conv2("conv2", {.in_channels = 6, .out_channels = 16, .kernel = 5, .bias = bias, .in_size = 14, .path = path}, rng),
       fc1("fc1", 16 * 5 * 5, 120, rng),
       fc2("fc2", 120, 84, rng),
       fc3("fc3", 84, 10, rng) {}
@@ -75,35 +75,6 @@ std::vector<Parameter<T>*> TunedCNN<T>::parameters() {
 template <class T>
 void TunedCNN<T>::set_conv_path(ConvPath path) {
     for (Conv2d<T>* c : {&conv1, &conv2, &conv3}) c->set_path(path);
-}
-
-template <class T>
-ManualCNN<T>::ManualCNN(Rng& rng, ConvPath path)
-    : conv1("conv1", {.in_channels = 3, .out_channels = 6, .kernel = 5, .bias = BiasKind::untied, .in_size = 32, .path = path}, rng),
-      conv2("conv2", {.in_channels = 6, .out_channels = 16, .kernel = 5, .bias = BiasKind::untied, .in_size = 14, .path = path}, rng),
-      fc1("fc1", 16 * 5 * 5, 120, rng),
-      fc2("fc2", 120, 84, rng),
-      fc3("fc3", 84, 10, rng) {}
-
-template <class T>
-Var<T> ManualCNN<T>::forward(const Var<T>& x) {
-    Var<T> h = max_pool2d(relu(conv1(x)), 2);  // B x 6 x 14 x 14
-    h = max_pool2d(relu(conv2(h)), 2);         // B x 16 x 5 x 5
-    h = relu(fc1(flatten(h)));                 // B x 120
-    h = relu(fc2(h));                          // B x 84
-    return fc3(h);                             // B x 10
-}
-
-template <class T>
-std::vector<Parameter<T>*> ManualCNN<T>::parameters() {
-    return {&conv1.weight, &conv1.bias, &conv2.weight, &conv2.bias, &fc1.weight,
-            &fc1.bias,     &fc2.weight, &fc2.bias,     &fc3.weight, &fc3.bias};
-}
-
-template <class T>
-void ManualCNN<T>::set_conv_path(ConvPath path) {
-    conv1.set_path(path);
-    conv2.set_path(path);
 }
 
 std::vector<std::string> model_names() { return {"simple", "tuned", "manual"}; }

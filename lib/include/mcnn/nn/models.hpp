@@ -24,11 +24,12 @@ public:
 };
 
 /// The notebook's SimpleCNN (LeNet-style): conv 3->6 k5, relu, pool 2, conv 6->16 k5, relu, pool 2,
-/// flatten, fc 400->120, relu, fc 120->84, relu, fc 84->10. 62,006 parameters.
+/// flatten, fc 400->120, relu, fc 120->84, relu, fc 84->10. 62,006 parameters. `bias` picks the
+/// convs' bias (ManualCNN is this graph with untied biases).
 template <class T>
 class SimpleCNN : public Model<T> {
 public:
-    explicit SimpleCNN(Rng& rng, ConvPath path = ConvPath::fast);
+    explicit SimpleCNN(Rng& rng, ConvPath path = ConvPath::fast, BiasKind bias = BiasKind::tied);
     std::string name() const override { return "simple"; }
     Var<T> forward(const Var<T>& x) override;
     std::vector<Parameter<T>*> parameters() override;
@@ -59,16 +60,10 @@ public:
 /// zero), kernels drawn from U(-sqrt(1/(N F F)), sqrt(1/(N F F))). 68,288 parameters (SimpleCNN's
 /// 62,006 less 22 tied biases plus 4,704 + 1,600 untied ones).
 template <class T>
-class ManualCNN : public Model<T> {
+class ManualCNN : public SimpleCNN<T> {
 public:
-    explicit ManualCNN(Rng& rng, ConvPath path = ConvPath::reference);
+    explicit ManualCNN(Rng& rng, ConvPath path = ConvPath::reference) : SimpleCNN<T>(rng, path, BiasKind::untied) {}
     std::string name() const override { return "manual"; }
-    Var<T> forward(const Var<T>& x) override;
-    std::vector<Parameter<T>*> parameters() override;
-    void set_conv_path(ConvPath path) override;
-
-    Conv2d<T> conv1, conv2;
-    Linear<T> fc1, fc2, fc3;
 };
 
 /// The conv path a model runs unless told otherwise: reference for "manual", fast for the others.
