@@ -245,15 +245,15 @@ namespace {
 // Owns "<path>.tmp" while it is being written: closes it and removes it unless committed.
 class TempFile {
 public:
-    TempFile(fs::path tmp, const std::string& p) : tmp_(std::move(tmp)), p_(p) {
+    TempFile(fs::path tmp, const char* op, const std::string& p) : tmp_(std::move(tmp)), op_(op), p_(p) {
         // A stale temp file from a crashed save is replaced, whatever its permissions.
         if (::unlink(tmp_.c_str()) != 0 && errno != ENOENT)
-            fail("save_safetensors {}: cannot remove the stale temporary file {}: {}", p_, tmp_.string(),
+            fail("{} {}: cannot remove the stale temporary file {}: {}", op_, p_, tmp_.string(),
                  errno_text(errno));
         fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd_ < 0) {
             const int err = errno;
-            fail("save_safetensors {}: cannot create the temporary file {}: {}{}", p_, tmp_.string(), errno_text(err),
+            fail("{} {}: cannot create the temporary file {}: {}{}", op_, p_, tmp_.string(), errno_text(err),
                  err == ENOENT ? fmt::format(" (does the directory {} exist?)", tmp_.parent_path().string()) : "");
         }
         created_ = true;
@@ -271,7 +271,7 @@ public:
             if (w < 0 && errno == EINTR) continue;
             if (w <= 0) {
                 const int err = w < 0 ? errno : ENOSPC;
-                fail("save_safetensors {}: writing the temporary file {} failed after {} bytes: {}{}", p_, tmp_.string(),
+                fail("{} {}: writing the temporary file {} failed after {} bytes: {}{}", op_, p_, tmp_.string(),
                      written_, errno_text(err), err == ENOSPC || err == EDQUOT ? " (disk full)" : "");
             }
             data += w;
@@ -283,18 +283,19 @@ public:
     // fsync + close + rename over `target`; afterwards the temporary file is gone.
     void commit(const fs::path& target) {
         if (::fsync(fd_) != 0)
-            fail("save_safetensors {}: fsync of the temporary file {} failed: {}", p_, tmp_.string(), errno_text(errno));
+            fail("{} {}: fsync of the temporary file {} failed: {}", op_, p_, tmp_.string(), errno_text(errno));
         const int fd = fd_;
         fd_ = -1;
         if (::close(fd) != 0)
-            fail("save_safetensors {}: closing the temporary file {} failed: {}", p_, tmp_.string(), errno_text(errno));
+            fail("{} {}: closing the temporary file {} failed: {}", op_, p_, tmp_.string(), errno_text(errno));
         if (::rename(tmp_.c_str(), target.c_str()) != 0)
-            fail("save_safetensors {}: cannot rename {} over it: {}", p_, tmp_.string(), errno_text(errno));
+            fail("{} {}: cannot rename {} over it: {}", op_, p_, tmp_.string(), errno_text(errno));
         created_ = false;
     }
 
 private:
     fs::path tmp_;
+    const char* op_;
     std::string p_;
     int fd_ = -1;
     bool created_ = false;
@@ -354,7 +355,7 @@ void save_safetensors(const fs::path& path, const TensorFile& file) {
 
     fs::path tmp = path;
     tmp += ".tmp";
-    TempFile out(tmp, p);
+    TempFile out(tmp, "save_safetensors", p);
     out.write(len_bytes, 8);
     out.write(text.data(), text.size());
     std::vector<char> swapped;
@@ -367,6 +368,17 @@ void save_safetensors(const fs::path& path, const TensorFile& file) {
         }
         out.write(bytes, 4 * t.numel());
     }
+    out.commit(path);
+    sync_directory(path.has_parent_path() ? path.parent_path() : fs::path("."));
+}
+
+void write_file_atomically(const fs::path& path, std::string_view bytes) {
+    const std::string p = path.string();
+    if (path.empty() || !path.has_filename()) fail("write {}: path names no file", p);
+    fs::path tmp = path;
+    tmp += ".tmp";
+    TempFile out(tmp, "write", p);
+    out.write(bytes.data(), bytes.size());
     out.commit(path);
     sync_directory(path.has_parent_path() ? path.parent_path() : fs::path("."));
 }

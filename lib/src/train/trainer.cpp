@@ -24,18 +24,6 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 const char* conv_name(ConvPath p) { return p == ConvPath::fast ? "fast" : "reference"; }
 
-// Writes `text` to `path` through a temp file and a rename, so readers never see half a file.
-void write_atomically(const std::filesystem::path& path, const std::string& text) {
-    const std::filesystem::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        f << text;
-        f.flush();
-        if (!f) fail("cannot write {}", tmp.string());
-    }
-    std::filesystem::rename(tmp, path);
-}
-
 const std::string csv_header = "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s";
 
 std::string csv_line(const LogRow& r) {
@@ -263,13 +251,13 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
         if (fs::exists(ckpt))
             fail("{} already holds a run (checkpoint.safetensors); use --resume to continue it or choose another run folder",
                  dir.string());
-        write_atomically(dir / "summary.txt", summary(*model));
+        write_file_atomically(dir / "summary.txt", summary(*model));
     }
-    write_atomically(dir / "config.json", config.to_json() + "\n");
+    write_file_atomically(dir / "config.json", config.to_json() + "\n");
     {
         std::string text = csv_header + "\n";
         for (const LogRow& r : result.log) text += csv_line(r) + "\n";
-        write_atomically(log_path, text);
+        write_file_atomically(log_path, text);
     }
     std::ofstream log_file(log_path, std::ios::app);
     auto add_row = [&](const LogRow& r) {
@@ -337,7 +325,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
             }
         }
         progress.finish();
-        const Evaluation ev = evaluate(*model, eval_set, norm, config.eval_batch);
+        Evaluation ev = evaluate(*model, eval_set, norm, config.eval_batch);
         add_row({eval_name, epoch + 1, result.steps, result.train_images, ev.loss, ev.accuracy, ev.images_per_second(),
                  result.train_seconds});
         progress.line(fmt::format("epoch {}: {} loss {:.3f}, {} accuracy {:.2f} % ({} images, {:.0f} img/s)", epoch + 1, eval_name,
@@ -349,11 +337,12 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
                          {"train_seconds", fmt::format("{:.6f}", result.train_seconds)},
                          {"config", config.to_json()}});
         redraw();
+        if (!config.validation) result.test = std::move(ev);  // the test set: this is the final report if last
     }
     result.epochs_done = config.epochs;
 
-    // Final report on the test set.
-    result.test = evaluate(*model, data.test, norm, config.eval_batch);
+    // Final report on the test set (already measured when the last epoch was evaluated on it).
+    if (config.validation || first_epoch >= config.epochs) result.test = evaluate(*model, data.test, norm, config.eval_batch);
     if (config.validation)
         add_row({"test", config.epochs, result.steps, result.train_images, result.test.loss, result.test.accuracy,
                  result.test.images_per_second(), result.train_seconds});
@@ -378,7 +367,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
                     {"per_class_accuracy", result.test.per_class_accuracy()},
                     {"confusion", result.test.confusion},
                     {"config", json::parse(config.to_json())}};
-    write_atomically(dir / "metrics.json", metrics.dump(2) + "\n");
+    write_file_atomically(dir / "metrics.json", metrics.dump(2) + "\n");
     return result;
 }
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mcnn/tensor.hpp"
@@ -26,6 +27,10 @@ struct TensorFile {
 
 /// Writes `file` to `path` atomically (temp file + fsync + rename). Names must be unique and non-empty.
 void save_safetensors(const std::filesystem::path& path, const TensorFile& file);
+
+/// Writes `bytes` to `path` the same way (temp file + fsync + rename): readers see the old file or
+/// the new one, never half of one. Throws naming the path on failure, leaving no temp file.
+void write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
 
 /// Reads a safetensors file with F32 tensors. Throws mcnn::Error naming the path and what is wrong:
 /// missing file, shorter than its header says (truncated), header not valid JSON, unsupported
