@@ -1,8 +1,15 @@
 #include "mcnn/tape.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 namespace mcnn {
+
+OpProfile::Entry& OpProfile::at(const char* op) {
+    for (Entry& e : entries)
+        if (e.op == op || std::strcmp(e.op, op) == 0) return e;
+    return entries.emplace_back(Entry{op});
+}
 
 template <class T>
 const Tensor<T>& Var<T>::value() const {
@@ -58,6 +65,13 @@ Var<T> Tape<T>::record(const char* op, Tensor<T> value, std::initializer_list<Va
         if (in.tape() != this) fail("{}: an input comes from another tape", op);
         any_grad = any_grad || in.requires_grad();
     }
+    if (profile_) {
+        const auto now = std::chrono::steady_clock::now();
+        OpProfile::Entry& e = profile_->at(op);
+        e.forward_s += std::chrono::duration<double>(now - last_event_).count();
+        ++e.forward_calls;
+        last_event_ = now;
+    }
     auto shared = std::make_shared<const Tensor<T>>(std::move(value));
     if (!recording() || !any_grad) return Var<T>(this, -1, std::move(shared));
     Node node;
@@ -95,7 +109,15 @@ void Tape<T>::backward(const Var<T>& loss) {
         for (std::size_t k = 0; k < node.inputs.size(); ++k)
             if (node.inputs[k] >= 0) slots[k] = &grad_slot(node.inputs[k]);
         const Tensor<T>& grad_out = node.param ? node.param->grad : node.grad;
+        if (!profile_) {
+            node.backward(*node.value, grad_out, GradSlots(slots));
+            continue;
+        }
+        const auto start = std::chrono::steady_clock::now();
         node.backward(*node.value, grad_out, GradSlots(slots));
+        OpProfile::Entry& e = profile_->at(node.op);
+        e.backward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        ++e.backward_calls;
     }
 }
 

@@ -8,6 +8,7 @@
 // feeds several ops receives the sum. Parameters live outside the tape and keep their gradient
 // between steps (zeroed by the optimiser); a tape is recorded afresh for every step and cleared.
 // In inference mode the tape records nothing: ops compute values only.
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <initializer_list>
@@ -35,6 +36,21 @@ struct Parameter {
 
 template <class T>
 class Tape;
+
+/// Seconds spent in each op, collected while a Tape has a profile attached (benchmarks). An op's
+/// forward time is the time from the tape's previous event (a record() or mark()) to its own
+/// record() call, which is when its forward has just finished; its backward time is that of its
+/// backward function.
+struct OpProfile {
+    struct Entry {
+        const char* op;
+        double forward_s = 0, backward_s = 0;
+        long forward_calls = 0, backward_calls = 0;
+    };
+    std::vector<Entry> entries;  // in first-seen order
+    Entry& at(const char* op);
+    void clear() { entries.clear(); }
+};
 
 /// A handle to a value computed on a tape. Cheap to copy; the value is shared, never copied.
 template <class T>
@@ -95,6 +111,12 @@ public:
     /// Drops every entry; parameters keep their values and gradients.
     void clear();
 
+    /// Attaches a profile that the following ops and backward passes add their times to (nullptr
+    /// detaches). The tape does not own it.
+    void set_profile(OpProfile* profile) { profile_ = profile; mark(); }
+    /// Starts the clock for the next op's forward time (call it before a forward pass).
+    void mark() { if (profile_) last_event_ = std::chrono::steady_clock::now(); }
+
     std::size_t size() const { return nodes_.size(); }
     /// Name of the op that produced entry `id` ("leaf", "param", "conv2d", ...).
     const char* op_name(int id) const { return nodes_.at(static_cast<std::size_t>(id)).op; }
@@ -127,6 +149,8 @@ private:
     Mode mode_;
     std::vector<Node> nodes_;
     bool backward_done_ = false;
+    OpProfile* profile_ = nullptr;
+    std::chrono::steady_clock::time_point last_event_;
 };
 
 extern template class Tape<float>;
