@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
     uniform_fill(k, 0.2, rng);
     const Conv2dOptions opt{pad, stride, ConvPath::fast};
     const Shape ys = conv::output_shape(x.shape(), k.shape(), opt);
-    Tensor<float> y, cols, gy(ys, 1.0f), gx(x.shape()), gk(k.shape());
+    Tensor<float> y, gy(ys, 1.0f), gx(x.shape()), gk(k.shape());
     const double flops = 2.0 * ys.numel() * in * kernel * kernel;  // one multiply-add per kernel tap
 
     const double ref_fwd = best_ms(reps, [&] { conv::forward_reference(x, k, opt, y); });
@@ -55,10 +55,10 @@ int main(int argc, char** argv) {
         conv::forward_reference(x, k, opt, y);
         conv::backward_reference(x, k, gy, opt, &gx, &gk);
     });
-    const double fast_fwd = best_ms(reps, [&] { conv::forward_fast(x, k, opt, y, cols); });
+    const double fast_fwd = best_ms(reps, [&] { conv::forward_fast(x, k, opt, y); });
     const double fast_all = best_ms(reps, [&] {
-        conv::forward_fast(x, k, opt, y, cols);
-        conv::backward_fast(cols, x.shape(), k, gy, opt, &gx, &gk);
+        conv::forward_fast(x, k, opt, y);
+        conv::backward_fast(x, k, gy, opt, &gx, &gk);
     });
     fmt::print("conv {} * kernels {} (pad {}, stride {}) -> {}, float, best of {}\n", x.shape().str(), k.shape().str(), pad,
                stride, ys.str(), reps);

@@ -205,11 +205,10 @@ Var<T> conv2d(const Var<T>& x, const Var<T>& kernels, const Conv2dOptions& optio
                              conv::backward_reference(*xv, *kv, gy, options, g[0], g[1]);
                          });
     }
-    auto cols = std::make_shared<Tensor<T>>();
-    conv::forward_fast(x.value(), kernels.value(), options, y, *cols);
+    conv::forward_fast(x.value(), kernels.value(), options, y);
     return record<T>("conv2d", std::move(y), {x, kernels},
-                     [cols, x_shape = x.shape(), kv = kernels.value_ptr(), options](const Tensor<T>&, const Tensor<T>& gy, auto g) {
-                         conv::backward_fast(*cols, x_shape, *kv, gy, options, g[0], g[1]);
+                     [xv = x.value_ptr(), kv = kernels.value_ptr(), options](const Tensor<T>&, const Tensor<T>& gy, auto g) {
+                         conv::backward_fast(*xv, *kv, gy, options, g[0], g[1]);
                      });
 }
 

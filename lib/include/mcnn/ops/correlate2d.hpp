@@ -53,14 +53,13 @@ template <class T>
 void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                         std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
 
-/// Y = conv(X, K) by im2col + one GEMM over the batch. Leaves the column matrix in `cols`
-/// ((N*F*F) x (B*Ho*Wo)) for backward to reuse.
+/// Y = conv(X, K) by im2col + GEMM, image by image (threads share the images).
 template <class T>
-void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y, Tensor<T>& cols);
-/// Adds dL/dX into *gx and dL/dK into *gk (either may be nullptr) from the saved column matrix of
-/// an input of shape `x_shape`.
+void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
+/// Adds dL/dX into *gx and dL/dK into *gk (either may be nullptr), by im2col + GEMM image by image
+/// (the column matrix is rebuilt from x rather than kept from the forward pass).
 template <class T>
-void backward_fast(const Tensor<T>& cols, const Shape& x_shape, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
+void backward_fast(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                    std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
 
 }  // namespace conv
