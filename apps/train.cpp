@@ -66,8 +66,8 @@ int main(int argc, char** argv) {
     app.add_option("--run-dir", run_dir, "run folder (default: runs/<model>-<date>-<time>)");
     auto* resume_opt = app.add_option("--resume", resume_dir, "continue the run in this folder from its last checkpoint "
                                                               "(its settings are kept; --epochs may raise the total)");
-    app.add_option("--threads", threads, "OpenMP threads (0: one for batches under 32, whose steps are too small to "
-                                         "split, else all cores)")
+    app.add_option("--threads", threads, "OpenMP threads (0: every core; a conv layer splits its images between them, "
+                                         "and work too small to split stays on one)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);
     app.add_flag("--no-plots", no_plots, "do not draw curves.png");
     app.add_flag("--summary", summary_only, "print the model summary and exit");
@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
             c.run_dir = run_dir.empty() ? std::filesystem::path("runs") / (c.model + "-" + timestamp()) : std::filesystem::path(run_dir);
         }
         c.validate();
-        omp_set_num_threads(threads > 0 ? threads : c.batch < 32 ? 1 : omp_get_num_procs());
+        omp_set_num_threads(threads > 0 ? threads : omp_get_num_procs());
         const auto dir = data::find_cifar10(data_dir);
         fmt::print("Loading CIFAR-10 from {}\n", dir.string());
         const data::Cifar10 cifar = data::load_cifar10(dir);

@@ -90,7 +90,7 @@ void count_conv_flops(const Tape<float>& tape, Timing& t) {
     }
 }
 
-Timing run_case(const Case& c, const data::Cifar10& cifar, double min_seconds, int warmup) {
+Timing run_case(const Case& c, const data::Cifar10& cifar, double min_seconds, int warmup, long fixed_steps) {
     Rng rng(0);
     auto model = make_model<float>(c.model, rng, default_conv_path(c.model));
     const data::Dataset& set = c.train ? cifar.train : cifar.test;
@@ -148,10 +148,13 @@ Timing run_case(const Case& c, const data::Cifar10& cifar, double min_seconds, i
         }
     };
     const auto warm_start = Clock::now();
-    for (int i = 0; i < warmup || seconds_since(warm_start) < 0.2 * min_seconds; ++i) step(false);
+    for (int i = 0; i < warmup || (!fixed_steps && seconds_since(warm_start) < 0.2 * min_seconds); ++i) step(false);
     tape.set_profile(&profile);
     const auto timed_start = Clock::now();
-    while (t.steps < 3 || seconds_since(timed_start) < min_seconds) step(true);
+    if (fixed_steps)
+        while (t.steps < fixed_steps) step(true);
+    else
+        while (t.steps < 3 || seconds_since(timed_start) < min_seconds) step(true);
     tape.set_profile(nullptr);
     for (const OpProfile::Entry& e : profile.entries) {
         const std::string kind = kind_of(e.op);
@@ -224,12 +227,14 @@ int main(int argc, char** argv) {
     std::vector<int> thread_counts = {1, 2};
     double seconds = 3;
     int warmup = 5, sgemm_size = 2048;
+    long steps = 0;
     std::string data_dir;
     std::string known;
     for (const Case& c : all_cases()) known += c.name + ", ";
     app.add_option("--case", names, "cases to run (default: all): " + known + "sgemm");
     app.add_option("--threads", thread_counts, "thread counts to run each case with")->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--seconds", seconds, "timed seconds per case (at least)")->capture_default_str()->check(CLI::PositiveNumber);
+    app.add_option("--steps", steps, "timed steps per case instead of --seconds (for whole-process timing)")->check(CLI::NonNegativeNumber);
     app.add_option("--warmup", warmup, "untimed steps first (at least)")->capture_default_str()->check(CLI::NonNegativeNumber);
     app.add_option("--sgemm-size", sgemm_size, "matrix size of the sgemm case")->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--data", data_dir, "CIFAR-10 folder (else the train app's search path)");
@@ -253,8 +258,8 @@ int main(int argc, char** argv) {
             int failures = 0;
             for (const std::string& n : names)
                 for (int threads : thread_counts) {
-                    std::string cmd = fmt::format("{} --case {} --threads {} --seconds {} --warmup {} --sgemm-size {}", quote(self), n, threads,
-                                                  seconds, warmup, sgemm_size);
+                    std::string cmd = fmt::format("{} --case {} --threads {} --seconds {} --steps {} --warmup {} --sgemm-size {}", quote(self), n,
+                                                  threads, seconds, steps, warmup, sgemm_size);
                     if (!data_dir.empty()) cmd += " --data " + quote(data_dir);
                     std::fflush(stdout);
                     if (std::system(cmd.c_str()) != 0) ++failures;
@@ -274,7 +279,7 @@ int main(int argc, char** argv) {
         }
         const Case& c = *std::find_if(all_cases().begin(), all_cases().end(), [&](const Case& k) { return k.name == name; });
         const data::Cifar10 cifar = data::load_cifar10(data::find_cifar10(data_dir));
-        print_case(c, threads, run_case(c, cifar, seconds, warmup));
+        print_case(c, threads, run_case(c, cifar, seconds, warmup, steps));
         return 0;
     } catch (const Error& e) {
         fmt::print(stderr, "bench: error: {}\n", e.what());

@@ -13,6 +13,8 @@
 #include "mcnn/check/gradcheck.hpp"
 #include "mcnn/nn/models.hpp"
 #include "mcnn/ops/loss.hpp"
+#include "mcnn/optim/sgd.hpp"
+#include "mcnn/threads.hpp"
 #include "support.hpp"
 
 using namespace mcnn;
@@ -131,6 +133,45 @@ BOOST_AUTO_TEST_CASE(float_and_double_models_from_one_seed_agree) {
     const Tensor<double> yd = logits_of(md, images);
     BOOST_TEST(max_abs_diff(yf, yd) < 1e-5, "float vs double logits differ by " << max_abs_diff(yf, yd));
     BOOST_TEST(max_abs_diff(yd, Tensor<double>(yd.shape())) > 1e-3);  // not trivially zero
+}
+
+// A whole training step (forward, loss, backward, SGD with momentum, twice) on 1, 2 and 3 threads:
+// the batch is large enough that conv, bias, relu, pooling and the optimiser all split their work
+// between threads (3 threads split 8 images unevenly). Sums may be added in another order, so
+// results agree to rounding, not bit for bit.
+BOOST_AUTO_TEST_CASE(a_training_step_does_not_depend_on_the_thread_count) {
+    const Tensor<double> images = random_images(8, 31);
+    const std::vector<int> labels{0, 1, 2, 3, 4, 5, 6, 7};
+    for (const std::string name : {"tuned", "manual"}) {
+        BOOST_TEST_CONTEXT(name) {
+            auto step = [&](int threads) {
+                const ThreadLimit limit(threads);
+                Rng rng(32);
+                auto model = make_model<double>(name, rng, default_conv_path(name));
+                Sgd<double> sgd(model->parameters(), SgdOptions{.lr = 0.01, .momentum = 0.9});
+                std::vector<double> losses;
+                for (int k = 0; k < 2; ++k) {
+                    Tape<double> tape;
+                    const Var<double> loss = softmax_cross_entropy(model->forward(tape.constant(images)), labels);
+                    sgd.zero_grad();
+                    tape.backward(loss);
+                    sgd.step();
+                    losses.push_back(loss.value()[0]);
+                }
+                std::vector<Tensor<double>> values;
+                for (Parameter<double>* p : model->parameters()) values.push_back(p->value);
+                return std::make_pair(losses, values);
+            };
+            const auto [loss1, values1] = step(1);
+            for (int threads : {2, 3}) {
+                const auto [loss_n, values_n] = step(threads);
+                BOOST_TEST(std::abs(loss_n[1] - loss1[1]) < 1e-12, threads << " threads: loss " << loss_n[1] << " vs " << loss1[1]);
+                for (std::size_t k = 0; k < values1.size(); ++k)
+                    BOOST_TEST(max_abs_diff(values_n[k], values1[k]) < 1e-12, threads << " threads: parameter " << k);
+            }
+            BOOST_TEST(loss1[1] != loss1[0]);  // the first step changed the model
+        }
+    }
 }
 
 BOOST_AUTO_TEST_CASE(reference_and_fast_conv_paths_give_the_same_logits_and_gradients) {

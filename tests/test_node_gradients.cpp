@@ -628,4 +628,30 @@ BOOST_AUTO_TEST_CASE(max_pool_ties_go_to_the_first_maximum_in_row_major_window_o
     BOOST_TEST(argmax == (std::vector<std::int32_t>{0, 4, 8, 12}), boost::test_tools::per_element());
 }
 
+// The 2 x 2, stride-2 windows the models use have their own loop; it must pick what a plain scan of
+// every window picks (values from {0, 1, 2} make ties common; odd sizes leave a row and a column out).
+BOOST_AUTO_TEST_CASE(max_pool_2x2_stride_2_matches_a_plain_window_scan) {
+    std::mt19937 rng(19);
+    std::uniform_int_distribution<int> value(0, 2);
+    Tensor<double> x(Shape{3, 2, 7, 9});
+    for (double& v : x) v = value(rng) - 1.0;
+    Tensor<double> y;
+    std::vector<std::int32_t> argmax;
+    pool::max_forward(x, 2, 2, y, argmax);
+    BOOST_TEST_REQUIRE(y.shape().str() == Shape({3, 2, 3, 4}).str());
+    std::size_t k = 0, mismatches = 0;
+    for (int p = 0; p < 3 * 2; ++p)
+        for (int r = 0; r < 3; ++r)
+            for (int c = 0; c < 4; ++c, ++k) {
+                int best = p * 63 + 2 * r * 9 + 2 * c;
+                for (int u = 0; u < 2; ++u)
+                    for (int v = 0; v < 2; ++v) {
+                        const int at = p * 63 + (2 * r + u) * 9 + 2 * c + v;
+                        if (x[at] > x[best]) best = at;
+                    }
+                mismatches += argmax[k] != best || y[k] != x[best];
+            }
+    BOOST_TEST(mismatches == 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -2,22 +2,28 @@
 
 #include <cmath>
 
+#include "../parallel.hpp"
+
 namespace mcnn {
 namespace {
 
 // Records y = f(x) element-wise with dx += dy * df(y), the derivative written through the output.
 template <class T, class Forward, class DerivativeFromOutput>
 Var<T> elementwise(const char* op, const Var<T>& x, Forward f, DerivativeFromOutput df) {
-    Tensor<T> y(x.shape());
+    Tensor<T> y;
+    y.resize(x.shape());  // every element is written below
     const T* in = x.value().data();
     T* out = y.data();
-    const std::size_t n = y.numel();
-    for (std::size_t i = 0; i < n; ++i) out[i] = f(in[i]);
+    detail::parallel_ranges(static_cast<std::ptrdiff_t>(y.numel()), detail::min_parallel_elements, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t i = begin; i < end; ++i) out[i] = f(in[i]);
+    });
     return record<T>(op, std::move(y), {x}, [df](const Tensor<T>& y_, const Tensor<T>& gy, auto g) {
         if (!g[0]) return;
         T* gx = g[0]->data();
-        const std::size_t count = y_.numel();
-        for (std::size_t i = 0; i < count; ++i) gx[i] += gy[i] * df(y_[i]);
+        const T *up = gy.data(), *yv = y_.data();
+        detail::parallel_ranges(static_cast<std::ptrdiff_t>(y_.numel()), detail::min_parallel_elements, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+            for (std::ptrdiff_t i = begin; i < end; ++i) gx[i] += up[i] * df(yv[i]);
+        });
     });
 }
 

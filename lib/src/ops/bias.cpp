@@ -1,6 +1,21 @@
 #include "mcnn/ops/bias.hpp"
 
+#include "../parallel.hpp"
+
 namespace mcnn {
+namespace {
+
+// into += from, element-wise (same shapes), split between threads when large.
+template <class T>
+void add_into(Tensor<T>& into, const Tensor<T>& from) {
+    T* dst = into.data();
+    const T* src = from.data();
+    detail::parallel_ranges(static_cast<std::ptrdiff_t>(into.numel()), detail::min_parallel_elements, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t i = begin; i < end; ++i) dst[i] += src[i];
+    });
+}
+
+}  // namespace
 
 template <class T>
 Var<T> bias_channels(const Var<T>& x, const Var<T>& b) {
@@ -8,19 +23,30 @@ Var<T> bias_channels(const Var<T>& x, const Var<T>& b) {
     if ((xs.rank() != 2 && xs.rank() != 4) || b.shape().rank() != 1 || b.shape()[0] != xs[1])
         fail("bias_channels: input {} (B x D x H x W or B x D) needs a bias of shape [D], got {}", xs.str(), b.shape().str());
     const Eigen::Index batch = xs[0], channels = xs[1], plane = static_cast<Eigen::Index>(xs.numel() / (batch * channels));
-    Tensor<T> y = x.value();
-    // rows (n, d), columns positions: add b[d] to each row
-    MatrixMap<T> ym(y.data(), batch * channels, plane);
-    for (Eigen::Index n = 0; n < batch; ++n)
-        ym.middleRows(n * channels, channels).colwise() += b.value().matrix(channels, 1).col(0);
+    Tensor<T> y;
+    y.resize(xs);
+    // rows (n, d) of `plane` positions: y = x + b[d], rows split between threads
+    const T* in = x.value().data();
+    const T* bias = b.value().data();
+    T* out = y.data();
+    detail::parallel_ranges(batch * channels, detail::min_parallel_elements / std::max<Eigen::Index>(plane, 1), [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t row = begin; row < end; ++row) {
+            const T bd = bias[row % channels];
+            for (Eigen::Index i = row * plane; i < (row + 1) * plane; ++i) out[i] = in[i] + bd;
+        }
+    });
     return record<T>("bias_channels", std::move(y), {x, b},
                      [batch, channels, plane](const Tensor<T>&, const Tensor<T>& gy, auto g) {
-                         if (g[0]) g[0]->array() += gy.array();
-                         if (g[1]) {
-                             ConstMatrixMap<T> gym(gy.data(), batch * channels, plane);
-                             auto gb = g[1]->matrix(channels, 1).col(0);
-                             for (Eigen::Index n = 0; n < batch; ++n) gb += gym.middleRows(n * channels, channels).rowwise().sum();
-                         }
+                         const std::ptrdiff_t min_rows = detail::min_parallel_elements / std::max<Eigen::Index>(plane * batch, 1);
+                         if (g[0]) add_into(*g[0], gy);
+                         if (!g[1]) return;
+                         // db[d] = sum over images and positions; channels split between threads
+                         ConstMatrixMap<T> gym(gy.data(), batch * channels, plane);
+                         T* gb = g[1]->data();
+                         detail::parallel_ranges(channels, min_rows, [&](std::ptrdiff_t begin, std::ptrdiff_t end) {
+                             for (std::ptrdiff_t d = begin; d < end; ++d)
+                                 for (Eigen::Index n = 0; n < batch; ++n) gb[d] += gym.row(n * channels + d).sum();
+                         });
                      });
 }
 
@@ -33,7 +59,7 @@ Var<T> bias_untied(const Var<T>& x, const Var<T>& b) {
     Tensor<T> y = x.value();
     y.matrix(batch, per_image).rowwise() += b.value().matrix(1, per_image).row(0);
     return record<T>("bias_untied", std::move(y), {x, b}, [batch, per_image](const Tensor<T>&, const Tensor<T>& gy, auto g) {
-        if (g[0]) g[0]->array() += gy.array();
+        if (g[0]) add_into(*g[0], gy);
         if (g[1]) g[1]->matrix(1, per_image).row(0) += gy.matrix(batch, per_image).colwise().sum();
     });
 }

@@ -77,7 +77,8 @@ void im2col(const T* x, const Dims& d, T* cols) {
                     T* row = dst + static_cast<std::ptrdiff_t>(oy) * d.Wo;
                     const T* src = plane + static_cast<std::ptrdiff_t>(oy * d.S + u - d.P) * d.W + (v - d.P);
                     std::fill(row, row + xs.lo, T(0));
-                    if (d.S == 1) std::copy(src + xs.lo, src + xs.hi, row + xs.lo);
+                    if (d.S == 1)
+                        std::copy(src + xs.lo, src + xs.hi, row + xs.lo);
                     else
                         for (int ox = xs.lo; ox < xs.hi; ++ox) row[ox] = src[ox * d.S];
                     std::fill(row + xs.hi, row + d.Wo, T(0));

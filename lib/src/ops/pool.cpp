@@ -1,5 +1,9 @@
 #include "mcnn/ops/pool.hpp"
 
+#include <array>
+
+#include "../parallel.hpp"
+
 namespace mcnn {
 
 template <class T>
@@ -11,21 +15,49 @@ void pool::max_forward(const Tensor<T>& x, int kernel, int stride, Tensor<T>& y,
     const int Ho = (H - kernel) / stride + 1, Wo = (W - kernel) / stride + 1;
     y.resize(Shape{B, C, Ho, Wo});
     argmax.resize(y.numel());
-    std::size_t k = 0;
-    for (int p = 0; p < B * C; ++p) {
-        const std::int32_t base = p * H * W;
-        for (int r = 0; r < Ho; ++r)
-            for (int c = 0; c < Wo; ++c, ++k) {
-                std::int32_t best = base + r * stride * W + c * stride;
-                for (int u = 0; u < kernel; ++u)
-                    for (int v = 0; v < kernel; ++v) {
-                        const std::int32_t at = base + (r * stride + u) * W + c * stride + v;
-                        if (x[at] > x[best]) best = at;  // strict: the first maximum wins ties
+    // planes split between threads; each writes only its own outputs
+    const T* in = x.data();
+    T* out = y.data();
+    std::int32_t* arg = argmax.data();
+    detail::parallel_ranges(static_cast<std::ptrdiff_t>(B) * C, detail::min_parallel_elements / (H * W), [in, out, arg, dims = std::array{H, W, Ho, Wo, kernel, stride}](std::ptrdiff_t first, std::ptrdiff_t last) {
+        // locals, not the closure's members: the int32 stores to arg[] could otherwise alias them
+        const auto [H, W, Ho, Wo, kernel, stride] = dims;
+        for (std::ptrdiff_t p = first; p < last; ++p) {
+            const std::int32_t base = static_cast<std::int32_t>(p) * H * W;
+            std::size_t k = static_cast<std::size_t>(p) * Ho * Wo;
+            if (kernel == 2 && stride == 2) {  // the models' pooling: 2 x 2 windows side by side
+                for (int r = 0; r < Ho; ++r)
+                    for (int c = 0; c < Wo; ++c, ++k) {
+                        // candidates in row-major order, strict >: the first maximum wins. Selects,
+                        // not branches: on activations the comparisons are coin flips.
+                        const std::int32_t top = base + 2 * r * W + 2 * c, bottom = top + W;
+                        std::int32_t best = top;
+                        T m = in[top];
+                        const T b = in[top + 1], d = in[bottom], e = in[bottom + 1];
+                        best = b > m ? top + 1 : best;
+                        m = b > m ? b : m;
+                        best = d > m ? bottom : best;
+                        m = d > m ? d : m;
+                        best = e > m ? bottom + 1 : best;
+                        m = e > m ? e : m;
+                        arg[k] = best;
+                        out[k] = m;
                     }
-                argmax[k] = best;
-                y[k] = x[best];
+                continue;
             }
-    }
+            for (int r = 0; r < Ho; ++r)
+                for (int c = 0; c < Wo; ++c, ++k) {
+                    std::int32_t best = base + r * stride * W + c * stride;
+                    for (int u = 0; u < kernel; ++u)
+                        for (int v = 0; v < kernel; ++v) {
+                            const std::int32_t at = base + (r * stride + u) * W + c * stride + v;
+                            if (in[at] > in[best]) best = at;  // strict: the first maximum wins ties
+                        }
+                    arg[k] = best;
+                    out[k] = in[best];
+                }
+        }
+    });
 }
 
 template <class T>
@@ -34,10 +66,16 @@ Var<T> max_pool2d(const Var<T>& x, int kernel, int stride) {
     Tensor<T> y;
     auto argmax = std::make_shared<std::vector<std::int32_t>>();
     pool::max_forward(x.value(), kernel, stride, y, *argmax);
-    return record<T>("max_pool2d", std::move(y), {x}, [argmax](const Tensor<T>&, const Tensor<T>& gy, auto g) {
+    const std::ptrdiff_t planes = static_cast<std::ptrdiff_t>(y.dim(0)) * y.dim(1), per_plane = static_cast<std::ptrdiff_t>(y.dim(2)) * y.dim(3);
+    return record<T>("max_pool2d", std::move(y), {x}, [argmax, planes, per_plane](const Tensor<T>&, const Tensor<T>& gy, auto g) {
         if (!g[0]) return;
         T* gx = g[0]->data();
-        for (std::size_t k = 0; k < argmax->size(); ++k) gx[(*argmax)[k]] += gy[k];
+        const T* up = gy.data();
+        const std::int32_t* arg = argmax->data();
+        // a plane's outputs scatter into the same plane of x: planes split between threads
+        detail::parallel_ranges(planes, detail::min_parallel_elements / std::max<std::ptrdiff_t>(per_plane, 1), [=](std::ptrdiff_t first, std::ptrdiff_t last) {
+            for (std::ptrdiff_t k = first * per_plane; k < last * per_plane; ++k) gx[arg[k]] += up[k];
+        });
     });
 }
 

@@ -1,6 +1,33 @@
 #include "mcnn/optim/sgd.hpp"
 
+#include "../parallel.hpp"
+
 namespace mcnn {
+namespace {
+
+// One SGD update of elements [begin, end), in one pass: g = grad + wd v; buf = mom buf + (1 - damp) g
+// (buf = g on the first step); v -= lr (g + mom buf) with Nesterov, else lr buf. The settings are
+// copied into the call, so the compiler keeps them in registers across the stores.
+template <class T>
+struct Step {
+    T lr, mom, damp, wd;
+    bool nesterov;
+    void operator()(T* v, const T* grad, T* buf, std::ptrdiff_t begin, std::ptrdiff_t end, bool first) const {
+        const T lr_ = lr, mom_ = mom, damp_ = damp, wd_ = wd;
+        const bool nesterov_ = nesterov;
+        for (std::ptrdiff_t j = begin; j < end; ++j) {
+            T g = grad[j];
+            if (wd_ != T(0)) g += wd_ * v[j];
+            if (mom_ != T(0)) {
+                buf[j] = first ? g : mom_ * buf[j] + (T(1) - damp_) * g;
+                g = nesterov_ ? g + mom_ * buf[j] : buf[j];
+            }
+            v[j] -= lr_ * g;
+        }
+    }
+};
+
+}  // namespace
 
 template <class T>
 Sgd<T>::Sgd(std::vector<Parameter<T>*> params, const SgdOptions& options) : params_(std::move(params)), options_(options) {
@@ -20,25 +47,19 @@ void Sgd<T>::zero_grad() {
 
 template <class T>
 void Sgd<T>::step() {
-    const T lr = static_cast<T>(options_.lr), mom = static_cast<T>(options_.momentum),
-            damp = static_cast<T>(options_.dampening), wd = static_cast<T>(options_.weight_decay);
+    const Step<T> update{static_cast<T>(options_.lr), static_cast<T>(options_.momentum), static_cast<T>(options_.dampening),
+                         static_cast<T>(options_.weight_decay), options_.nesterov};
+    const T mom = update.mom;
     for (std::size_t i = 0; i < params_.size(); ++i) {
         Parameter<T>& p = *params_[i];
-        auto v = p.value.array();
-        Eigen::Array<T, Eigen::Dynamic, 1> g = p.grad.array();
-        if (wd != T(0)) g += wd * v;
-        if (mom != T(0)) {
-            Tensor<T>& buf = buffers_[i];
-            if (buf.empty()) {
-                buf = Tensor<T>(p.value.shape());
-                buf.array() = g;
-            } else {
-                buf.array() = mom * buf.array() + (T(1) - damp) * g;
-            }
-            if (options_.nesterov) g += mom * buf.array();
-            else g = buf.array();
-        }
-        v -= lr * g;
+        Tensor<T>& buf = buffers_[i];
+        const bool first = mom != T(0) && buf.empty();  // the buffer starts as the first gradient
+        if (first) buf = Tensor<T>(p.value.shape());
+        T* v = p.value.data();
+        const T* grad = p.grad.data();
+        T* m = buf.data();
+        detail::parallel_ranges(static_cast<std::ptrdiff_t>(p.value.numel()), detail::min_parallel_elements,
+                                [=](std::ptrdiff_t begin, std::ptrdiff_t end) { update(v, grad, m, begin, end, first); });
     }
 }
 
