@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
         ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--validation", c.validation, "training images held out to validate each epoch (0: test set)")
         ->capture_default_str();
-    app.add_option("--conv", conv, "conv implementation: fast (im2col + GEMM), reference (loops of correlate2d), or "
+    app.add_option("--conv", conv, "conv implementation: fast (im2col + GEMM; the reference loops for layers with < 8 output "
+                                    "channels), reference (loops of correlate2d), or "
                                     "auto: reference for the manual model, fast for the others")
         ->capture_default_str()->check(CLI::IsMember({"auto", "fast", "reference"}));
     app.add_option("--normalization", c.normalization, "notebook: (x-0.5)/0.5; dataset: per-channel mean/std")

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "mcnn/ops/correlate2d.hpp"
+#include "mcnn/ops/elementwise.hpp"
 #include "mcnn/threads.hpp"
 #include "support.hpp"
 
@@ -368,6 +369,43 @@ BOOST_AUTO_TEST_CASE(backward_checks_gradient_shapes) {
     // nothing was added by the refused calls
     BOOST_TEST((gx.array() == 0.0).all());
     BOOST_TEST((gk.array() == 0.0).all());
+}
+
+// The fast path hands layers with few output channels at stride 1 to the reference loops (they are
+// faster there); the node then gives exactly what the reference node gives. Otherwise it is im2col
+// + GEMM, equal to the reference up to rounding.
+BOOST_AUTO_TEST_CASE(fast_path_runs_the_reference_loops_for_few_output_channels) {
+    BOOST_TEST(conv::fast_path_uses_loops(Shape{6, 3, 5, 5}, {0, 1, ConvPath::fast}));
+    BOOST_TEST(conv::fast_path_uses_loops(Shape{conv::direct_max_out_channels - 1, 16, 3, 3}, {2, 1, ConvPath::fast}));
+    BOOST_TEST(!conv::fast_path_uses_loops(Shape{conv::direct_max_out_channels, 3, 5, 5}, {0, 1, ConvPath::fast}));
+    BOOST_TEST(!conv::fast_path_uses_loops(Shape{6, 3, 5, 5}, {0, 2, ConvPath::fast}));  // strided: im2col
+    std::mt19937 rng(12);
+    const Tensor<double> images = uniform<double>(Shape{3, 3, 12, 12}, rng);
+    for (int d : {6, 16}) {
+        BOOST_TEST_CONTEXT(d << " output channels") {
+            const Tensor<double> kernels = uniform<double>(Shape{d, 3, 5, 5}, rng);
+            auto run = [&](ConvPath path) {
+                Tape<double> tape;
+                const Var<double> x = tape.input(images);
+                Parameter<double> k("k", kernels);
+                const Var<double> y = conv2d(x, tape.param(k), {1, 1, path});
+                tape.backward(weighted_sum(y, Tensor<double>(y.shape(), 0.5)));
+                return std::tuple{y.value(), x.grad(), k.grad};
+            };
+            const auto [yf, gxf, gkf] = run(ConvPath::fast);
+            const auto [yr, gxr, gkr] = run(ConvPath::reference);
+            if (d < conv::direct_max_out_channels) {
+                check_equal(yf, yr, "y");
+                check_equal(gxf, gxr, "dX");
+                check_equal(gkf, gkr, "dK");
+            } else {
+                check_close(yf, yr, "y");
+                check_close(gxf, gxr, "dX");
+                check_close(gkf, gkr, "dK");
+                BOOST_TEST(!(gkf.array() == gkr.array()).all());  // summed in another order: truly the other path
+            }
+        }
+    }
 }
 
 BOOST_AUTO_TEST_CASE(fast_path_does_not_depend_on_the_thread_count) {

@@ -76,13 +76,15 @@ GradCheckReport check_node(Rng& rng, std::vector<NamedTensor> inputs, const std:
 
 // ---- cases ----------------------------------------------------------------------------------
 
-// x [2, 3, 7, 10] (batch 2, 3 input channels, odd and non-square), kernels [4, 3, F, F].
+// x [2, 3, 7, 10] (batch 2, 3 input channels, odd and non-square), kernels [D, 3, F, F]: D = 4 on
+// the reference path, 8 on the fast path (with fewer output channels it would run the reference
+// loops, see ConvPath).
 NodeCase conv_case(ConvPath path, int kernel, int padding, int stride) {
     const char* path_name = path == ConvPath::reference ? "reference" : "fast";
     std::string name = fmt::format("conv2d_{}", path_name);
     if (padding) name += fmt::format("_pad{}", padding);
     if (stride != 1) name += fmt::format("_stride{}", stride);
-    const Shape xs{2, 3, 7, 10}, ks{4, 3, kernel, kernel};
+    const Shape xs{2, 3, 7, 10}, ks{path == ConvPath::fast ? conv::direct_max_out_channels : 4, 3, kernel, kernel};
     const Conv2dOptions options{padding, stride, path};
     const Shape ys = conv::output_shape(xs, ks, options);
     std::string description = fmt::format("conv2d, {} path: x {} * kernels {}, padding {}, stride {} -> {}", path_name, xs.str(),
@@ -113,10 +115,10 @@ NodeCase elementwise_case(std::string name, std::string description, MakeX make_
 std::vector<NodeCase> make_cases() {
     std::vector<NodeCase> cases;
     for (ConvPath path : {ConvPath::reference, ConvPath::fast}) {
-        cases.push_back(conv_case(path, 3, 0, 1));  // [2, 4, 5, 8]
-        cases.push_back(conv_case(path, 5, 2, 1));  // [2, 4, 7, 10]: "same" size
-        cases.push_back(conv_case(path, 2, 0, 2));  // [2, 4, 3, 5]: even kernel, input row 6 unused
-        cases.push_back(conv_case(path, 4, 1, 3));  // [2, 4, 2, 3]: last input row and column unused
+        cases.push_back(conv_case(path, 3, 0, 1));  // [2, D, 5, 8]
+        cases.push_back(conv_case(path, 5, 2, 1));  // [2, D, 7, 10]: "same" size
+        cases.push_back(conv_case(path, 2, 0, 2));  // [2, D, 3, 5]: even kernel, input row 6 unused
+        cases.push_back(conv_case(path, 4, 1, 3));  // [2, D, 2, 3]: last input row and column unused
     }
 
     cases.push_back({"bias_channels", "bias_channels: x [2, 3, 5, 7] + b [3] (one bias per channel)",

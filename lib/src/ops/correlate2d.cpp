@@ -472,7 +472,7 @@ void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>&
 template <class T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& kernels, const Conv2dOptions& options) {
     Tensor<T> y;
-    if (options.path == ConvPath::reference) {
+    if (options.path == ConvPath::reference || conv::fast_path_uses_loops(kernels.shape(), options)) {
         conv::forward_reference(x.value(), kernels.value(), options, y);
         return record<T>("conv2d", std::move(y), {x, kernels},
                          [xv = x.value_ptr(), kv = kernels.value_ptr(), options](const Tensor<T>&, const Tensor<T>& gy, auto g) {

@@ -31,6 +31,10 @@ template <class T>
 Tensor<T> convolve2d(const Tensor<T>& input, const Tensor<T>& kernel, CorrelateMode mode = CorrelateMode::valid);
 
 /// Which implementation of the conv layer to run. Both compute the same sums.
+///   reference: loops of 2-D correlate2d over (image, channel) planes (vectorised, but the maths as written).
+///   fast: im2col + GEMM, except where the reference loops are faster: layers with fewer than
+///         direct_max_out_channels output channels at stride 1 (SimpleCNN's conv1), whose GEMM has
+///         too few rows to fill its register blocks.
 enum class ConvPath { reference, fast };
 
 struct Conv2dOptions {
@@ -40,6 +44,13 @@ struct Conv2dOptions {
 };
 
 namespace conv {
+
+/// Below this many output channels (at stride 1) the fast path runs the reference loops (see ConvPath).
+constexpr int direct_max_out_channels = 8;
+/// Whether the fast path runs a conv of kernels `k` with `options` on the reference loops.
+inline bool fast_path_uses_loops(const Shape& k, const Conv2dOptions& options) {
+    return k.rank() == 4 && k[0] < direct_max_out_channels && options.stride == 1;
+}
 
 /// Checks the shapes of X (B x N x H x W) and K (D x N x F x F) and returns Y's shape.
 Shape output_shape(const Shape& x, const Shape& k, const Conv2dOptions& options);
