@@ -8,8 +8,12 @@
 // A training step is what the train app does per batch: fetch and normalise the batch, record the
 // forward graph, softmax cross-entropy, backward, SGD step (lr 0.001, momentum 0.9). Inference is
 // a forward pass on an inference tape plus the arg-max. Each case warms up, then runs for at least
-// --seconds; images/s counts the whole step, data included. Every line starting "RESULT" is one
-// case, as key=value pairs, for scripts (bench/compare.py).
+// --seconds; images/s counts the whole step, data included. The split of a step: "data" (fetch
+// and normalise the batch), "<kind> fwd" / "<kind> bwd" (the nodes of each kind: conv, bias,
+// activation, pool, linear, loss, other), "optimiser" (zero_grad + step), "tape" (the backward
+// pass's own work outside the nodes: allocating and zeroing gradient buffers) and "rest" (what
+// none of these covers). Every line starting "RESULT" is one case, as key=value pairs, for
+// scripts (bench/compare.py).
 #include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>

@@ -120,7 +120,7 @@ def main():
 
     med = statistics.median
     print()
-    print("| case | threads | ManualCNN img/s | PyTorch img/s | ratio | target | met |")
+    print("| case | threads | ours img/s | PyTorch img/s | ratio | target | met |")
     print("|---|---|---|---|---|---|---|")
     for name, (case, threads), _, target in CASES:
         ratio = med(ratios[name])
