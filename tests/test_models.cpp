@@ -137,11 +137,12 @@ BOOST_AUTO_TEST_CASE(float_and_double_models_from_one_seed_agree) {
 
 // A whole training step (forward, loss, backward, SGD with momentum, twice) on 1, 2 and 3 threads:
 // the batch is large enough that conv, bias, relu, pooling and the optimiser all split their work
-// between threads (3 threads split 8 images unevenly). Sums may be added in another order, so
-// results agree to rounding, not bit for bit.
+// between threads (TunedCNN's first activations are 4 x 16 x 34 x 34 = 73,984 elements; 3 threads
+// split 4 images unevenly). Sums may be added in another order, so results agree to rounding, not
+// bit for bit.
 BOOST_AUTO_TEST_CASE(a_training_step_does_not_depend_on_the_thread_count) {
-    const Tensor<double> images = random_images(8, 31);
-    const std::vector<int> labels{0, 1, 2, 3, 4, 5, 6, 7};
+    const Tensor<double> images = random_images(4, 31);
+    const std::vector<int> labels{0, 3, 5, 7};
     for (const std::string name : {"tuned", "manual"}) {
         BOOST_TEST_CONTEXT(name) {
             auto step = [&](int threads) {

@@ -27,6 +27,8 @@
 #include "mcnn/ops/loss.hpp"
 #include "mcnn/ops/pool.hpp"
 #include "mcnn/ops/shape.hpp"
+#include "mcnn/optim/sgd.hpp"
+#include "mcnn/threads.hpp"
 #include "support.hpp"
 
 using namespace mcnn;
@@ -626,6 +628,32 @@ BOOST_AUTO_TEST_CASE(max_pool_ties_go_to_the_first_maximum_in_row_major_window_o
     Tensor<double> batch(Shape{2, 2, 2, 2}, 4.0);
     pool::max_forward(batch, 2, 2, y, argmax);
     BOOST_TEST(argmax == (std::vector<std::int32_t>{0, 4, 8, 12}), boost::test_tools::per_element());
+}
+
+// Bias, relu, max-pool and SGD split large tensors between threads. Each element (and each
+// channel's bias gradient) is computed by one thread in the same order whatever the split, so
+// 1 and 3 threads must agree bit for bit.
+BOOST_AUTO_TEST_CASE(memory_bound_nodes_give_the_same_bits_on_any_thread_count) {
+    Rng rng(23);
+    const Tensor<double> x = uniform(Shape{4, 16, 64, 64}, rng), bias = uniform(Shape{16}, rng);  // 262,144 elements
+    auto run = [&](int threads) {
+        const ThreadLimit limit(threads);
+        Tape<double> tape;
+        const Var<double> xv = tape.input(x);
+        Parameter<double> b("b", bias);
+        const Var<double> y = max_pool2d(relu(bias_channels(xv, tape.param(b))), 2);
+        tape.backward(weighted_sum(y, Tensor<double>(y.shape(), 0.25)));
+        Sgd<double> sgd({&b}, SgdOptions{.lr = 0.1, .momentum = 0.9});
+        sgd.step();
+        return std::tuple{y.value(), xv.grad(), b.grad, b.value};
+    };
+    const auto [y1, gx1, gb1, b1] = run(1);
+    const auto [y3, gx3, gb3, b3] = run(3);
+    BOOST_TEST(bitwise_equal(y3, y1));
+    BOOST_TEST(bitwise_equal(gx3, gx1));
+    BOOST_TEST(bitwise_equal(gb3, gb1));
+    BOOST_TEST(bitwise_equal(b3, b1));
+    BOOST_TEST(std::abs(gb1[0]) > 0.0);  // the gradient reached the bias
 }
 
 // The 2 x 2, stride-2 windows the models use have their own loop; it must pick what a plain scan of
