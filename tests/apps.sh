@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Command-line behaviour of the apps: flags, exit codes and error messages.
-# Usage: tests/apps.sh BIN_DIR   (the folder holding train, gradcheck, visualize)
+# Usage: tests/apps.sh BIN_DIR [BENCH]   (the folder holding train, gradcheck, visualize; the bench app)
 set -u
 bin=$1
+bench=${2:-}
 failures=0
 passed=0
 tmp=$(mktemp -d)
@@ -54,6 +55,22 @@ expect 2 "--node NAME" -- "$bin/gradcheck"
 expect nonzero "model" -- "$bin/gradcheck" --model resnet
 expect 0 "PASSED" -- "$bin/gradcheck" --model manual --max-elements 20
 expect 0 "PASSED" -- "$bin/gradcheck" --model tuned --max-elements 4
+
+# bench: one short case gives a RESULT line with a speed and the split of a step; bad cases are refused
+if [ -n "$bench" ]; then
+  expect 0 "sgemm" -- "$bench" --help
+  expect 1 "unknown case 'nope'; known cases: simple-b4" -- "$bench" --case nope
+  expect 1 "no CIFAR-10" -- "$bench" --case simple-b4 --threads 1 --data "$tmp/none"
+  data="$(cd "$(dirname "$0")" && pwd)/../../shared/cifar10/cifar-10-batches-bin"
+  if [ -f "$data/test_batch.bin" ]; then
+    expect 0 "^RESULT case=simple-b4 threads=1 batch=4 img_per_s=[1-9][0-9]*\.[0-9] .*conv_fwd_ms=[0-9.]+ conv_bwd_ms=" -- \
+      "$bench" --case simple-b4 --threads 1 --steps 5 --warmup 1 --data "$data"
+    expect 0 "^RESULT case=tuned-infer-b500 threads=1 batch=500 img_per_s=[1-9]" -- \
+      "$bench" --case tuned-infer-b500 --threads 1 --steps 1 --warmup 0 --data "$data"
+  else
+    echo "bench: real CIFAR-10 not found in $data; its runs are skipped"
+  fi
+fi
 
 # visualize: bad flags are refused
 expect nonzero "what" -- "$bin/visualize" --what everything
