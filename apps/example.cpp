@@ -6,6 +6,7 @@
 
 #include "mcnn/check/gradcheck.hpp"
 #include "mcnn/nn/models.hpp"
+#include "mcnn/nn/module.hpp"
 #include "mcnn/ops/loss.hpp"
 
 using namespace mcnn;

@@ -6,7 +6,7 @@
 #include <fmt/core.h>
 
 #include "mcnn/check/node_cases.hpp"
-#include "mcnn/nn/models.hpp"
+#include "mcnn/nn/registry.hpp"
 #include "mcnn/ops/loss.hpp"
 
 using namespace mcnn;
@@ -35,11 +35,14 @@ int check_nodes(const std::string& which, std::uint64_t seed, const GradCheckOpt
 
 int check_model(const std::string& name, int batch, std::uint64_t seed, const GradCheckOptions& options) {
     Rng rng(seed);
-    const std::unique_ptr<Model<double>> model = make_model<double>(name, rng, default_conv_path(name));
-    Tensor<double> images(Shape{batch, 3, 32, 32});
+    const ModelInfo& info = model_info(name);
+    const std::unique_ptr<Module<double>> model = info.make<double>(rng);
+    std::vector<int> dims{batch};
+    for (int d : info.input.dims()) dims.push_back(d);
+    Tensor<double> images{Shape(dims)};
     for (double& v : images) v = rng.uniform(-1, 1);
     std::vector<int> labels;
-    for (int n = 0; n < batch; ++n) labels.push_back(static_cast<int>(rng.below(10)));
+    for (int n = 0; n < batch; ++n) labels.push_back(static_cast<int>(rng.below(static_cast<std::uint64_t>(info.classes))));
     const GradCheckReport r = gradcheck(
         [&](Tape<double>&, const std::vector<Var<double>>& in) { return softmax_cross_entropy(model->forward(in[0]), labels); },
         {{"images", images}}, model->parameters(), options);

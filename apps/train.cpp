@@ -11,8 +11,10 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "mcnn/nn/layers.hpp"
+#include "mcnn/nn/registry.hpp"
 #include "mcnn/nn/summary.hpp"
-#include "mcnn/train/trainer.hpp"
+#include "mcnn/train/config.hpp"
 
 using namespace mcnn;
 
@@ -38,7 +40,7 @@ std::string read_text(const std::filesystem::path& path) {
 int main(int argc, char** argv) {
     CLI::App app{"Train a CNN on CIFAR-10 with ManualCNN. Defaults reproduce the notebook's first run."};
     TrainConfig c;
-    std::string data_dir, run_dir, resume_dir, conv = "auto";
+    std::string data_dir, run_dir, resume_dir;
     int threads = 0;
     bool no_plots = false, summary_only = false;
     app.add_option("--model", c.model, "model to train: " + fmt::format("{}", fmt::join(model_names(), ", ")))
@@ -54,10 +56,10 @@ int main(int argc, char** argv) {
         ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--validation", c.validation, "training images held out to validate each epoch (0: test set)")
         ->capture_default_str();
-    app.add_option("--conv", conv, "conv implementation: fast (im2col + GEMM; the reference loops for layers with < 8 output "
+    app.add_option("--conv", c.conv, "conv implementation: fast (im2col + GEMM; the reference loops for layers with < 8 output "
                                     "channels), reference (loops of correlate2d), or "
-                                    "auto: reference for the manual model, fast for the others")
-        ->capture_default_str()->check(CLI::IsMember({"auto", "fast", "reference"}));
+                                    "auto: the model's own (reference for the manual model, fast for the others)")
+        ->capture_default_str()->check(CLI::IsMember(conv_path_names()));
     app.add_option("--normalization", c.normalization, "notebook: (x-0.5)/0.5; dataset: per-channel mean/std")
         ->capture_default_str()->check(CLI::IsMember({"notebook", "dataset"}));
     app.add_option("--max-batches", c.max_batches, "stop each epoch after this many batches (0: all)")->capture_default_str();
@@ -82,11 +84,14 @@ int main(int argc, char** argv) {
     mallopt(M_MMAP_THRESHOLD, 512 << 20);
     mallopt(M_TRIM_THRESHOLD, 1024 << 20);
     try {
-        c.conv = conv == "auto" ? default_conv_path(c.model) : conv == "fast" ? ConvPath::fast : ConvPath::reference;
         c.plots = !no_plots;
         if (summary_only) {
             Rng rng(c.seed);
-            fmt::print("{}", summary(*make_model<float>(c.model, rng, c.conv)));
+            auto model = make_model<float>(c.model, rng);
+            if (c.conv != "auto") set_conv_path(*model, conv_path_named(c.conv, ConvPath::fast));
+            std::vector<int> input{1};
+            for (int d : model_info(c.model).input.dims()) input.push_back(d);
+            fmt::print("{}", summary(*model, Shape(input), c.model));
             return 0;
         }
         const bool resume = !resume_dir.empty();

@@ -11,6 +11,7 @@
 
 #include "mcnn/plot/images.hpp"
 #include "mcnn/train/checkpoint.hpp"
+#include "mcnn/nn/registry.hpp"
 #include "mcnn/train/trainer.hpp"
 
 using namespace mcnn;
@@ -59,14 +60,15 @@ int main(int argc, char** argv) {
             }
         }
         Rng rng(seed);
-        const auto model = make_model<float>(model_name, rng, default_conv_path(model_name));
+        const auto model = make_model<float>(model_name, rng);
+        const std::string title = model->type_name() == "Module" ? model_name : model->type_name();
         if (!ckpt.empty()) {
-            const auto meta = load_checkpoint(ckpt, *model, nullptr);
+            const auto meta = load_checkpoint(ckpt, *model, nullptr, model_name);
             const auto epochs = meta.find("epochs_done");
-            about = fmt::format("{}, trained: {}{}", plot::model_title(*model), ckpt.string(),
+            about = fmt::format("{}, trained: {}{}", title, ckpt.string(),
                                 epochs == meta.end() ? "" : fmt::format(" ({} epochs)", epochs->second));
         } else {
-            about = fmt::format("{}, random weights (seed {})", plot::model_title(*model), seed);
+            about = fmt::format("{}, random weights (seed {})", title, seed);
         }
 
         const bool all = what == "all";

@@ -29,7 +29,7 @@
 #include <fmt/format.h>
 
 #include "mcnn/data/cifar10.hpp"
-#include "mcnn/nn/models.hpp"
+#include "mcnn/nn/registry.hpp"
 #include "mcnn/ops/loss.hpp"
 #include "mcnn/optim/sgd.hpp"
 #include "mcnn/train/metrics.hpp"
@@ -96,9 +96,9 @@ void count_conv_flops(const Tape<float>& tape, Timing& t) {
 
 Timing run_case(const Case& c, const data::Cifar10& cifar, double min_seconds, int warmup, long fixed_steps) {
     Rng rng(0);
-    auto model = make_model<float>(c.model, rng, default_conv_path(c.model));
-    const data::Dataset& set = c.train ? cifar.train : cifar.test;
-    data::BatchLoader loader(set, c.batch, c.train, 0, data::Normalization::notebook(), true);
+    auto model = make_model<float>(c.model, rng);
+    const data::CifarDataset set(c.train ? cifar.train : cifar.test, data::Normalization::notebook());
+    data::BatchLoader loader(set, c.batch, c.train, 0, true);
     Sgd<float> sgd(model->parameters(), SgdOptions{.lr = 0.001, .momentum = 0.9});
     Tensor<float> images;
     std::vector<int> labels;

@@ -92,8 +92,8 @@ std::string meta_text() {
 }
 
 /// An in-memory dataset of `count` records with ids 0..count-1.
-Dataset make_dataset(int count) {
-    Dataset d;
+Records make_dataset(int count) {
+    Records d;
     const auto bytes = records(count);
     for (int r = 0; r < count; ++r) {
         d.labels.push_back(bytes[static_cast<std::size_t>(r) * record_bytes]);
@@ -104,7 +104,7 @@ Dataset make_dataset(int count) {
 }
 
 /// The id of stored record r (its red plane's first byte).
-int id_of(const Dataset& d, std::size_t r) { return d.images[r * image_bytes]; }
+int id_of(const Records& d, std::size_t r) { return d.images[r * image_bytes]; }
 
 /// The id of image b of a batch normalised with Normalization::notebook() (x = 2 * byte / 255 - 1).
 int id_in_batch(const Tensor<float>& images, int b) {
@@ -143,7 +143,7 @@ BOOST_AUTO_TEST_CASE(batch_file_round_trip) {
     TempDir tmp;
     const fs::path file = tmp.path / "batch.bin";
     write_file(file, records(5, 20));
-    const Dataset d = read_batch_file(file);
+    const Records d = read_batch_file(file);
     BOOST_TEST_REQUIRE(d.size() == 5u);
     BOOST_TEST_REQUIRE(d.images.size() == 5u * image_bytes);
     std::size_t wrong = 0;
@@ -159,13 +159,13 @@ BOOST_AUTO_TEST_CASE(batch_file_round_trip) {
 }
 
 BOOST_AUTO_TEST_CASE(dataset_append_and_subset) {
-    Dataset a = make_dataset(4);
-    const Dataset b = make_dataset(3);
+    Records a = make_dataset(4);
+    const Records b = make_dataset(3);
     a.append(b);
     BOOST_TEST_REQUIRE(a.size() == 7u);
     BOOST_TEST(a.images.size() == 7u * image_bytes);
     BOOST_TEST(id_of(a, 5) == 1);
-    const Dataset s = a.subset({6, 0, 2});
+    const Records s = a.subset({6, 0, 2});
     BOOST_TEST_REQUIRE(s.size() == 3u);
     BOOST_TEST(id_of(s, 0) == 2);
     BOOST_TEST(int{s.labels[0]} == 2);
@@ -375,7 +375,7 @@ BOOST_AUTO_TEST_CASE(find_precedence_and_not_found_message) {
 // ---- normalisation -------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(notebook_normalisation) {
-    Dataset d;
+    Records d;
     d.labels = {3};
     d.images.assign(image_bytes, 0);
     d.images[1] = 255;
@@ -400,7 +400,7 @@ BOOST_AUTO_TEST_CASE(normalisation_of_a_tiny_dataset) {
     // Two images. Red: all 0, then all 255 -> mean 0.5, std 0.5. Green: all 51, then all 153 ->
     // mean 0.4, std 0.2. Blue: alternating 0 / 255, then all 255 -> three quarters 1, one quarter 0:
     // mean 0.75, std sqrt(0.75 * 0.25).
-    Dataset d;
+    Records d;
     d.labels = {0, 1};
     d.images.resize(2 * image_bytes);
     for (int k = 0; k < plane; ++k) {
@@ -437,8 +437,8 @@ BOOST_AUTO_TEST_CASE(normalisation_of_a_tiny_dataset) {
     }
     BOOST_TEST(images.at({0, 0, 5, 5}) == -1.0f, tol);  // (0 - 0.5) / 0.5
 
-    CHECK_MESSAGE_HAS(error_of([] { (void)Normalization::of(Dataset{}); }), "empty");
-    Dataset flat = make_dataset(1);
+    CHECK_MESSAGE_HAS(error_of([] { (void)Normalization::of(Records{}); }), "empty");
+    Records flat = make_dataset(1);
     std::fill(flat.images.begin() + plane, flat.images.begin() + 2 * plane, std::uint8_t{7});
     const std::string msg = error_of([&] { (void)Normalization::of(flat); });
     CHECK_MESSAGE_HAS(msg, "channel 1");
@@ -448,7 +448,7 @@ BOOST_AUTO_TEST_CASE(normalisation_of_a_tiny_dataset) {
 // ---- validation split ----------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(hold_out_split) {
-    const Dataset d = make_dataset(100);
+    const Records d = make_dataset(100);
     const Split s = hold_out(d, 20, 42);
     BOOST_TEST_REQUIRE(s.validation.size() == 20u);
     BOOST_TEST_REQUIRE(s.train.size() == 80u);
@@ -496,8 +496,8 @@ BOOST_AUTO_TEST_CASE(hold_out_split) {
 // ---- batches -------------------------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(batch_loader_sizes) {
-    const Dataset d = make_dataset(10);
-    BatchLoader keep(d, 4, true, 1, Normalization::notebook());
+    const CifarDataset d(make_dataset(10), Normalization::notebook());
+    BatchLoader keep(d, 4, true, 1);
     BOOST_TEST(keep.batches_per_epoch() == 3u);
     BOOST_TEST(keep.size() == 10u);
     BOOST_TEST(keep.batch_size() == 4);
@@ -506,7 +506,7 @@ BOOST_AUTO_TEST_CASE(batch_loader_sizes) {
     BOOST_TEST(sizes == (std::vector<std::size_t>{4, 4, 2}), boost::test_tools::per_element());
     BOOST_TEST(ids.size() == 10u);
 
-    BatchLoader drop(d, 4, true, 1, Normalization::notebook(), true);
+    BatchLoader drop(d, 4, true, 1, true);
     BOOST_TEST(drop.batches_per_epoch() == 2u);
     sizes.clear();
     const auto dropped = epoch_ids(drop, 0, &sizes);
@@ -514,12 +514,12 @@ BOOST_AUTO_TEST_CASE(batch_loader_sizes) {
     // The same order as without drop_last, less the tail.
     BOOST_TEST(dropped == std::vector<int>(ids.begin(), ids.begin() + 8), boost::test_tools::per_element());
 
-    BatchLoader even(d, 5, true, 1, Normalization::notebook(), true);
+    BatchLoader even(d, 5, true, 1, true);
     BOOST_TEST(even.batches_per_epoch() == 2u);
-    BatchLoader big(d, 64, false, 1, Normalization::notebook());
+    BatchLoader big(d, 64, false, 1);
     BOOST_TEST(big.batches_per_epoch() == 1u);
     BOOST_TEST(epoch_ids(big, 0).size() == 10u);
-    BatchLoader big_drop(d, 64, false, 1, Normalization::notebook(), true);
+    BatchLoader big_drop(d, 64, false, 1, true);
     BOOST_TEST(big_drop.batches_per_epoch() == 0u);
     BOOST_TEST(epoch_ids(big_drop, 0).empty());
 
@@ -528,17 +528,17 @@ BOOST_AUTO_TEST_CASE(batch_loader_sizes) {
     std::vector<int> labels;
     BOOST_TEST(!keep.next(images, labels));
 
-    CHECK_MESSAGE_HAS(error_of([&] { BatchLoader bad(d, 0, true, 1, Normalization::notebook()); }), "batch size");
+    CHECK_MESSAGE_HAS(error_of([&] { BatchLoader bad(d, 0, true, 1); }), "batch size");
     Normalization zero;
     zero.std[2] = 0;
-    CHECK_MESSAGE_HAS(error_of([&] { BatchLoader bad(d, 4, true, 1, zero); }), "channel 2");
+    CHECK_MESSAGE_HAS(error_of([&] { CifarDataset bad(make_dataset(2), zero); }), "channel 2");
     CHECK_MESSAGE_HAS(error_of([&] { keep.start_epoch(-1); }), "epoch");
 }
 
 BOOST_AUTO_TEST_CASE(batch_loader_orders) {
-    const Dataset d = make_dataset(50);
-    BatchLoader a(d, 8, true, 123, Normalization::notebook());
-    BatchLoader b(d, 8, true, 123, Normalization::notebook());
+    const CifarDataset d(make_dataset(50), Normalization::notebook());
+    BatchLoader a(d, 8, true, 123);
+    BatchLoader b(d, 8, true, 123);
     std::vector<int> every(50);
     std::iota(every.begin(), every.end(), 0);
 
@@ -558,26 +558,27 @@ BOOST_AUTO_TEST_CASE(batch_loader_orders) {
     std::vector<int> from_order;
     for (std::size_t i : a.order()) from_order.push_back(static_cast<int>(i));
     BOOST_TEST(from_order == a1, boost::test_tools::per_element());
-    BatchLoader other_seed(d, 8, true, 124, Normalization::notebook());
+    BatchLoader other_seed(d, 8, true, 124);
     BOOST_TEST(epoch_ids(other_seed, 0) != a0);
     // A fresh loader starts on epoch 0 without start_epoch.
-    BatchLoader fresh(d, 8, true, 123, Normalization::notebook());
+    BatchLoader fresh(d, 8, true, 123);
     BOOST_TEST(fresh.order() == b.order(), boost::test_tools::per_element());
 
     // Pinned: resumed runs rely on the order of (seed, epoch) never changing.
-    BatchLoader pinned_loader(make_dataset(10), 10, true, 7, Normalization::notebook());
+    const CifarDataset ten(make_dataset(10), Normalization::notebook());
+    BatchLoader pinned_loader(ten, 10, true, 7);
     std::vector<int> pinned_order;
     for (std::size_t i : pinned_loader.order()) pinned_order.push_back(static_cast<int>(i));
     const std::vector<int> pinned{3, 9, 1, 7, 2, 5, 8, 0, 4, 6};
     BOOST_TEST(pinned_order == pinned, boost::test_tools::per_element());
 
-    BatchLoader plain(d, 8, false, 123, Normalization::notebook());
+    BatchLoader plain(d, 8, false, 123);
     BOOST_TEST(epoch_ids(plain, 0) == every, boost::test_tools::per_element());
     BOOST_TEST(epoch_ids(plain, 5) == every, boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(fill_batch_from_an_order) {
-    const Dataset d = make_dataset(6);
+    const Records d = make_dataset(6);
     const std::vector<std::size_t> order{5, 3, 1, 0, 2, 4};
     Tensor<float> images(Shape{7, 3, 32, 32});
     std::vector<int> labels(7);

@@ -12,6 +12,7 @@
 
 #include "mcnn/check/gradcheck.hpp"
 #include "mcnn/nn/models.hpp"
+#include "mcnn/nn/registry.hpp"
 #include "mcnn/ops/loss.hpp"
 #include "mcnn/optim/sgd.hpp"
 #include "mcnn/threads.hpp"
@@ -66,7 +67,7 @@ BOOST_AUTO_TEST_SUITE(models)
 BOOST_AUTO_TEST_CASE(simple_cnn_has_62006_parameters_named_and_shaped_in_order) {
     Rng rng(1);
     SimpleCNN<float> model(rng);
-    BOOST_TEST(model.name() == "simple");
+    BOOST_TEST(model.type_name() == "SimpleCNN");
     BOOST_TEST(model.parameter_count() == 62006u);
     const std::vector<std::pair<std::string, Shape>> expected{
         {"conv1.weight", {6, 3, 5, 5}}, {"conv1.bias", {6}}, {"conv2.weight", {16, 6, 5, 5}}, {"conv2.bias", {16}},
@@ -148,7 +149,7 @@ BOOST_AUTO_TEST_CASE(a_training_step_does_not_depend_on_the_thread_count) {
             auto step = [&](int threads) {
                 const ThreadLimit limit(threads);
                 Rng rng(32);
-                auto model = make_model<double>(name, rng, default_conv_path(name));
+                auto model = make_model<double>(name, rng);
                 Sgd<double> sgd(model->parameters(), SgdOptions{.lr = 0.01, .momentum = 0.9});
                 std::vector<double> losses;
                 for (int k = 0; k < 2; ++k) {
@@ -196,7 +197,7 @@ BOOST_AUTO_TEST_CASE(reference_and_fast_conv_paths_give_the_same_logits_and_grad
     for (std::size_t k = 0; k < pf.size(); ++k) BOOST_TEST(max_abs_diff(pf[k]->grad, pr[k]->grad) < 1e-12, pf[k]->name);
 
     // set_conv_path switches every conv layer
-    fast.set_conv_path(ConvPath::reference);
+    set_conv_path(fast, ConvPath::reference);
     BOOST_TEST((fast.conv1.spec().path == ConvPath::reference && fast.conv2.spec().path == ConvPath::reference));
     BOOST_TEST(max_abs_diff(logits_of(fast, images), yr) < 1e-12);
 
@@ -260,12 +261,12 @@ BOOST_AUTO_TEST_CASE(tuned_and_manual_models_have_the_notebooks_shapes) {
     BOOST_TEST((manual.conv1.bias.value.array() == 0.0f).all());  // the notebook's untied bias starts at zero
     BOOST_TEST(manual.conv1.weight.value.array().abs().maxCoeff() <= std::sqrt(1.0f / 75.0f));
     BOOST_TEST((manual.conv1.spec().path == ConvPath::reference));
-    for (Model<float>* m : std::initializer_list<Model<float>*>{&tuned, &manual}) {
+    for (Module<float>* m : std::initializer_list<Module<float>*>{&tuned, &manual}) {
         Tape<float> tape(Tape<float>::Mode::inference);
         const Var<float> y = m->forward(tape.constant(random_images(3, 5).cast<float>()));
-        BOOST_TEST(y.shape() == (Shape{3, 10}), m->name());
+        BOOST_TEST(y.shape() == (Shape{3, 10}), m->type_name());
     }
-    BOOST_TEST(make_model<float>("tuned", rng)->name() == "tuned");
+    BOOST_TEST(make_model<float>("tuned", rng)->type_name() == "TunedCNN");
     BOOST_TEST(contains(error_of([&] { make_model<float>("resnet", rng); }), "simple, tuned, manual"));
 }
 
@@ -273,7 +274,7 @@ BOOST_AUTO_TEST_CASE(tuned_and_manual_models_have_the_notebooks_shapes) {
 BOOST_AUTO_TEST_CASE(tuned_and_manual_gradients_check_sampled) {
     for (const char* name : {"tuned", "manual"}) {
         Rng rng(31);
-        auto model = make_model<double>(name, rng, default_conv_path(name));
+        auto model = make_model<double>(name, rng);
         const std::vector<int> labels{1, 8};
         GradCheckOptions options;
         options.max_elements = 12;

@@ -8,7 +8,8 @@
 
 #include "mcnn/nn/summary.hpp"
 #include "mcnn/train/checkpoint.hpp"
-#include "mcnn/train/trainer.hpp"
+#include "mcnn/nn/models.hpp"
+#include "mcnn/train/config.hpp"
 #include "support.hpp"
 
 using namespace mcnn;
@@ -18,9 +19,9 @@ namespace fs = std::filesystem;
 namespace {
 
 // n images per class; class c has channel means that depend on c, plus noise.
-data::Dataset synthetic(std::size_t per_class, std::uint64_t seed) {
+data::Records synthetic(std::size_t per_class, std::uint64_t seed) {
     Rng rng(seed);
-    data::Dataset d;
+    data::Records d;
     for (std::size_t i = 0; i < per_class * data::class_count; ++i) {
         const int c = static_cast<int>(i % data::class_count);
         d.labels.push_back(static_cast<std::uint8_t>(c));
@@ -65,7 +66,7 @@ BOOST_AUTO_TEST_SUITE(training)
 BOOST_AUTO_TEST_CASE(summary_counts_every_parameter) {
     Rng rng(0);
     SimpleCNN<float> model(rng);
-    const std::string s = summary(model);
+    const std::string s = summary(model, Shape{1, 3, 32, 32}, "simple");
     BOOST_TEST(contains(s, "Total parameters: 62,006"));
     BOOST_TEST(contains(s, "[-1, 6, 28, 28]"));
     BOOST_TEST(contains(s, "[-1, 16, 5, 5]"));
@@ -79,12 +80,12 @@ BOOST_AUTO_TEST_CASE(config_round_trips_and_rejects_bad_fields) {
     c.model = "simple";
     c.epochs = 7;
     c.sgd.lr = 0.0007;
-    c.conv = ConvPath::reference;
+    c.conv = "reference";
     c.validation = 5000;
     const TrainConfig back = TrainConfig::from_json(c.to_json());
     BOOST_TEST(back.epochs == 7);
     BOOST_TEST(back.sgd.lr == 0.0007);
-    BOOST_TEST((back.conv == ConvPath::reference));
+    BOOST_TEST(back.conv == "reference");
     BOOST_TEST(back.validation == 5000u);
     BOOST_TEST(contains(error_of([] { TrainConfig::from_json("{"); }), "not valid JSON"));
     BOOST_TEST(contains(error_of([] { TrainConfig::from_json("{}"); }), "'model'"));
@@ -163,12 +164,12 @@ BOOST_AUTO_TEST_CASE(checkpoint_round_trip_and_bad_checkpoints) {
     Sgd<float> sgd(model.parameters(), {.lr = 0.1, .momentum = 0.9});
     for (auto* p : model.parameters()) p->grad.fill(0.5f);
     sgd.step();  // creates momentum buffers
-    save_checkpoint(path, model, sgd, {{"epochs_done", "4"}});
+    save_checkpoint(path, model, &sgd, "simple", {{"epochs_done", "4"}});
 
     Rng other(99);
     SimpleCNN<float> copy(other);
     Sgd<float> sgd2(copy.parameters(), {.lr = 0.1, .momentum = 0.9});
-    const auto meta = load_checkpoint(path, copy, &sgd2);
+    const auto meta = load_checkpoint(path, copy, &sgd2, "simple");
     BOOST_TEST(meta.at("epochs_done") == "4");
     for (std::size_t i = 0; i < model.parameters().size(); ++i) {
         BOOST_TEST((model.parameters()[i]->value.array() == copy.parameters()[i]->value.array()).all());
@@ -180,21 +181,21 @@ BOOST_AUTO_TEST_CASE(checkpoint_round_trip_and_bad_checkpoints) {
     Rng r3(5);
     SimpleCNN<float> target(r3);
     const Tensor<float> before = target.fc1.weight.value;
-    BOOST_TEST(contains(error_of([&] { load_checkpoint(path, target, nullptr); }), "truncated"));
+    BOOST_TEST(contains(error_of([&] { load_checkpoint(path, target, nullptr, "simple"); }), "truncated"));
     BOOST_TEST((target.fc1.weight.value.array() == before.array()).all());
     // a tensor file that is not a checkpoint, and one with a wrong shape
     TensorFile foreign;
     foreign.tensors.emplace_back("x", Tensor<float>(Shape{2}));
     save_safetensors(path, foreign);
-    BOOST_TEST(contains(error_of([&] { load_checkpoint(path, target, nullptr); }), "not a ManualCNN checkpoint"));
+    BOOST_TEST(contains(error_of([&] { load_checkpoint(path, target, nullptr, "simple"); }), "not a ManualCNN checkpoint"));
     TensorFile wrong = load_safetensors([&] {
-        save_checkpoint(path, model, sgd, {});
+        save_checkpoint(path, model, &sgd, "simple", {});
         return path;
     }());
     for (auto& [name, t] : wrong.tensors)
         if (name == "model/fc2.weight") t = Tensor<float>(Shape{84, 121});
     save_safetensors(path, wrong);
-    const std::string msg = error_of([&] { load_checkpoint(path, target, nullptr); });
+    const std::string msg = error_of([&] { load_checkpoint(path, target, nullptr, "simple"); });
     BOOST_TEST(contains(msg, "fc2.weight"));
     BOOST_TEST(contains(msg, "[84, 121]"));
     BOOST_TEST(contains(msg, "[84, 120]"));

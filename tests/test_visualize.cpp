@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mcnn/error.hpp"
+#include "mcnn/nn/registry.hpp"
 #include "mcnn/plot/images.hpp"
 #include "support.hpp"
 
@@ -234,10 +235,10 @@ BOOST_AUTO_TEST_CASE(model_pictures_of_simple_and_manual_models) {
     for (const std::string name : {"simple", "manual"}) {
         BOOST_TEST_CONTEXT(name) {
             Rng rng(4);
-            const auto model = make_model<float>(name, rng, default_conv_path(name));
+            const auto model = make_model<float>(name, rng);
             const Examples examples = random_examples(2, rng);
-            const std::string about = model_title(*model) + ", random weights";
-            BOOST_TEST(&first_conv(*model).weight == model->parameters()[0]);
+            const std::string about = model->type_name() + ", random weights";
+            BOOST_TEST(&first_conv_layer(*model).weight == model->parameters()[0]);
 
             // Forward: a row of 6 kernels, then per image the image and 6 feature maps of 28 x 28.
             const ImageGrid forward = feature_map_grid(*model, examples, about);
@@ -257,7 +258,7 @@ BOOST_AUTO_TEST_CASE(model_pictures_of_simple_and_manual_models) {
             BOOST_TEST(g.input.shape() == examples.images.shape());
             BOOST_TEST(g.weight.shape() == (Shape{6, 3, 5, 5}));
             BOOST_TEST(g.bias.shape() == (name == "manual" ? Shape{6, 28, 28} : Shape{6}));
-            test::check_equal(g.weight, first_conv(*model).weight.grad, "dL/dK is the parameter's gradient");
+            test::check_equal(g.weight, first_conv_layer(*model).weight.grad, "dL/dK is the parameter's gradient");
             float input_norm = 0;
             for (const float v : g.input) input_norm += v * v;
             BOOST_TEST(input_norm > 0, "a gradient reaches the images");

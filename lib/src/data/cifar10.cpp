@@ -11,46 +11,13 @@
 #include <utility>
 
 #include "mcnn/error.hpp"
+#include "shuffle.hpp"
 
 namespace mcnn::data {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-// ---- seeded shuffles that are the same with every standard library -------------------------------
-
-/// SplitMix64's finaliser: spreads nearby seeds (0, 1, 2, ...) over the whole 64-bit range.
-std::uint64_t mix(std::uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-/// Uniform integer in [0, n), n >= 1, without bias. std::uniform_int_distribution is not used
-/// because its algorithm is left to the library: the same seed could give other orders elsewhere.
-std::uint64_t below(std::mt19937_64& engine, std::uint64_t n) {
-    const std::uint64_t threshold = (0 - n) % n;  // 2^64 mod n: reject the short last bucket
-    for (;;) {
-        const std::uint64_t r = engine();
-        if (r >= threshold) return r % n;
-    }
-}
-
-/// Fisher-Yates shuffle with `below`.
-void shuffle(std::vector<std::size_t>& v, std::mt19937_64& engine) {
-    for (std::size_t i = v.size(); i > 1; --i) {
-        const auto j = static_cast<std::size_t>(below(engine, i));
-        std::swap(v[i - 1], v[j]);
-    }
-}
-
-std::vector<std::size_t> iota(std::size_t n) {
-    std::vector<std::size_t> v(n);
-    std::iota(v.begin(), v.end(), std::size_t{0});
-    return v;
-}
 
 // ---- files ---------------------------------------------------------------------------------------
 
@@ -133,7 +100,7 @@ struct Lut {
 
 /// Records indices[0..count) of `data`, or first..first + count when `indices` is null (checked by
 /// the callers), into `images` and `labels`, reusing their storage.
-void fill_records(const Dataset& data, const std::size_t* indices, std::size_t first, std::size_t count,
+void fill_records(const Records& data, const std::size_t* indices, std::size_t first, std::size_t count,
                   const Normalization& norm, Tensor<float>& images, std::vector<int>& labels) {
     const Lut lut(norm);
     images.resize(Shape{static_cast<int>(count), 3, image_size, image_size});
@@ -155,20 +122,20 @@ void fill_records(const Dataset& data, const std::size_t* indices, std::size_t f
 
 }  // namespace
 
-// ---- Dataset -------------------------------------------------------------------------------------
+// ---- Records -------------------------------------------------------------------------------------
 
-void Dataset::append(const Dataset& other) {
+void Records::append(const Records& other) {
     images.insert(images.end(), other.images.begin(), other.images.end());
     labels.insert(labels.end(), other.labels.begin(), other.labels.end());
 }
 
-Dataset Dataset::subset(const std::vector<std::size_t>& indices) const {
-    Dataset out;
+Records Records::subset(const std::vector<std::size_t>& indices) const {
+    Records out;
     out.images.resize(indices.size() * image_bytes);
     out.labels.resize(indices.size());
     for (std::size_t i = 0; i < indices.size(); ++i) {
         const std::size_t r = indices[i];
-        if (r >= size()) fail("Dataset::subset: index {} (position {}) is out of range for {} records", r, i, size());
+        if (r >= size()) fail("Records::subset: index {} (position {}) is out of range for {} records", r, i, size());
         std::memcpy(out.images.data() + i * image_bytes, images.data() + r * image_bytes, image_bytes);
         out.labels[i] = labels[r];
     }
@@ -177,7 +144,7 @@ Dataset Dataset::subset(const std::vector<std::size_t>& indices) const {
 
 // ---- reading -------------------------------------------------------------------------------------
 
-Dataset read_batch_file(const fs::path& file) {
+Records read_batch_file(const fs::path& file) {
     const auto bytes = read_all(file, "CIFAR-10 batch file");
     const std::size_t size = bytes.size();
     if (size == 0)
@@ -190,7 +157,7 @@ Dataset read_batch_file(const fs::path& file) {
              "batch file",
              file.string(), size, record_bytes, size / record_bytes, size % record_bytes);
     const std::size_t n = size / record_bytes;
-    Dataset out;
+    Records out;
     out.labels.resize(n);
     out.images.resize(n * image_bytes);
     for (std::size_t r = 0; r < n; ++r) {
@@ -213,7 +180,7 @@ Cifar10 load_cifar10(const fs::path& dir) {
     out.dir = dir;
     out.class_names = read_class_names(dir / "batches.meta.txt");
     for (int b = 1; b <= 5; ++b) {
-        Dataset part = read_batch_file(dir / fmt::format("data_batch_{}.bin", b));
+        Records part = read_batch_file(dir / fmt::format("data_batch_{}.bin", b));
         if (b == 1) {
             out.train = std::move(part);
             out.train.images.reserve(out.train.images.size() * 5);
@@ -262,7 +229,7 @@ fs::path find_cifar10(const std::string& flag) {
 
 // ---- normalisation and splits --------------------------------------------------------------------
 
-Normalization Normalization::of(const Dataset& data) {
+Normalization Normalization::of(const Records& data) {
     const std::size_t n = data.size();
     if (n == 0) fail("Normalization::of: the dataset is empty");
     if (data.images.size() != n * image_bytes)
@@ -301,14 +268,14 @@ Normalization Normalization::of(const Dataset& data) {
     return out;
 }
 
-Split hold_out(const Dataset& data, std::size_t validation_size, std::uint64_t seed) {
+Split hold_out(const Records& data, std::size_t validation_size, std::uint64_t seed) {
     if (validation_size >= data.size())
         fail("hold_out: cannot hold out {} validation records from a dataset of {}: the validation set must be "
              "smaller than the dataset so that records are left for training",
              validation_size, data.size());
-    auto indices = iota(data.size());
-    std::mt19937_64 engine(mix(seed));
-    shuffle(indices, engine);
+    auto indices = detail::iota(data.size());
+    std::mt19937_64 engine(detail::mix(seed));
+    detail::shuffle(indices, engine);
     std::vector<std::size_t> validation(indices.begin(), indices.begin() + static_cast<std::ptrdiff_t>(validation_size));
     std::vector<std::size_t> train(indices.begin() + static_cast<std::ptrdiff_t>(validation_size), indices.end());
     std::sort(train.begin(), train.end());
@@ -317,7 +284,7 @@ Split hold_out(const Dataset& data, std::size_t validation_size, std::uint64_t s
 
 // ---- batches -------------------------------------------------------------------------------------
 
-void fill_batch(const Dataset& data, const std::vector<std::size_t>& order, std::size_t first, std::size_t count,
+void fill_batch(const Records& data, const std::vector<std::size_t>& order, std::size_t first, std::size_t count,
                 const Normalization& norm, Tensor<float>& images, std::vector<int>& labels) {
     if (first > order.size() || count > order.size() - first)
         fail("fill_batch: records [{}, {}) run past the order's {} entries", first, first + count, order.size());
@@ -327,47 +294,29 @@ void fill_batch(const Dataset& data, const std::vector<std::size_t>& order, std:
     fill_records(data, order.data() + first, 0, count, norm, images, labels);
 }
 
-void fill_batch(const Dataset& data, std::size_t first, std::size_t count, const Normalization& norm,
+void fill_batch(const Records& data, std::size_t first, std::size_t count, const Normalization& norm,
                 Tensor<float>& images, std::vector<int>& labels) {
     if (first > data.size() || count > data.size() - first)
         fail("fill_batch: records [{}, {}) run past the dataset's {} records", first, first + count, data.size());
     fill_records(data, nullptr, first, count, norm, images, labels);
 }
 
-BatchLoader::BatchLoader(const Dataset& data, int batch_size, bool shuffle, std::uint64_t seed, Normalization norm,
-                         bool drop_last)
-    : data_(&data), batch_size_(batch_size), shuffle_(shuffle), drop_last_(drop_last), seed_(seed), norm_(norm) {
-    if (batch_size < 1) fail("BatchLoader: batch size must be at least 1, got {}", batch_size);
+CifarDataset::CifarDataset(Records records, const Normalization& norm, std::vector<std::string> class_names)
+    : records_(std::move(records)), norm_(norm), names_(std::move(class_names)) {
     (void)Lut(norm_);  // a bad normalisation fails here, not at the first batch
-    start_epoch(0);
+    if (records_.images.size() != records_.size() * image_bytes)
+        fail("CifarDataset: {} labels but {} image bytes (expected {})", records_.size(), records_.images.size(),
+             records_.size() * image_bytes);
+    if (!names_.empty() && names_.size() != class_count)
+        fail("CifarDataset: {} class names, expected {}", names_.size(), class_count);
 }
 
-std::size_t BatchLoader::batches_per_epoch() const {
-    const std::size_t n = data_->size(), b = static_cast<std::size_t>(batch_size_);
-    return drop_last_ ? n / b : (n + b - 1) / b;
+std::vector<std::string> CifarDataset::class_names() const {
+    return names_.empty() ? Dataset::class_names() : names_;
 }
 
-void BatchLoader::start_epoch(int epoch) {
-    if (epoch < 0) fail("BatchLoader::start_epoch: epoch must be >= 0, got {}", epoch);
-    order_ = iota(data_->size());
-    if (shuffle_) {
-        std::mt19937_64 engine(mix(seed_ ^ mix(0x5EED0000ull + static_cast<std::uint64_t>(epoch))));
-        shuffle(order_, engine);
-    }
-    position_ = 0;
-}
-
-bool BatchLoader::next(Tensor<float>& images, std::vector<int>& labels) {
-    const std::size_t n = order_.size(), b = static_cast<std::size_t>(batch_size_);
-    if (position_ >= n) return false;
-    const std::size_t count = std::min(b, n - position_);
-    if (drop_last_ && count < b) {
-        position_ = n;
-        return false;
-    }
-    fill_records(*data_, order_.data() + position_, 0, count, norm_, images, labels);
-    position_ += count;
-    return true;
+void CifarDataset::fill(const std::size_t* indices, std::size_t count, Tensor<float>& batch, std::vector<int>& labels) const {
+    fill_records(records_, indices, 0, count, norm_, batch, labels);
 }
 
 }  // namespace mcnn::data

@@ -1,7 +1,12 @@
 #include "mcnn/nn/layers.hpp"
 
+#include <fmt/format.h>
+
+#include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/bias.hpp"
 #include "mcnn/ops/linear.hpp"
+#include "mcnn/ops/pool.hpp"
+#include "mcnn/ops/shape.hpp"
 
 namespace mcnn {
 namespace {
@@ -10,41 +15,113 @@ Shape bias_shape(const Conv2dSpec& s) {
     if (s.bias == BiasKind::tied) return Shape{s.out_channels};
     if (s.in_size < 1) fail("Conv2d: an untied bias needs the input size (in_size), got {}", s.in_size);
     const int out = (s.in_size + 2 * s.padding - s.kernel) / s.stride + 1;
+    if (out < 1) fail("Conv2d: kernel {} does not fit input size {} with padding {}", s.kernel, s.in_size, s.padding);
     return Shape{s.out_channels, out, out};
 }
 
 }  // namespace
 
 template <class T>
-Conv2d<T>::Conv2d(const std::string& name, const Conv2dSpec& spec, Rng& rng) : spec_(spec) {
+Conv2d<T>::Conv2d(const Conv2dSpec& spec, Rng& rng) : spec_(spec) {
+    if (spec.in_channels < 1 || spec.out_channels < 1 || spec.kernel < 1)
+        fail("Conv2d: channels and kernel must be >= 1, got in {} out {} kernel {}", spec.in_channels, spec.out_channels,
+             spec.kernel);
     const int fan_in = spec.in_channels * spec.kernel * spec.kernel;
-    weight = Parameter<T>(name + ".weight", default_init<T>(Shape{spec.out_channels, spec.in_channels, spec.kernel, spec.kernel}, fan_in, rng));
-    // A tied bias as nn.Conv2d's; an untied one starts at zero, as the notebook's hand-made layer.
-    bias = Parameter<T>(name + ".bias", spec.bias == BiasKind::tied ? default_init<T>(bias_shape(spec), fan_in, rng)
-                                                                  : Tensor<T>(bias_shape(spec)));
+    weight.value = default_init<T>(Shape{spec.out_channels, spec.in_channels, spec.kernel, spec.kernel}, fan_in, rng);
+    this->register_parameter("weight", weight);
+    if (spec.bias == BiasKind::none) return;
+    bias.value = spec.bias == BiasKind::tied ? default_init<T>(bias_shape(spec), fan_in, rng) : Tensor<T>(bias_shape(spec));
+    this->register_parameter("bias", bias);
 }
 
 template <class T>
-Var<T> Conv2d<T>::operator()(const Var<T>& x) {
+Var<T> Conv2d<T>::forward(const Var<T>& x) {
     Tape<T>& tape = *x.tape();
     const Var<T> y = conv2d(x, tape.param(weight), Conv2dOptions{spec_.padding, spec_.stride, spec_.path});
-    return spec_.bias == BiasKind::tied ? bias_channels(y, tape.param(bias)) : bias_untied(y, tape.param(bias));
+    switch (spec_.bias) {
+        case BiasKind::tied: return bias_channels(y, tape.param(bias));
+        case BiasKind::untied: return bias_untied(y, tape.param(bias));
+        case BiasKind::none: break;
+    }
+    return y;
 }
 
 template <class T>
-Linear<T>::Linear(const std::string& name, int in_features, int out_features, Rng& rng)
-    : weight(name + ".weight", default_init<T>(Shape{out_features, in_features}, in_features, rng)),
-      bias(name + ".bias", default_init<T>(Shape{out_features}, in_features, rng)) {}
+std::string Conv2d<T>::describe() const {
+    std::string s = fmt::format("{} -> {}, kernel {}", spec_.in_channels, spec_.out_channels, spec_.kernel);
+    if (spec_.padding) s += fmt::format(", padding {}", spec_.padding);
+    if (spec_.stride != 1) s += fmt::format(", stride {}", spec_.stride);
+    if (spec_.bias == BiasKind::untied) s += ", untied bias";
+    if (spec_.bias == BiasKind::none) s += ", no bias";
+    return s;
+}
 
 template <class T>
-Var<T> Linear<T>::operator()(const Var<T>& x) {
+Linear<T>::Linear(int in_features, int out_features, Rng& rng, bool with_bias) {
+    if (in_features < 1 || out_features < 1) fail("Linear: features must be >= 1, got {} -> {}", in_features, out_features);
+    weight.value = default_init<T>(Shape{out_features, in_features}, in_features, rng);
+    this->register_parameter("weight", weight);
+    if (!with_bias) return;
+    bias.value = default_init<T>(Shape{out_features}, in_features, rng);
+    this->register_parameter("bias", bias);
+}
+
+template <class T>
+Var<T> Linear<T>::forward(const Var<T>& x) {
     Tape<T>& tape = *x.tape();
-    return linear(x, tape.param(weight), tape.param(bias));
+    return bias.value.empty() ? linear(x, tape.param(weight)) : linear(x, tape.param(weight), tape.param(bias));
 }
 
-template class Conv2d<float>;
-template class Conv2d<double>;
-template class Linear<float>;
-template class Linear<double>;
+template <class T>
+std::string Linear<T>::describe() const {
+    return fmt::format("{} -> {}{}", weight.value.dim(1), weight.value.dim(0), bias.value.empty() ? ", no bias" : "");
+}
+
+template <class T>
+Var<T> ReLU<T>::forward(const Var<T>& x) {
+    return relu(x);
+}
+
+template <class T>
+Var<T> MaxPool2d<T>::forward(const Var<T>& x) {
+    return max_pool2d(x, kernel_, stride_);
+}
+
+template <class T>
+std::string MaxPool2d<T>::describe() const {
+    return fmt::format("kernel {}, stride {}", kernel_, stride_ ? stride_ : kernel_);
+}
+
+template <class T>
+Var<T> Flatten<T>::forward(const Var<T>& x) {
+    return flatten(x);
+}
+
+template <class T>
+void set_conv_path(Module<T>& model, ConvPath path) {
+    model.visit([path](const std::string&, Module<T>& m) {
+        if (auto* conv = dynamic_cast<Conv2d<T>*>(&m)) conv->set_path(path);
+    });
+}
+
+template <class T>
+Conv2d<T>* first_conv(Module<T>& model) {
+    Conv2d<T>* found = nullptr;
+    model.visit([&found](const std::string&, Module<T>& m) {
+        if (!found) found = dynamic_cast<Conv2d<T>*>(&m);
+    });
+    return found;
+}
+
+#define MCNN_INSTANTIATE(T)                                    \
+    template class Conv2d<T>;                                  \
+    template class Linear<T>;                                  \
+    template class ReLU<T>;                                    \
+    template class MaxPool2d<T>;                               \
+    template class Flatten<T>;                                 \
+    template void set_conv_path(Module<T>&, ConvPath);         \
+    template Conv2d<T>* first_conv(Module<T>&);
+MCNN_INSTANTIATE(float)
+MCNN_INSTANTIATE(double)
 
 }  // namespace mcnn

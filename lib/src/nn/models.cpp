@@ -1,7 +1,5 @@
 #include "mcnn/nn/models.hpp"
 
-#include <fmt/format.h>
-
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/pool.hpp"
 #include "mcnn/ops/shape.hpp"
@@ -9,19 +7,14 @@
 namespace mcnn {
 
 template <class T>
-std::size_t Model<T>::parameter_count() {
-    std::size_t n = 0;
-    for (const Parameter<T>* p : parameters()) n += p->value.numel();
-    return n;
-}
-
-template <class T>
 SimpleCNN<T>::SimpleCNN(Rng& rng, ConvPath path, BiasKind bias)
-    : conv1("conv1", {.in_channels = 3, .out_channels = 6, .kernel = 5, .bias = bias, .in_size = 32, .path = path}, rng),
-      conv2("conv2", {.in_channels = 6, .out_channels = 16, .kernel = 5, .bias = bias, .in_size = 14, .path = path}, rng),
-      fc1("fc1", 16 * 5 * 5, 120, rng),
-      fc2("fc2", 120, 84, rng),
-      fc3("fc3", 84, 10, rng) {}
+    : conv1({.in_channels = 3, .out_channels = 6, .kernel = 5, .bias = bias, .in_size = 32, .path = path}, rng),
+      conv2({.in_channels = 6, .out_channels = 16, .kernel = 5, .bias = bias, .in_size = 14, .path = path}, rng),
+      fc1(16 * 5 * 5, 120, rng),
+      fc2(120, 84, rng),
+      fc3(84, 10, rng) {
+    this->register_modules({{"conv1", conv1}, {"conv2", conv2}, {"fc1", fc1}, {"fc2", fc2}, {"fc3", fc3}});
+}
 
 template <class T>
 Var<T> SimpleCNN<T>::forward(const Var<T>& x) {
@@ -33,28 +26,15 @@ Var<T> SimpleCNN<T>::forward(const Var<T>& x) {
 }
 
 template <class T>
-std::vector<Parameter<T>*> SimpleCNN<T>::parameters() {
-    std::vector<Parameter<T>*> out;
-    for (auto* layer_params : {&conv1.weight, &conv1.bias, &conv2.weight, &conv2.bias, &fc1.weight, &fc1.bias,
-                               &fc2.weight, &fc2.bias, &fc3.weight, &fc3.bias})
-        out.push_back(layer_params);
-    return out;
+TunedCNN<T>::TunedCNN(Rng& rng)
+    : conv1({.in_channels = 3, .out_channels = 16, .kernel = 5, .padding = 3}, rng),
+      conv2({.in_channels = 16, .out_channels = 64, .kernel = 5, .padding = 3}, rng),
+      conv3({.in_channels = 64, .out_channels = 128, .kernel = 5, .padding = 3}, rng),
+      fc1(128 * 5 * 5, 256, rng),
+      fc2(256, 512, rng),
+      fc3(512, 10, rng) {
+    this->register_modules({{"conv1", conv1}, {"conv2", conv2}, {"conv3", conv3}, {"fc1", fc1}, {"fc2", fc2}, {"fc3", fc3}});
 }
-
-template <class T>
-void SimpleCNN<T>::set_conv_path(ConvPath path) {
-    conv1.set_path(path);
-    conv2.set_path(path);
-}
-
-template <class T>
-TunedCNN<T>::TunedCNN(Rng& rng, ConvPath path)
-    : conv1("conv1", {.in_channels = 3, .out_channels = 16, .kernel = 5, .padding = 3, .path = path}, rng),
-      conv2("conv2", {.in_channels = 16, .out_channels = 64, .kernel = 5, .padding = 3, .path = path}, rng),
-      conv3("conv3", {.in_channels = 64, .out_channels = 128, .kernel = 5, .padding = 3, .path = path}, rng),
-      fc1("fc1", 128 * 5 * 5, 256, rng),
-      fc2("fc2", 256, 512, rng),
-      fc3("fc3", 512, 10, rng) {}
 
 template <class T>
 Var<T> TunedCNN<T>::forward(const Var<T>& x) {
@@ -66,33 +46,6 @@ Var<T> TunedCNN<T>::forward(const Var<T>& x) {
     return fc3(h);                             // B x 10
 }
 
-template <class T>
-std::vector<Parameter<T>*> TunedCNN<T>::parameters() {
-    return {&conv1.weight, &conv1.bias, &conv2.weight, &conv2.bias, &conv3.weight, &conv3.bias,
-            &fc1.weight,   &fc1.bias,   &fc2.weight,   &fc2.bias,   &fc3.weight,   &fc3.bias};
-}
-
-template <class T>
-void TunedCNN<T>::set_conv_path(ConvPath path) {
-    for (Conv2d<T>* c : {&conv1, &conv2, &conv3}) c->set_path(path);
-}
-
-std::vector<std::string> model_names() { return {"simple", "tuned", "manual"}; }
-
-ConvPath default_conv_path(const std::string& model) { return model == "manual" ? ConvPath::reference : ConvPath::fast; }
-
-template <class T>
-std::unique_ptr<Model<T>> make_model(const std::string& name, Rng& rng, ConvPath path) {
-    if (name == "simple") return std::make_unique<SimpleCNN<T>>(rng, path);
-    if (name == "tuned") return std::make_unique<TunedCNN<T>>(rng, path);
-    if (name == "manual") return std::make_unique<ManualCNN<T>>(rng, path);
-    fail("unknown model '{}'; known models: {}", name, fmt::join(model_names(), ", "));
-}
-
-template std::unique_ptr<Model<float>> make_model(const std::string&, Rng&, ConvPath);
-template std::unique_ptr<Model<double>> make_model(const std::string&, Rng&, ConvPath);
-template class Model<float>;
-template class Model<double>;
 template class SimpleCNN<float>;
 template class SimpleCNN<double>;
 template class TunedCNN<float>;

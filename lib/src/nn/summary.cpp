@@ -23,11 +23,15 @@ std::string batch_free(const Shape& s) {
 }  // namespace
 
 template <class T>
-std::string summary(Model<T>& model) {
+std::string summary(Module<T>& model, const Shape& input, const std::string& name) {
     Tape<T> tape;
-    const Var<T> x = tape.input(Tensor<T>(Shape{1, 3, 32, 32}));
-    model.forward(x);
-    std::string out = fmt::format("{} model, input {}\n", model.name(), batch_free(x.shape()));
+    const Var<T> x = tape.input(Tensor<T>(input));
+    try {
+        model.forward(x);
+    } catch (const Error& e) {
+        fail("summary: model '{}' cannot take an input of shape {}: {}", name, input.str(), e.what());
+    }
+    std::string out = fmt::format("{} model ({}), input {}\n", name, model.type_name(), batch_free(x.shape()));
     out += fmt::format("{:>3}  {:<22} {:<18} {:>10}  {}\n", "#", "node", "output shape", "params", "reads");
     out += std::string(80, '-') + "\n";
     std::size_t total = 0;
@@ -55,7 +59,7 @@ std::string summary(Model<T>& model) {
     return out;
 }
 
-template std::string summary(Model<float>&);
-template std::string summary(Model<double>&);
+template std::string summary(Module<float>&, const Shape&, const std::string&);
+template std::string summary(Module<double>&, const Shape&, const std::string&);
 
 }  // namespace mcnn

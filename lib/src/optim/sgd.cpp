@@ -1,5 +1,7 @@
 #include "mcnn/optim/sgd.hpp"
 
+#include <fmt/format.h>
+
 #include "../parallel.hpp"
 
 namespace mcnn {
@@ -30,19 +32,30 @@ struct Step {
 }  // namespace
 
 template <class T>
-Sgd<T>::Sgd(std::vector<Parameter<T>*> params, const SgdOptions& options) : params_(std::move(params)), options_(options) {
+Sgd<T>::Sgd(std::vector<Parameter<T>*> params, const SgdOptions& options) : Optimizer<T>(std::move(params)), options_(options) {
     if (!(options.lr > 0)) fail("Sgd: learning rate must be > 0, got {}", options.lr);
     if (!(options.momentum >= 0) || !(options.weight_decay >= 0) || !(options.dampening >= 0))  // NaN fails too
         fail("Sgd: momentum ({}), dampening ({}) and weight decay ({}) must be >= 0", options.momentum, options.dampening,
              options.weight_decay);
     if (options.nesterov && (options.momentum <= 0 || options.dampening != 0))
         fail("Sgd: Nesterov momentum needs momentum > 0 and dampening 0");
-    buffers_.resize(params_.size());
+    buffers_.resize(this->params_.size());
 }
 
 template <class T>
-void Sgd<T>::zero_grad() {
-    for (Parameter<T>* p : params_) p->zero_grad();
+std::vector<std::pair<std::string, Tensor<T>*>> Sgd<T>::state() {
+    std::vector<std::pair<std::string, Tensor<T>*>> out;
+    for (std::size_t i = 0; i < this->params_.size(); ++i) out.emplace_back("sgd/momentum/" + this->params_[i]->name, &buffers_[i]);
+    return out;
+}
+
+template <class T>
+std::string Sgd<T>::describe() const {
+    std::string s = fmt::format("SGD lr {} momentum {}", options_.lr, options_.momentum);
+    if (options_.nesterov) s += " (Nesterov)";
+    if (options_.weight_decay != 0) s += fmt::format(" weight decay {}", options_.weight_decay);
+    if (options_.dampening != 0) s += fmt::format(" dampening {}", options_.dampening);
+    return s;
 }
 
 template <class T>
@@ -50,8 +63,8 @@ void Sgd<T>::step() {
     const Step<T> update{static_cast<T>(options_.lr), static_cast<T>(options_.momentum), static_cast<T>(options_.dampening),
                          static_cast<T>(options_.weight_decay), options_.nesterov};
     const T mom = update.mom;
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-        Parameter<T>& p = *params_[i];
+    for (std::size_t i = 0; i < this->params_.size(); ++i) {
+        Parameter<T>& p = *this->params_[i];
         Tensor<T>& buf = buffers_[i];
         const bool first = mom != T(0) && buf.empty();  // the buffer starts as the first gradient
         if (first) buf = Tensor<T>(p.value.shape());

@@ -542,25 +542,15 @@ Tensor<float> unnormalised(const Tensor<float>& images, int b, const data::Norma
     return img;
 }
 
-Conv2d<float>& first_conv(Model<float>& model) {
-    if (auto* m = dynamic_cast<SimpleCNN<float>*>(&model)) return m->conv1;
-    if (auto* m = dynamic_cast<TunedCNN<float>*>(&model)) return m->conv1;
-    if (auto* m = dynamic_cast<ManualCNN<float>*>(&model)) return m->conv1;
-    fail("first_conv: model '{}' is not one of {}; its first conv layer is unknown", model.name(),
-         fmt::join(model_names(), ", "));
+Conv2d<float>& first_conv_layer(Module<float>& model) {
+    Conv2d<float>* conv = mcnn::first_conv(model);
+    if (!conv) fail("model {} has no Conv2d layer, so there is no first conv layer to draw", model.type_name());
+    return *conv;
 }
 
-std::string model_title(const Model<float>& model) {
-    const std::string name = model.name();
-    if (name == "simple") return "SimpleCNN";
-    if (name == "tuned") return "TunedCNN";
-    if (name == "manual") return "ManualCNN";
-    return name;
-}
-
-ImageGrid feature_map_grid(Model<float>& model, const Examples& examples, const std::string& about) {
+ImageGrid feature_map_grid(Module<float>& model, const Examples& examples, const std::string& about) {
     check_examples(examples, "feature_map_grid");
-    Conv2d<float>& conv = first_conv(model);
+    Conv2d<float>& conv = first_conv_layer(model);
     const int batch = examples.images.dim(0), kernels = conv.weight.value.dim(0);
     Tape<float> tape(Tape<float>::Mode::inference);
     const Tensor<float> maps = conv(tape.constant(examples.images)).value();  // B x D x Ho x Wo
@@ -586,9 +576,9 @@ ImageGrid feature_map_grid(Model<float>& model, const Examples& examples, const 
     return g;
 }
 
-FirstLayerGradients first_layer_gradients(Model<float>& model, const Examples& examples) {
+FirstLayerGradients first_layer_gradients(Module<float>& model, const Examples& examples) {
     check_examples(examples, "first_layer_gradients");
-    Conv2d<float>& conv = first_conv(model);
+    Conv2d<float>& conv = first_conv_layer(model);
     for (Parameter<float>* p : model.parameters()) p->zero_grad();
     Tape<float> tape;
     const Var<float> x = tape.input(examples.images);
@@ -648,8 +638,8 @@ ImageGrid input_gradient_grid(const Examples& examples, const FirstLayerGradient
     return g;
 }
 
-ImageGrid kernel_gradient_grid(Model<float>& model, const FirstLayerGradients& gradients, const std::string& about) {
-    Conv2d<float>& conv = first_conv(model);
+ImageGrid kernel_gradient_grid(Module<float>& model, const FirstLayerGradients& gradients, const std::string& about) {
+    Conv2d<float>& conv = first_conv_layer(model);
     const Tensor<float>& k = conv.weight.value;
     require_same_shape("kernel_gradient_grid (conv1.weight vs its gradient)", k.shape(), gradients.weight.shape());
     require_same_shape("kernel_gradient_grid (conv1.bias vs its gradient)", conv.bias.value.shape(), gradients.bias.shape());
@@ -694,8 +684,8 @@ ImageGrid kernel_gradient_grid(Model<float>& model, const FirstLayerGradients& g
     return g;
 }
 
-ImageGrid kernel_grid(Model<float>& model, const std::string& about) {
-    Conv2d<float>& conv = first_conv(model);
+ImageGrid kernel_grid(Module<float>& model, const std::string& about) {
+    Conv2d<float>& conv = first_conv_layer(model);
     const Tensor<float>& k = conv.weight.value;
     const int kernels = k.dim(0);
     ImageGrid g(4, kernels);
@@ -721,7 +711,7 @@ ImageGrid kernel_grid(Model<float>& model, const std::string& about) {
     return g;
 }
 
-ImageGrid prediction_grid(Model<float>& model, const Examples& examples, int cols, const std::string& about) {
+ImageGrid prediction_grid(Module<float>& model, const Examples& examples, int cols, const std::string& about) {
     check_examples(examples, "prediction_grid");
     if (cols < 1) fail("prediction_grid: {} columns; need 1 at least", cols);
     const int batch = examples.images.dim(0);

@@ -30,12 +30,13 @@ std::vector<int> predictions(const Tensor<float>& logits) {
     return out;
 }
 
-Evaluation evaluate(Model<float>& model, const data::Dataset& data, const data::Normalization& norm, int batch) {
+Evaluation evaluate(Module<float>& model, const data::Dataset& data, int batch) {
     if (batch < 1) fail("evaluate: batch must be >= 1, got {}", batch);
     Evaluation e;
-    e.confusion.assign(data::class_count, std::vector<std::size_t>(data::class_count, 0));
+    const auto classes = static_cast<std::size_t>(data.classes());
+    e.confusion.assign(classes, std::vector<std::size_t>(classes, 0));
     const auto start = std::chrono::steady_clock::now();
-    data::BatchLoader loader(data, batch, false, 0, norm);
+    data::BatchLoader loader(data, batch, false, 0);
     loader.start_epoch(0);
     Tensor<float> images;
     std::vector<int> labels;
@@ -44,6 +45,9 @@ Evaluation evaluate(Model<float>& model, const data::Dataset& data, const data::
     while (loader.next(images, labels)) {
         Tape<float> tape(Tape<float>::Mode::inference);
         const Var<float> logits = model.forward(tape.constant(images));
+        if (logits.shape() != Shape{static_cast<int>(labels.size()), data.classes()})
+            fail("evaluate: the model maps a batch of {} to {}; expected [{}, {}]", images.shape().str(), logits.shape().str(),
+                 labels.size(), data.classes());
         loss_sum += static_cast<double>(softmax_cross_entropy(logits, labels).value()[0]) * static_cast<double>(labels.size());
         const std::vector<int> predicted = predictions(logits.value());
         for (std::size_t n = 0; n < labels.size(); ++n) {

@@ -4,14 +4,15 @@
 // byte (0-9), then 1,024 red, 1,024 green and 1,024 blue bytes, rows top to bottom.
 //
 // Flow: find_cifar10 -> load_cifar10 (uint8 records, validated) -> hold_out a validation split ->
-// BatchLoader (reshuffled every epoch from a seed) -> normalised float batches, B x 3 x 32 x 32.
+// CifarDataset (normalised) -> BatchLoader (reshuffled every epoch from a seed) -> float batches,
+// B x 3 x 32 x 32.
 #include <array>
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
 
-#include "mcnn/tensor.hpp"
+#include "mcnn/data/dataset.hpp"
 
 namespace mcnn::data {
 
@@ -21,26 +22,26 @@ constexpr int record_bytes = 1 + image_bytes;             // 3,073
 constexpr int class_count = 10;
 
 /// Images as stored (channel-major uint8, image_bytes each) and their labels.
-struct Dataset {
+struct Records {
     std::vector<std::uint8_t> images;  // size() * image_bytes
     std::vector<std::uint8_t> labels;  // size(), each < class_count
     std::size_t size() const { return labels.size(); }
     /// Appends another dataset's records.
-    void append(const Dataset& other);
+    void append(const Records& other);
     /// The records at `indices`, in that order.
-    Dataset subset(const std::vector<std::size_t>& indices) const;
+    Records subset(const std::vector<std::size_t>& indices) const;
 };
 
 /// Reads one batch file. Throws mcnn::Error naming the file and what is wrong: missing or
 /// unreadable, size not a positive multiple of 3,073 bytes (giving the size and the remainder, the
 /// sign of a truncated download), a label above 9 (giving the record index and its byte offset).
-Dataset read_batch_file(const std::filesystem::path& file);
+Records read_batch_file(const std::filesystem::path& file);
 
 /// The whole data set from one folder.
 struct Cifar10 {
     std::filesystem::path dir;
-    Dataset train;                         // data_batch_1..5, in order (50,000 records)
-    Dataset test;                          // test_batch (10,000 records)
+    Records train;                         // data_batch_1..5, in order (50,000 records)
+    Records test;                          // test_batch (10,000 records)
     std::vector<std::string> class_names;  // from batches.meta.txt (10 names)
 };
 
@@ -66,7 +67,7 @@ struct Normalization {
     /// The notebook's transform, Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)): values in [-1, 1].
     static Normalization notebook() { return {}; }
     /// Mean and standard deviation of each channel over `data` (for standardising).
-    static Normalization of(const Dataset& data);
+    static Normalization of(const Records& data);
 };
 
 /// Splits `data` into a training part and a validation part of `validation_size` records, chosen
@@ -76,46 +77,37 @@ struct Normalization {
 /// its own unbiased bounded draw (no std::uniform_int_distribution), so a seed gives the same split
 /// with every compiler and standard library.
 struct Split {
-    Dataset train, validation;
+    Records train, validation;
 };
-Split hold_out(const Dataset& data, std::size_t validation_size, std::uint64_t seed);
+Split hold_out(const Records& data, std::size_t validation_size, std::uint64_t seed);
 
 /// Writes records [first, first + count) of `data` into `images` (count x 3 x 32 x 32, normalised)
 /// and `labels`. Used by the loader and by evaluation.
 /// `images` and `labels` are resized (their storage is reused, so a loop allocates nothing after
 /// the first batch). Throws when [first, first + count) runs past `order` or an index past `data`.
-void fill_batch(const Dataset& data, const std::vector<std::size_t>& order, std::size_t first, std::size_t count,
+void fill_batch(const Records& data, const std::vector<std::size_t>& order, std::size_t first, std::size_t count,
                 const Normalization& norm, Tensor<float>& images, std::vector<int>& labels);
 /// The same with records in stored order: records [first, first + count) of `data` (evaluation).
-void fill_batch(const Dataset& data, std::size_t first, std::size_t count, const Normalization& norm,
+void fill_batch(const Records& data, std::size_t first, std::size_t count, const Normalization& norm,
                 Tensor<float>& images, std::vector<int>& labels);
 
-/// Mini-batches over a dataset. Each epoch visits every record once, in an order that is a
-/// function of (seed, epoch) only, so a resumed run sees the same batches. The last batch may be
-/// smaller (unless drop_last). The loader keeps a pointer to `data`, which must outlive it. It
-/// starts on epoch 0; shuffle=false visits the records in stored order every epoch.
-class BatchLoader {
+/// CIFAR-10 records as a Dataset: examples 3 x 32 x 32, normalised by `norm`, 10 classes.
+class CifarDataset : public Dataset {
 public:
-    BatchLoader(const Dataset& data, int batch_size, bool shuffle, std::uint64_t seed, Normalization norm,
-                bool drop_last = false);
-    std::size_t batches_per_epoch() const;
-    std::size_t size() const { return data_->size(); }
-    int batch_size() const { return batch_size_; }
-    /// Prepares epoch `epoch` (0-based): the shuffled order is drawn from (seed, epoch).
-    void start_epoch(int epoch);
-    /// The next batch of the epoch into `images` (B x 3 x 32 x 32) and `labels`; false when the
-    /// epoch is done.
-    bool next(Tensor<float>& images, std::vector<int>& labels);
-    const std::vector<std::size_t>& order() const { return order_; }
+    /// Throws when `norm` has a non-positive or non-finite std or a non-finite mean.
+    CifarDataset(Records records, const Normalization& norm, std::vector<std::string> class_names = {});
+    std::size_t size() const override { return records_.size(); }
+    Shape example_shape() const override { return Shape{3, image_size, image_size}; }
+    int classes() const override { return class_count; }
+    std::vector<std::string> class_names() const override;
+    void fill(const std::size_t* indices, std::size_t count, Tensor<float>& batch, std::vector<int>& labels) const override;
+    const Records& records() const { return records_; }
+    const Normalization& normalization() const { return norm_; }
 
 private:
-    const Dataset* data_;
-    int batch_size_;
-    bool shuffle_, drop_last_;
-    std::uint64_t seed_;
+    Records records_;
     Normalization norm_;
-    std::vector<std::size_t> order_;
-    std::size_t position_ = 0;
+    std::vector<std::string> names_;
 };
 
 }  // namespace mcnn::data

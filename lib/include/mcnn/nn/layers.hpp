@@ -1,17 +1,18 @@
 #pragma once
-// Layers: parameters plus the graph they add. A layer owns its parameters; calling it records
-// its nodes on the tape of its input.
+// Layers: modules that own parameters (Conv2d, Linear) and modules around parameter-free ops
+// (ReLU, MaxPool2d, Flatten) for Sequential chains. Calling a layer records its nodes on the tape
+// of its input; its parameters are named by where it is registered ("conv1.weight").
 #include <string>
-#include <vector>
 
 #include "mcnn/nn/init.hpp"
+#include "mcnn/nn/module.hpp"
 #include "mcnn/ops/correlate2d.hpp"
 
 namespace mcnn {
 
-/// How a conv layer's bias is shaped: one per output channel (nn.Conv2d), or one per channel and
-/// output position (the notebook's hand-made layer).
-enum class BiasKind { tied, untied };
+/// How a conv layer's bias is shaped: one per output channel (nn.Conv2d), one per channel and
+/// output position (the notebook's hand-made layer), or none.
+enum class BiasKind { tied, untied, none };
 
 struct Conv2dSpec {
     int in_channels, out_channels, kernel;
@@ -21,37 +22,82 @@ struct Conv2dSpec {
     ConvPath path = ConvPath::fast;
 };
 
-/// conv (correlate2d node) + bias. Weight D x N x F x F, bias [D] or [D, Ho, Wo].
+/// conv (correlate2d node) + bias. Parameters "weight" D x N x F x F and, unless BiasKind::none,
+/// "bias" [D] (tied) or [D, Ho, Wo] (untied).
 template <class T>
-class Conv2d {
+class Conv2d : public Module<T> {
 public:
-    /// PyTorch's init; `name` prefixes the parameter names ("conv1" -> "conv1.weight").
-    Conv2d(const std::string& name, const Conv2dSpec& spec, Rng& rng);
-    Var<T> operator()(const Var<T>& x);
-    std::vector<Parameter<T>*> parameters() { return {&weight, &bias}; }
+    /// PyTorch's init (an untied bias starts at zero, as the notebook's hand-made layer).
+    Conv2d(const Conv2dSpec& spec, Rng& rng);
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "Conv2d"; }
+    std::string describe() const override;
     const Conv2dSpec& spec() const { return spec_; }
     void set_path(ConvPath path) { spec_.path = path; }
+    bool has_bias() const { return spec_.bias != BiasKind::none; }
 
-    Parameter<T> weight, bias;
+    Parameter<T> weight, bias;  // bias is empty without one
 
 private:
     Conv2dSpec spec_;
 };
 
-/// y = x W^T + b. Weight O x I, bias [O].
+/// y = x W^T + b. Parameters "weight" O x I and "bias" [O] (unless with_bias is false).
 template <class T>
-class Linear {
+class Linear : public Module<T> {
 public:
-    Linear(const std::string& name, int in_features, int out_features, Rng& rng);
-    Var<T> operator()(const Var<T>& x);
-    std::vector<Parameter<T>*> parameters() { return {&weight, &bias}; }
+    Linear(int in_features, int out_features, Rng& rng, bool with_bias = true);
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "Linear"; }
+    std::string describe() const override;
 
-    Parameter<T> weight, bias;
+    Parameter<T> weight, bias;  // bias is empty without one
 };
+
+template <class T>
+class ReLU : public Module<T> {
+public:
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "ReLU"; }
+};
+
+template <class T>
+class MaxPool2d : public Module<T> {
+public:
+    explicit MaxPool2d(int kernel, int stride = 0) : kernel_(kernel), stride_(stride) {}
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "MaxPool2d"; }
+    std::string describe() const override;
+
+private:
+    int kernel_, stride_;
+};
+
+/// B x ... -> B x (product of the rest).
+template <class T>
+class Flatten : public Module<T> {
+public:
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "Flatten"; }
+};
+
+/// Sets the conv implementation of every Conv2d in `model`.
+template <class T>
+void set_conv_path(Module<T>& model, ConvPath path);
+
+/// The first Conv2d of `model` in registration order (depth first); nullptr when it has none.
+template <class T>
+Conv2d<T>* first_conv(Module<T>& model);
 
 extern template class Conv2d<float>;
 extern template class Conv2d<double>;
 extern template class Linear<float>;
 extern template class Linear<double>;
+extern template class ReLU<float>;
+extern template class ReLU<double>;
+extern template class MaxPool2d<float>;
+extern template class MaxPool2d<double>;
+extern template class Flatten<float>;
+extern template class Flatten<double>;
 
 }  // namespace mcnn

@@ -7,7 +7,7 @@
 //   p = p - lr * g
 #include <vector>
 
-#include "mcnn/tape.hpp"
+#include "mcnn/optim/optimizer.hpp"
 
 namespace mcnn {
 
@@ -20,20 +20,20 @@ struct SgdOptions {
 };
 
 template <class T>
-class Sgd {
+class Sgd : public Optimizer<T> {
 public:
     Sgd(std::vector<Parameter<T>*> params, const SgdOptions& options);
-    void zero_grad();
-    void step();
+    void step() override;
+    /// "sgd/momentum/<parameter name>" per parameter.
+    std::vector<std::pair<std::string, Tensor<T>*>> state() override;
+    std::string describe() const override;
 
     const SgdOptions& options() const { return options_; }
     SgdOptions& options() { return options_; }
     /// Momentum buffers, one per parameter (empty until the first step); saved in checkpoints.
     std::vector<Tensor<T>>& momentum_buffers() { return buffers_; }
-    const std::vector<Parameter<T>*>& parameters() const { return params_; }
 
 private:
-    std::vector<Parameter<T>*> params_;
     SgdOptions options_;
     std::vector<Tensor<T>> buffers_;
 };

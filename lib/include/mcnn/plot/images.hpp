@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "mcnn/data/cifar10.hpp"
-#include "mcnn/nn/models.hpp"
+#include "mcnn/nn/layers.hpp"
 #include "mcnn/tensor.hpp"
 
 namespace mcnn::plot {
@@ -108,17 +108,15 @@ Examples test_examples(const data::Cifar10& cifar, std::size_t count,
 /// Image `b` of `images` (B x 3 x H x W, normalised by `norm`) back in [0, 1]: 3 x H x W.
 Tensor<float> unnormalised(const Tensor<float>& images, int b, const data::Normalization& norm);
 
-/// The first conv layer (conv1) of a SimpleCNN, TunedCNN or ManualCNN.
-Conv2d<float>& first_conv(Model<float>& model);
-
-/// "SimpleCNN", "TunedCNN", "ManualCNN" (the class name), else the model's name.
-std::string model_title(const Model<float>& model);
+/// The model's first Conv2d in registration order (mcnn::first_conv); throws naming the model's
+/// type when it has none (the pictures of the first layer need a conv there).
+Conv2d<float>& first_conv_layer(Module<float>& model);
 
 /// Forward pass, the notebook's "effect of the first layer": a header row with the first conv
 /// layer's D kernels (RGB, each scaled to its min/max), then a row per image: the image itself and
 /// its D feature maps after conv + bias, before relu (grayscale, each scaled to its min/max).
 /// `about` (model, weights) becomes the subtitle.
-ImageGrid feature_map_grid(Model<float>& model, const Examples& examples, const std::string& about);
+ImageGrid feature_map_grid(Module<float>& model, const Examples& examples, const std::string& about);
 
 /// What one backward pass sends to the images and to the first conv layer.
 struct FirstLayerGradients {
@@ -131,7 +129,7 @@ struct FirstLayerGradients {
 
 /// Records forward + softmax cross-entropy on a training tape with the images as tape.input() and
 /// runs backward. The model's parameter gradients are zeroed first and hold this batch's after.
-FirstLayerGradients first_layer_gradients(Model<float>& model, const Examples& examples);
+FirstLayerGradients first_layer_gradients(Module<float>& model, const Examples& examples);
 
 /// Backward, the images' side: a row per image: the image, |dL/dx| (max over R, G, B: a saliency
 /// map, grayscale), dL/dx as signed RGB (0 at grey), and dL/dx of each channel (blue-white-red,
@@ -142,14 +140,14 @@ ImageGrid input_gradient_grid(const Examples& examples, const FirstLayerGradient
 /// RGB, dL/dK of each input channel (blue-white-red, one range per kernel), and the bias gradient:
 /// a tied bias's dL/db[d] as a one-colour tile with its value under it, an untied bias's
 /// Ho x Wo map of dL/db[d].
-ImageGrid kernel_gradient_grid(Model<float>& model, const FirstLayerGradients& gradients, const std::string& about);
+ImageGrid kernel_gradient_grid(Module<float>& model, const FirstLayerGradients& gradients, const std::string& about);
 
 /// The first conv layer's kernels: a column per kernel; rows: RGB (scaled to the kernel's min/max),
 /// then the R, G and B channels (blue-white-red, one symmetric range per kernel).
-ImageGrid kernel_grid(Model<float>& model, const std::string& about);
+ImageGrid kernel_grid(Module<float>& model, const std::string& about);
 
 /// Test images with their true and predicted classes (caption "true / predicted", green when right,
 /// red when wrong), `cols` to a row.
-ImageGrid prediction_grid(Model<float>& model, const Examples& examples, int cols, const std::string& about);
+ImageGrid prediction_grid(Module<float>& model, const Examples& examples, int cols, const std::string& about);
 
 }  // namespace mcnn::plot

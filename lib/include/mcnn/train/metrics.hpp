@@ -3,8 +3,8 @@
 #include <string>
 #include <vector>
 
-#include "mcnn/data/cifar10.hpp"
-#include "mcnn/nn/models.hpp"
+#include "mcnn/data/dataset.hpp"
+#include "mcnn/nn/module.hpp"
 
 namespace mcnn {
 
@@ -24,8 +24,9 @@ struct Evaluation {
 /// Index of the largest logit in each row (the first one on ties).
 std::vector<int> predictions(const Tensor<float>& logits);
 
-/// Runs `model` over `data` on an inference tape, `batch` images at a time.
-Evaluation evaluate(Model<float>& model, const data::Dataset& data, const data::Normalization& norm, int batch = 500);
+/// Runs `model` over `data` on an inference tape, `batch` examples at a time (in the model's
+/// current train/eval mode: fit() puts it in eval mode first).
+Evaluation evaluate(Module<float>& model, const data::Dataset& data, int batch = 500);
 
 /// Per-class accuracy and the confusion matrix as text, rows true class, columns predicted.
 std::string format_class_report(const Evaluation& e, const std::vector<std::string>& class_names);

@@ -1,0 +1,46 @@
+#pragma once
+// A training run described by settings (the train command line, config.json) and run on CIFAR-10:
+// the model from the registry, SGD, the data split and normalisation, then fit().
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "mcnn/data/cifar10.hpp"
+#include "mcnn/ops/correlate2d.hpp"
+#include "mcnn/optim/sgd.hpp"
+#include "mcnn/train/trainer.hpp"
+
+namespace mcnn {
+
+struct TrainConfig {
+    std::string model = "simple";    // a registered model (registry.hpp)
+    int epochs = 2;
+    int batch = 4;
+    SgdOptions sgd{.lr = 0.001, .momentum = 0.9};
+    std::uint64_t seed = 0;          // weights, shuffling and the validation split
+    int report_every = 2000;         // batches between the notebook's loss reports
+    std::size_t validation = 0;      // training images held out for per-epoch validation (0: use test)
+    std::string conv = "auto";       // conv path of every conv layer: "auto" keeps the model's own
+    std::string normalization = "notebook";  // "notebook": (x - 0.5) / 0.5; "dataset": per-channel mean/std
+    std::size_t max_batches = 0;     // per epoch, 0 = all (quick runs and tests)
+    int eval_batch = 500;
+    bool plots = true;
+    std::filesystem::path run_dir;
+
+    std::string to_json() const;
+    /// Parses what to_json wrote; throws naming the field that is missing or wrong.
+    static TrainConfig from_json(const std::string& text);
+    /// Throws on settings that cannot work (epochs < 1, batch < 1, unknown model, ...).
+    void validate() const;
+};
+
+/// The conv path called `name` ("auto" gives `fallback`); throws listing the names.
+ConvPath conv_path_named(const std::string& name, ConvPath fallback);
+/// The names conv_path_named knows, "auto" first.
+std::vector<std::string> conv_path_names();
+
+/// Trains as `config` says on `data`, writing the run folder (config.run_dir). With `resume`,
+/// continues the run there from its checkpoint. The model must take 3 x 32 x 32 images.
+TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool resume, std::FILE* out = stdout);
+
+}  // namespace mcnn
