@@ -7,6 +7,8 @@
 #include <ctime>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -54,10 +56,13 @@ int main(int argc, char** argv) {
         ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--validation", c.validation, "training images held out to validate each epoch (0: test set)")
         ->capture_default_str();
-    app.add_option("--conv", conv, "conv implementation: fast (im2col + GEMM; the reference loops for layers with < 8 output "
-                                    "channels), reference (loops of correlate2d), or "
-                                    "auto: reference for the manual model, fast for the others")
-        ->capture_default_str()->check(CLI::IsMember({"auto", "fast", "reference"}));
+    std::vector<std::string> conv_choices = conv_path_names();
+    conv_choices.insert(conv_choices.begin(), "auto");
+    app.add_option("--conv", conv, "conv implementation: plain (the formulas' loops, slow), correlate2d (loops of the "
+                                    "vectorised correlate2d), im2col (im2col + GEMM), automatic (im2col; correlate2d "
+                                    "for layers with < 8 output channels), or auto: the model's default (correlate2d "
+                                    "for manual, automatic for the others)")
+        ->capture_default_str()->check(CLI::IsMember(conv_choices));
     app.add_option("--normalization", c.normalization, "notebook: (x-0.5)/0.5; dataset: per-channel mean/std")
         ->capture_default_str()->check(CLI::IsMember({"notebook", "dataset"}));
     app.add_option("--max-batches", c.max_batches, "stop each epoch after this many batches (0: all)")->capture_default_str();
@@ -82,7 +87,7 @@ int main(int argc, char** argv) {
     mallopt(M_MMAP_THRESHOLD, 512 << 20);
     mallopt(M_TRIM_THRESHOLD, 1024 << 20);
     try {
-        c.conv = conv == "auto" ? default_conv_path(c.model) : conv == "fast" ? ConvPath::fast : ConvPath::reference;
+        c.conv = conv == "auto" ? default_conv_path(c.model) : conv_path_from_name(conv);
         c.plots = !no_plots;
         if (summary_only) {
             Rng rng(c.seed);

@@ -79,12 +79,12 @@ BOOST_AUTO_TEST_CASE(config_round_trips_and_rejects_bad_fields) {
     c.model = "simple";
     c.epochs = 7;
     c.sgd.lr = 0.0007;
-    c.conv = ConvPath::reference;
+    c.conv = ConvPath::plain;
     c.validation = 5000;
     const TrainConfig back = TrainConfig::from_json(c.to_json());
     BOOST_TEST(back.epochs == 7);
     BOOST_TEST(back.sgd.lr == 0.0007);
-    BOOST_TEST((back.conv == ConvPath::reference));
+    BOOST_TEST((back.conv == ConvPath::plain));
     BOOST_TEST(back.validation == 5000u);
     BOOST_TEST(contains(error_of([] { TrainConfig::from_json("{"); }), "not valid JSON"));
     BOOST_TEST(contains(error_of([] { TrainConfig::from_json("{}"); }), "'model'"));
@@ -94,6 +94,30 @@ BOOST_AUTO_TEST_CASE(config_round_trips_and_rejects_bad_fields) {
     c.epochs = 1;
     c.model = "resnet";
     BOOST_TEST(contains(error_of([&] { c.validate(); }), "unknown model 'resnet'"));
+}
+
+// config.json names the conv path ("plain", "correlate2d", "im2col", "automatic"); run folders
+// written before the paths were renamed say "fast" (now automatic) and "reference" (correlate2d).
+BOOST_AUTO_TEST_CASE(config_names_the_conv_path_and_reads_the_old_names) {
+    TrainConfig c;
+    for (ConvPath path : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic}) {
+        c.conv = path;
+        const std::string text = c.to_json();
+        BOOST_TEST(contains(text, fmt::format("\"conv\": \"{}\"", conv_path_name(path))), text);
+        BOOST_TEST((TrainConfig::from_json(text).conv == path), conv_path_name(path));
+    }
+    c.conv = ConvPath::plain;
+    const std::string text = c.to_json(), field = "\"conv\": \"plain\"";
+    BOOST_TEST_REQUIRE(contains(text, field));
+    const auto with_conv = [&](const std::string& name) {
+        std::string t = text;
+        t.replace(t.find(field), field.size(), "\"conv\": \"" + name + "\"");
+        return t;
+    };
+    BOOST_TEST((TrainConfig::from_json(with_conv("fast")).conv == ConvPath::automatic));
+    BOOST_TEST((TrainConfig::from_json(with_conv("reference")).conv == ConvPath::correlate2d));
+    const std::string msg = error_of([&] { TrainConfig::from_json(with_conv("sideways")); });
+    BOOST_TEST(contains(msg, "conv path 'sideways'"), msg);
 }
 
 BOOST_AUTO_TEST_CASE(short_run_learns_and_writes_the_run_folder) {

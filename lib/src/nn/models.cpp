@@ -79,7 +79,7 @@ void TunedCNN<T>::set_conv_path(ConvPath path) {
 
 std::vector<std::string> model_names() { return {"simple", "tuned", "manual"}; }
 
-ConvPath default_conv_path(const std::string& model) { return model == "manual" ? ConvPath::reference : ConvPath::fast; }
+ConvPath default_conv_path(const std::string& model) { return model == "manual" ? ConvPath::correlate2d : ConvPath::automatic; }
 
 template <class T>
 std::unique_ptr<Model<T>> make_model(const std::string& name, Rng& rng, ConvPath path) {

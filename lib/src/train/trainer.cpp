@@ -22,8 +22,6 @@ constexpr const char* checkpoint_format = "manualcnn-checkpoint/1";
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-const char* conv_name(ConvPath p) { return p == ConvPath::fast ? "fast" : "reference"; }
-
 const std::string csv_header = "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s";
 
 std::string csv_line(const LogRow& r) {
@@ -64,7 +62,7 @@ std::string TrainConfig::to_json() const {
                     {"seed", seed},
                     {"report_every", report_every},
                     {"validation", validation},
-                    {"conv", conv_name(conv)},
+                    {"conv", conv_path_name(conv)},
                     {"normalization", normalization},
                     {"max_batches", max_batches},
                     {"eval_batch", eval_batch},
@@ -105,8 +103,8 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
     get("max_batches", c.max_batches);
     get("eval_batch", c.eval_batch);
     get("plots", c.plots);
-    if (conv != "fast" && conv != "reference") fail("run config: conv must be 'fast' or 'reference', got '{}'", conv);
-    c.conv = conv == "fast" ? ConvPath::fast : ConvPath::reference;
+    // run folders written before the conv paths were renamed say "fast" and "reference"
+    c.conv = conv == "fast" ? ConvPath::automatic : conv == "reference" ? ConvPath::correlate2d : conv_path_from_name(conv);
     return c;
 }
 

@@ -29,7 +29,7 @@ public:
 template <class T>
 class SimpleCNN : public Model<T> {
 public:
-    explicit SimpleCNN(Rng& rng, ConvPath path = ConvPath::fast, BiasKind bias = BiasKind::tied);
+    explicit SimpleCNN(Rng& rng, ConvPath path = ConvPath::automatic, BiasKind bias = BiasKind::tied);
     std::string name() const override { return "simple"; }
     Var<T> forward(const Var<T>& x) override;
     std::vector<Parameter<T>*> parameters() override;
@@ -45,7 +45,7 @@ public:
 template <class T>
 class TunedCNN : public Model<T> {
 public:
-    explicit TunedCNN(Rng& rng, ConvPath path = ConvPath::fast);
+    explicit TunedCNN(Rng& rng, ConvPath path = ConvPath::automatic);
     std::string name() const override { return "tuned"; }
     Var<T> forward(const Var<T>& x) override;
     std::vector<Parameter<T>*> parameters() override;
@@ -62,16 +62,16 @@ public:
 template <class T>
 class ManualCNN : public SimpleCNN<T> {
 public:
-    explicit ManualCNN(Rng& rng, ConvPath path = ConvPath::reference) : SimpleCNN<T>(rng, path, BiasKind::untied) {}
+    explicit ManualCNN(Rng& rng, ConvPath path = ConvPath::correlate2d) : SimpleCNN<T>(rng, path, BiasKind::untied) {}
     std::string name() const override { return "manual"; }
 };
 
-/// The conv path a model runs unless told otherwise: reference for "manual", fast for the others.
+/// The conv path a model runs unless told otherwise: correlate2d for "manual", automatic for the others.
 ConvPath default_conv_path(const std::string& model);
 
 /// The model called `name` ("simple", "tuned", "manual"), initialised from `rng`; throws listing the known names.
 template <class T>
-std::unique_ptr<Model<T>> make_model(const std::string& name, Rng& rng, ConvPath path = ConvPath::fast);
+std::unique_ptr<Model<T>> make_model(const std::string& name, Rng& rng, ConvPath path = ConvPath::automatic);
 /// The names make_model knows.
 std::vector<std::string> model_names();
 

@@ -27,7 +27,7 @@ struct TrainConfig {
     std::uint64_t seed = 0;          // weights, shuffling and the validation split
     int report_every = 2000;         // batches between the notebook's loss reports
     std::size_t validation = 0;      // training images held out for per-epoch validation (0: use test)
-    ConvPath conv = ConvPath::fast;
+    ConvPath conv = ConvPath::automatic;
     std::string normalization = "notebook";  // "notebook": (x - 0.5) / 0.5; "dataset": per-channel mean/std
     std::size_t max_batches = 0;     // per epoch, 0 = all (quick runs and tests)
     int eval_batch = 500;
