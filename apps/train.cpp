@@ -7,6 +7,8 @@
 #include <ctime>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -56,10 +58,11 @@ int main(int argc, char** argv) {
         ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--validation", c.validation, "training images held out to validate each epoch (0: test set)")
         ->capture_default_str();
-    app.add_option("--conv", c.conv, "conv implementation: fast (im2col + GEMM; the reference loops for layers with < 8 output "
-                                    "channels), reference (loops of correlate2d), or "
-                                    "auto: the model's own (reference for the manual model, fast for the others)")
-        ->capture_default_str()->check(CLI::IsMember(conv_path_names()));
+    app.add_option("--conv", c.conv, "conv implementation: plain (the formulas' loops, slow), correlate2d (loops of the "
+                                    "vectorised correlate2d), im2col (im2col + GEMM), automatic (im2col; correlate2d "
+                                    "for layers with < 8 output channels), or auto: the model's default (correlate2d "
+                                    "for manual, automatic for the others)")
+        ->capture_default_str()->check(CLI::IsMember(conv_settings()));
     app.add_option("--normalization", c.normalization, "notebook: (x-0.5)/0.5; dataset: per-channel mean/std")
         ->capture_default_str()->check(CLI::IsMember({"notebook", "dataset"}));
     app.add_option("--max-batches", c.max_batches, "stop each epoch after this many batches (0: all)")->capture_default_str();
@@ -88,7 +91,7 @@ int main(int argc, char** argv) {
         if (summary_only) {
             Rng rng(c.seed);
             auto model = make_model<float>(c.model, rng);
-            if (c.conv != "auto") set_conv_path(*model, conv_path_named(c.conv, ConvPath::fast));
+            if (c.conv != "auto") set_conv_path(*model, conv_path_from_name(c.conv));
             std::vector<int> input{1};
             for (int d : model_info(c.model).input.dims()) input.push_back(d);
             fmt::print("{}", summary(*model, Shape(input), c.model));

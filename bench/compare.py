@@ -35,7 +35,7 @@ CASES = [
     ("TunedCNN training, batch 64, 1 thread", ("tuned-b64", 1), ("torch", ["changed", "1", "64", "0.0007", "0.9", "30", "1"], "train"), None),
     ("SimpleCNN inference, batch 500", ("simple-infer-b500", 2), ("torch", ["simple", "1", "4", "0.001", "0.9", "2500", "2"], "eval"), 1.0),
     ("TunedCNN inference, batch 500", ("tuned-infer-b500", 2), ("torch", ["changed", "1", "64", "0.0007", "0.9", "30", "2"], "eval"), 1.0),
-    ("ManualCNN (reference conv) vs the notebook's scipy layer, batch 4", ("manual-b4", 2), ("manual", ["150", "4", "2"], "train"), 50.0),
+    ("ManualCNN (correlate2d conv) vs the notebook's scipy layer, batch 4", ("manual-b4", 2), ("manual", ["150", "4", "2"], "train"), 50.0),
 ]
 
 
@@ -141,7 +141,7 @@ def main():
         out, _ = run([bench, "--case", "sgemm", "--threads", str(threads)])
         peak[threads] = float(fields(next(l for l in out.splitlines() if l.startswith("RESULT")))["gflops"])
     print()
-    print(f"Conv layers (fast path unless said) against Eigen's SGEMM peak (2048 x 2048 float): "
+    print(f"Conv layers (automatic path unless said) against Eigen's SGEMM peak (2048 x 2048 float): "
           f"{peak[1]:.1f} GFLOP/s on 1 thread, {peak[2]:.1f} on 2")
     print()
     print("| case | threads | conv forward GFLOP/s | % of peak | conv backward GFLOP/s | % of peak |")
@@ -150,7 +150,7 @@ def main():
         f = med(float(x["conv_fwd_gflops"]) for x in results)
         b = med(float(x["conv_bwd_gflops"]) for x in results)
         back = f"{b:.1f} | {100 * b / peak[threads]:.0f} %" if b > 0 else "| "
-        print(f"| {case}{' (reference conv)' if case.startswith('manual') else ''} | {threads} | {f:.1f} | "
+        print(f"| {case}{' (correlate2d conv)' if case.startswith('manual') else ''} | {threads} | {f:.1f} | "
               f"{100 * f / peak[threads]:.0f} % | {back} |")
 
 

@@ -39,12 +39,16 @@ expect nonzero "batch" -- "$bin/train" --batch -3
 expect nonzero "lr" -- "$bin/train" --lr abc
 expect nonzero "nope" -- "$bin/train" --model nope
 expect nonzero "conv" -- "$bin/train" --conv sideways
+expect nonzero "conv" -- "$bin/train" --conv fast --summary   # the old names are for old run folders only
 expect nonzero "--run-dir" -- "$bin/train" --resume "$tmp/a" --run-dir "$tmp/b"
 expect 1 "--data $tmp/none: no CIFAR-10" -- "$bin/train" --data "$tmp/none" --run-dir "$tmp/run"
 expect 1 "cannot read .*config.json" -- "$bin/train" --resume "$tmp/no-such-run"
 expect 0 "Total parameters: 62,006" -- "$bin/train" --summary
 expect 0 "Total parameters: 1,187,978" -- "$bin/train" --summary --model tuned
 expect 0 "Total parameters: 68,288" -- "$bin/train" --summary --model manual
+for conv in auto plain correlate2d im2col automatic; do
+  expect 0 "Total parameters: 62,006" -- "$bin/train" --summary --conv $conv
+done
 
 # gradcheck: passes on the nodes and models, fails (exit 1) naming the faulty parameter
 expect 0 "notebook_layer +[0-9]+ .* ok" -- "$bin/gradcheck" --node all

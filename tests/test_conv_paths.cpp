@@ -1,7 +1,9 @@
-// The conv layer's two paths (reference loops of correlate2d vs im2col + GEMM) give the same
-// forward and backward over many shapes; both match scipy (tests/fixtures, see make_fixtures.py);
-// backward adds into the gradient buffers; the conv2d tape node gives the same gradients on either
-// path; bad shapes and options are refused with messages that name them.
+// The conv layer's paths (see ConvPath): the plain loops of the formulas are the oracle. They match
+// scipy (tests/fixtures, see make_fixtures.py) and the numeric gradient; both fast paths
+// (correlate2d loops and im2col + GEMM) equal them, forward and both gradients, over many shapes;
+// every backward adds into the gradient buffers and takes nullptr for either; the conv2d tape node
+// gives the same gradients on every path, and automatic runs the path it says; bad shapes and
+// options are refused with messages that name them.
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
@@ -12,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "mcnn/check/gradcheck.hpp"
 #include "mcnn/ops/correlate2d.hpp"
 #include "mcnn/ops/elementwise.hpp"
 #include "mcnn/threads.hpp"
@@ -39,7 +42,7 @@ struct ConvCase {
     int Wo() const { return (W + 2 * P - F) / S + 1; }
     Shape y() const { return Shape{B, D, Ho(), Wo()}; }
     bool uneven() const { return (H + 2 * P - F) % S != 0 || (W + 2 * P - F) % S != 0; }
-    Conv2dOptions options(ConvPath path = ConvPath::fast) const { return {P, S, path}; }
+    Conv2dOptions options(ConvPath path = ConvPath::automatic) const { return {P, S, path}; }
     std::string str() const { return fmt::format("B{} N{} {}x{} D{} F{} P{} S{}", B, N, H, W, D, F, P, S); }
 };
 
@@ -90,6 +93,73 @@ double abs_dot(const Tensor<T>& a, const Tensor<T>& b) {
     return s;
 }
 
+// One conv path's forward and backward functions, with its name for the messages.
+template <class T>
+struct PathFunctions {
+    const char* name;
+    void (*forward)(const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>&);
+    void (*backward)(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>*, Tensor<T>*);
+};
+
+template <class T>
+PathFunctions<T> plain_path() {
+    return {"plain", conv::forward_plain<T>, conv::backward_plain<T>};
+}
+
+// The paths that run in training, each compared with the plain loops.
+template <class T>
+std::vector<PathFunctions<T>> fast_paths() {
+    return {{"correlate2d", conv::forward_correlate2d<T>, conv::backward_correlate2d<T>},
+            {"im2col", conv::forward_im2col<T>, conv::backward_im2col<T>}};
+}
+
+// Y, dL/dX and dL/dK of one case.
+template <class T>
+struct Expected {
+    Tensor<T> y, gx, gk;
+};
+
+// The oracle: Y (into a buffer of another shape), dX and dK (into zeroed buffers) by the plain loops.
+template <class T>
+Expected<T> plain_results(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o) {
+    Expected<T> e{Tensor<T>(Shape{2}, std::numeric_limits<T>::quiet_NaN()), Tensor<T>(x.shape()), Tensor<T>(k.shape())};
+    conv::forward_plain(x, k, o, e.y);
+    conv::backward_plain(x, k, gy, o, &e.gx, &e.gk);
+    return e;
+}
+
+// `path`'s backward ADDS the gradients `want` holds: into buffers pre-filled with a known value, dX
+// and dK together, dX alone and dK alone (the other nullptr); a second call adds again; with both
+// nullptr it does nothing.
+template <class T>
+void check_backward_adds(const PathFunctions<T>& path, const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy,
+                         const Conv2dOptions& o, const Expected<T>& want) {
+    const T gx_fill = T(0.5), gk_fill = T(-0.25);
+    const Tensor<T> gx_plus = plus(want.gx, gx_fill), gk_plus = plus(want.gk, gk_fill);
+    const std::string name = path.name;
+    Tensor<T> gx(x.shape(), gx_fill), gk(k.shape(), gk_fill);
+    path.backward(x, k, gy, o, &gx, &gk);
+    check_close(gx, gx_plus, name + " dX (with dK) adds");
+    check_close(gk, gk_plus, name + " dK (with dX) adds");
+    Tensor<T> gx_only(x.shape(), gx_fill), gk_only(k.shape(), gk_fill);
+    path.backward(x, k, gy, o, &gx_only, nullptr);
+    path.backward(x, k, gy, o, nullptr, &gk_only);
+    check_close(gx_only, gx_plus, name + " dX alone adds");
+    check_close(gk_only, gk_plus, name + " dK alone adds");
+    path.backward(x, k, gy, o, &gx_only, nullptr);
+    path.backward(x, k, gy, o, nullptr, nullptr);
+    Tensor<T> twice = want.gx;
+    twice.array() *= T(2);
+    check_close(gx_only, plus(twice, gx_fill), name + " dX accumulates over two calls");
+}
+
+// A few cases small enough for every path: padding, strides that leave input rows unused, a kernel
+// larger than the input, a 1 x 1 kernel, batches of 1 to 3.
+std::vector<ConvCase> small_cases() {
+    return {ConvCase{3, 2, 7, 5, 4, 3, 1, 2}, ConvCase{1, 3, 6, 9, 1, 5, 2, 3}, ConvCase{3, 1, 5, 8, 4, 1, 0, 1},
+            ConvCase{1, 2, 3, 4, 2, 5, 1, 1}, ConvCase{2, 2, 6, 7, 3, 4, 2, 1}};
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(conv_paths)
@@ -108,109 +178,111 @@ BOOST_AUTO_TEST_CASE(grid_covers_the_cases_that_matter) {
     BOOST_TEST(kernel_gt_input >= 10);  // fits only thanks to the padding
 }
 
-// forward_fast = forward_reference, and the backward of both paths agree, for gx alone, gk alone
-// and both; every backward adds into buffers pre-filled with a known value.
-BOOST_AUTO_TEST_CASE_TEMPLATE(fast_path_equals_reference_path, T, scalar_types) {
+// The plain loops are the oracle: on every case of the grid both fast paths give their Y (into a
+// stale buffer of another shape), their dX and dK (into zeroed buffers), and add like they should.
+// The plain gradients themselves satisfy <Y, dY> = <X, dX> = <K, dK> (Y is linear in X and in K).
+BOOST_AUTO_TEST_CASE_TEMPLATE(fast_paths_equal_the_plain_loops, T, scalar_types) {
     std::mt19937 rng(2024);
-    const T gx_fill = T(0.5), gk_fill = T(-0.25);
-    Tensor<T> y_fast;  // reused across cases, as a training loop would
+    Tensor<T> y;  // reused across cases and paths, as a training loop would
     for (const ConvCase& c : conv_grid()) {
         BOOST_TEST_CONTEXT(c.str()) {
             const Tensor<T> x = uniform<T>(c.x(), rng), k = uniform<T>(c.k(), rng), gy = uniform<T>(c.y(), rng);
-            BOOST_TEST_REQUIRE(conv::output_shape(c.x(), c.k(), c.options()).str() == c.y().str());
+            const Conv2dOptions o = c.options();
+            BOOST_TEST_REQUIRE(conv::output_shape(c.x(), c.k(), o).str() == c.y().str());
+            const Expected<T> want = plain_results(x, k, gy, o);
+            BOOST_TEST_REQUIRE(want.y.shape().str() == c.y().str());
 
-            Tensor<T> y_ref(Shape{2}, std::numeric_limits<T>::quiet_NaN());
-            conv::forward_reference(x, k, c.options(ConvPath::reference), y_ref);
-            y_fast.resize(Shape{1, 1, 2, 3});  // stale contents of another shape
-            y_fast.fill(std::numeric_limits<T>::quiet_NaN());
-            conv::forward_fast(x, k, c.options(), y_fast);
-            check_close(y_fast, y_ref, "forward");
+            const double yy = dot(want.y, gy), tol = 10 * rtol<T>() * abs_dot(want.y, gy) + 1e-300;
+            BOOST_TEST(std::abs(dot(x, want.gx) - yy) <= tol, "<X, dX> = " << dot(x, want.gx) << " but <Y, dY> = " << yy);
+            BOOST_TEST(std::abs(dot(k, want.gk) - yy) <= tol, "<K, dK> = " << dot(k, want.gk) << " but <Y, dY> = " << yy);
 
-            // reference backward into zeroed buffers: the gradients themselves
-            Tensor<T> gx(c.x()), gk(c.k());
-            conv::backward_reference(x, k, gy, c.options(ConvPath::reference), &gx, &gk);
-
-            // the same gradients satisfy <Y, dY> = <X, dX> = <K, dK> (Y is linear in X and in K)
-            const double yy = dot(y_ref, gy), tol = 10 * rtol<T>() * abs_dot(y_ref, gy) + 1e-300;
-            BOOST_TEST(std::abs(dot(x, gx) - yy) <= tol, "<X, dX> = " << dot(x, gx) << " but <Y, dY> = " << yy);
-            BOOST_TEST(std::abs(dot(k, gk) - yy) <= tol, "<K, dK> = " << dot(k, gk) << " but <Y, dY> = " << yy);
-
-            // fast path into zeroed buffers: the same gradients
-            Tensor<T> fx0(c.x()), fk0(c.k());
-            conv::backward_fast(x, k, gy, c.options(), &fx0, &fk0);
-            check_close(fx0, gx, "fast dX");
-            check_close(fk0, gk, "fast dK");
-
-            // both paths ADD: into pre-filled buffers, both gradients, dX alone and dK alone
-            const Tensor<T> gx_plus = plus(gx, gx_fill), gk_plus = plus(gk, gk_fill);
-            Tensor<T> gx_acc(c.x(), gx_fill), gk_acc(c.k(), gk_fill);
-            conv::backward_reference(x, k, gy, c.options(ConvPath::reference), &gx_acc, &gk_acc);
-            check_close(gx_acc, gx_plus, "reference dX adds");
-            check_close(gk_acc, gk_plus, "reference dK adds");
-            Tensor<T> gx_only(c.x(), gx_fill), gk_only(c.k(), gk_fill);
-            conv::backward_reference<T>(x, k, gy, c.options(ConvPath::reference), &gx_only, nullptr);
-            conv::backward_reference<T>(x, k, gy, c.options(ConvPath::reference), nullptr, &gk_only);
-            check_close(gx_only, gx_plus, "reference dX alone adds");
-            check_close(gk_only, gk_plus, "reference dK alone adds");
-
-            Tensor<T> fx(c.x(), gx_fill), fk(c.k(), gk_fill);
-            conv::backward_fast(x, k, gy, c.options(), &fx, &fk);
-            check_close(fx, gx_plus, "fast dX (with dK) adds");
-            check_close(fk, gk_plus, "fast dK (with dX) adds");
-            Tensor<T> fx_only(c.x(), gx_fill), fk_only(c.k(), gk_fill);
-            conv::backward_fast<T>(x, k, gy, c.options(), &fx_only, nullptr);
-            conv::backward_fast<T>(x, k, gy, c.options(), nullptr, &fk_only);
-            check_close(fx_only, gx_plus, "fast dX alone adds");
-            check_close(fk_only, gk_plus, "fast dK alone adds");
-            // and a second call adds again
-            conv::backward_fast<T>(x, k, gy, c.options(), &fx_only, nullptr);
-            Tensor<T> twice = gx;
-            twice.array() *= T(2);
-            check_close(fx_only, plus(twice, gx_fill), "fast dX accumulates over two calls");
+            for (const PathFunctions<T>& path : fast_paths<T>()) {
+                const std::string name = path.name;
+                y.resize(Shape{1, 1, 2, 3});  // stale contents of another shape
+                y.fill(std::numeric_limits<T>::quiet_NaN());
+                path.forward(x, k, o, y);
+                check_close(y, want.y, name + " forward");
+                Tensor<T> gx(c.x()), gk(c.k());
+                path.backward(x, k, gy, o, &gx, &gk);
+                check_close(gx, want.gx, name + " dX");
+                check_close(gk, want.gk, name + " dK");
+                check_backward_adds(path, x, k, gy, o, want);
+            }
         }
     }
 }
 
-// Both paths against scipy (correlate2d / convolve2d loops computed in python, and checked there
-// against direct loops over the definition): forward and both gradients.
-BOOST_AUTO_TEST_CASE_TEMPLATE(both_paths_match_scipy_fixtures, T, scalar_types) {
-    const std::vector<Fixture> cases = load_fixtures("conv2d");
-    BOOST_TEST_REQUIRE(cases.size() >= 6u);
-    for (const Fixture& f : cases) {
-        const Tensor<T> x = f.tensor("x").cast<T>(), k = f.tensor("k").cast<T>(), gy = f.tensor("gy").cast<T>();
-        const Conv2dOptions ref{f.integer("padding"), f.integer("stride"), ConvPath::reference};
-        const Conv2dOptions fast{f.integer("padding"), f.integer("stride"), ConvPath::fast};
-        const bool exact = f.exact();
-        Tensor<T> y;
-        conv::forward_reference(x, k, ref, y);
-        check_close(y, f.tensor("y"), exact, rtol<T>(), f.name() + ": reference forward");
-        conv::forward_fast(x, k, fast, y);
-        check_close(y, f.tensor("y"), exact, rtol<T>(), f.name() + ": fast forward");
-        Tensor<T> gx(x.shape()), gk(k.shape());
-        conv::backward_reference(x, k, gy, ref, &gx, &gk);
-        check_close(gx, f.tensor("gx"), exact, rtol<T>(), f.name() + ": reference dX");
-        check_close(gk, f.tensor("gk"), exact, rtol<T>(), f.name() + ": reference dK");
-        gx.set_zero();
-        gk.set_zero();
-        conv::backward_fast(x, k, gy, fast, &gx, &gk);
-        check_close(gx, f.tensor("gx"), exact, rtol<T>(), f.name() + ": fast dX");
-        check_close(gk, f.tensor("gk"), exact, rtol<T>(), f.name() + ": fast dK");
+// The plain loops' own contract: Y overwritten in every element (of a NaN-filled buffer); the
+// backward adds, into dX and dK together or either alone.
+BOOST_AUTO_TEST_CASE_TEMPLATE(plain_loops_write_y_and_add_into_gradients, T, scalar_types) {
+    std::mt19937 rng(31);
+    for (const ConvCase& c : small_cases()) {
+        BOOST_TEST_CONTEXT(c.str()) {
+            const Tensor<T> x = uniform<T>(c.x(), rng), k = uniform<T>(c.k(), rng), gy = uniform<T>(c.y(), rng);
+            const Expected<T> want = plain_results(x, k, gy, c.options());
+            Tensor<T> y(c.y(), std::numeric_limits<T>::quiet_NaN());
+            conv::forward_plain(x, k, c.options(), y);
+            check_equal(y, want.y, "plain forward into a NaN-filled Y");
+            BOOST_TEST((want.gx.array() != T(0)).any());  // the gradients checked below are not trivially zero
+            BOOST_TEST((want.gk.array() != T(0)).any());
+            check_backward_adds(plain_path<T>(), x, k, gy, c.options(), want);
+        }
     }
 }
 
-// The conv2d node on a tape, on either path: its value is the reference forward and Tape::backward
-// delivers the reference gradients, adding into a parameter's gradient that already holds something.
-BOOST_AUTO_TEST_CASE_TEMPLATE(tape_node_gives_the_same_gradients_on_both_paths, T, scalar_types) {
+// Every path against scipy (correlate2d / convolve2d loops computed in python, and checked there
+// against direct loops over the definition): forward and both gradients.
+BOOST_AUTO_TEST_CASE_TEMPLATE(every_path_matches_scipy_fixtures, T, scalar_types) {
+    const std::vector<Fixture> cases = load_fixtures("conv2d");
+    BOOST_TEST_REQUIRE(cases.size() >= 6u);
+    std::vector<PathFunctions<T>> paths = fast_paths<T>();
+    paths.insert(paths.begin(), plain_path<T>());
+    for (const Fixture& f : cases) {
+        const Tensor<T> x = f.tensor("x").cast<T>(), k = f.tensor("k").cast<T>(), gy = f.tensor("gy").cast<T>();
+        const Conv2dOptions o{f.integer("padding"), f.integer("stride")};
+        for (const PathFunctions<T>& path : paths) {
+            const std::string what = f.name() + ": " + path.name;
+            Tensor<T> y, gx(x.shape()), gk(k.shape());
+            path.forward(x, k, o, y);
+            check_close(y, f.tensor("y"), f.exact(), rtol<T>(), what + " forward");
+            path.backward(x, k, gy, o, &gx, &gk);
+            check_close(gx, f.tensor("gx"), f.exact(), rtol<T>(), what + " dX");
+            check_close(gk, f.tensor("gk"), f.exact(), rtol<T>(), what + " dK");
+        }
+    }
+}
+
+// The plain loops against central differences (mcnn::gradcheck, double): dX and dK of the conv2d
+// node on the plain path, every element, over the small cases.
+BOOST_AUTO_TEST_CASE(plain_loops_pass_the_numeric_gradient_check) {
+    Rng rng(40);
+    for (const ConvCase& c : small_cases()) {
+        BOOST_TEST_CONTEXT(c.str()) {
+            BOOST_TEST_REQUIRE((conv::path_to_run(c.k(), c.options(ConvPath::plain)) == ConvPath::plain));
+            Parameter<double> k("kernels", uniform(c.k(), rng));
+            const Tensor<double> w = uniform(c.y(), rng);
+            const GradCheckReport report = gradcheck(
+                [&](Tape<double>& tape, const std::vector<Var<double>>& in) {
+                    return weighted_sum(conv2d(in[0], tape.param(k), c.options(ConvPath::plain)), w);
+                },
+                {{"x", uniform(c.x(), rng)}}, {&k});
+            BOOST_TEST(report.passed(), report.table());
+            BOOST_TEST_REQUIRE(report.entries.size() == 2u);
+            BOOST_TEST(report.entries[0].checked == c.x().numel());  // every element of X
+            BOOST_TEST(report.entries[1].checked == c.k().numel());  // and of K
+        }
+    }
+}
+
+// The conv2d node on a tape, on every path: its value is the plain forward and Tape::backward
+// delivers the plain gradients, adding into a parameter's gradient that already holds something.
+BOOST_AUTO_TEST_CASE_TEMPLATE(tape_node_gives_the_same_gradients_on_every_path, T, scalar_types) {
     std::mt19937 rng(77);
-    for (const ConvCase& c : {ConvCase{3, 2, 7, 5, 4, 3, 1, 2}, ConvCase{1, 3, 6, 9, 1, 5, 2, 3}, ConvCase{3, 1, 5, 8, 4, 1, 0, 1},
-                              ConvCase{1, 2, 3, 4, 2, 5, 1, 1}}) {
+    for (const ConvCase& c : small_cases()) {
         const Tensor<T> x = uniform<T>(c.x(), rng), k = uniform<T>(c.k(), rng), w = uniform<T>(c.y(), rng);
-        Tensor<T> y_ref, gx_ref(c.x()), gk_ref(c.k());
-        conv::forward_reference(x, k, c.options(ConvPath::reference), y_ref);
-        conv::backward_reference(x, k, w, c.options(ConvPath::reference), &gx_ref, &gk_ref);
-        for (ConvPath path : {ConvPath::reference, ConvPath::fast}) {
-            const std::string what = c.str() + (path == ConvPath::fast ? " fast" : " reference");
-            BOOST_TEST_CONTEXT(what) {
+        const Expected<T> want = plain_results(x, k, w, c.options());
+        for (ConvPath path : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic}) {
+            BOOST_TEST_CONTEXT(c.str() << " " << conv_path_name(path)) {
                 const T fill = T(0.125);
                 Parameter<T> kp("conv.weight", k);
                 kp.grad.fill(fill);
@@ -218,31 +290,31 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(tape_node_gives_the_same_gradients_on_both_paths, 
                 const Var<T> xv = tape.input(x);
                 const Var<T> y = conv2d(xv, tape.param(kp), c.options(path));
                 BOOST_TEST(std::string(tape.op_name(y.id())) == "conv2d");
-                check_close(y.value(), y_ref, "value");
+                check_close(y.value(), want.y, "value");
                 tape.backward(dot_loss(y, w));
-                check_close(xv.grad(), gx_ref, "dX via the tape");
-                check_close(kp.grad, plus(gk_ref, fill), "dK added into the parameter's gradient");
+                check_close(xv.grad(), want.gx, "dX via the tape");
+                check_close(kp.grad, plus(want.gk, fill), "dK added into the parameter's gradient");
 
                 // input only (kernels constant) and kernels only (input constant)
                 Tape<T> t2;
                 const Var<T> x2 = t2.input(x);
                 t2.backward(dot_loss(conv2d(x2, t2.constant(k), c.options(path)), w));
-                check_close(x2.grad(), gx_ref, "dX with constant kernels");
+                check_close(x2.grad(), want.gx, "dX with constant kernels");
                 Parameter<T> kp3("conv.weight", k);
                 Tape<T> t3;
                 t3.backward(dot_loss(conv2d(t3.constant(x), t3.param(kp3), c.options(path)), w));
-                check_close(kp3.grad, gk_ref, "dK with a constant input");
+                check_close(kp3.grad, want.gk, "dK with a constant input");
             }
         }
-        // one input feeding both paths: its gradient is the sum of the two
+        // one input feeding two paths: its gradient is the sum of the two
         BOOST_TEST_CONTEXT(c.str() + " shared input") {
             const Tensor<T> k2 = uniform<T>(c.k(), rng), w2 = uniform<T>(c.y(), rng);
-            Tensor<T> gx_both = gx_ref;
-            conv::backward_reference<T>(x, k2, w2, c.options(ConvPath::reference), &gx_both, nullptr);
+            Tensor<T> gx_both = want.gx;
+            conv::backward_plain<T>(x, k2, w2, c.options(), &gx_both, nullptr);
             Tape<T> tape;
             const Var<T> xv = tape.input(x);
-            const Var<T> a = conv2d(xv, tape.constant(k), c.options(ConvPath::reference));
-            const Var<T> b = conv2d(xv, tape.constant(k2), c.options(ConvPath::fast));
+            const Var<T> a = conv2d(xv, tape.constant(k), c.options(ConvPath::plain));
+            const Var<T> b = conv2d(xv, tape.constant(k2), c.options(ConvPath::im2col));
             tape.backward(dot_loss2(a, w, b, w2));
             check_close(xv.grad(), gx_both, "dX from two conv nodes");
         }
@@ -252,21 +324,22 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(tape_node_gives_the_same_gradients_on_both_paths, 
 BOOST_AUTO_TEST_CASE(channel_mismatch_names_both_shapes) {
     const Tensor<double> x(Shape{2, 3, 5, 5}, 1.0), k(Shape{4, 2, 3, 3}, 1.0), gy(Shape{2, 4, 3, 3}, 1.0);
     Tensor<double> y, gx(x.shape()), gk(k.shape());
-    const Conv2dOptions ref{0, 1, ConvPath::reference};
-    const std::vector<std::function<void()>> calls = {
+    std::vector<std::function<void()>> calls = {
         [&] { conv::output_shape(x.shape(), k.shape(), {}); },
-        [&] { conv::forward_reference(x, k, ref, y); },
-        [&] { conv::forward_fast(x, k, {}, y); },
-        [&] { conv::backward_reference(x, k, gy, ref, &gx, &gk); },
-        [&] {
-            Tape<double> tape;
-            conv2d(tape.input(x), tape.input(k), ref);
-        },
-        [&] {
-            Tape<double> tape;
-            conv2d(tape.input(x), tape.input(k), {});
-        },
+        [&] { conv::forward_plain(x, k, {}, y); },
+        [&] { conv::forward_correlate2d(x, k, {}, y); },
+        [&] { conv::forward_im2col(x, k, {}, y); },
+        [&] { conv::backward_plain(x, k, gy, {}, &gx, &gk); },
+        [&] { conv::backward_correlate2d(x, k, gy, {}, &gx, &gk); },
+        [&] { conv::backward_im2col(x, k, gy, {}, &gx, &gk); },
     };
+    std::vector<std::function<void()>> nodes;
+    for (ConvPath path : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic})
+        nodes.push_back([&, path] {
+            Tape<double> tape;
+            conv2d(tape.input(x), tape.input(k), {0, 1, path});
+        });
+    calls.insert(calls.end(), nodes.begin(), nodes.end());
     for (const auto& call : calls) {
         const std::string msg = error_of(call);
         CHECK_MESSAGE_HAS(msg, "conv2d");
@@ -279,8 +352,9 @@ BOOST_AUTO_TEST_CASE(channel_mismatch_names_both_shapes) {
 BOOST_AUTO_TEST_CASE(kernels_must_be_square) {
     const Tensor<double> x(Shape{1, 3, 6, 6}, 1.0), k(Shape{2, 3, 3, 2}, 1.0);
     Tensor<double> y;
-    for (const std::string& msg : {error_of([&] { conv::forward_reference(x, k, {0, 1, ConvPath::reference}, y); }),
-                                   error_of([&] { conv::forward_fast(x, k, {}, y); })}) {
+    for (const std::string& msg : {error_of([&] { conv::forward_plain(x, k, {}, y); }),
+                                   error_of([&] { conv::forward_correlate2d(x, k, {}, y); }),
+                                   error_of([&] { conv::forward_im2col(x, k, {}, y); })}) {
         CHECK_MESSAGE_HAS(msg, "conv2d");
         CHECK_MESSAGE_HAS(msg, "square");
         CHECK_MESSAGE_HAS(msg, "[2, 3, 3, 2]");
@@ -293,8 +367,9 @@ BOOST_AUTO_TEST_CASE(kernel_must_fit_the_padded_input) {
     for (auto [h, w, p] : {std::tuple{3, 4, 0}, std::tuple{6, 2, 1}, std::tuple{2, 7, 1}, std::tuple{4, 4, 0}}) {
         const Tensor<double> x(Shape{1, 1, h, w}, 1.0);
         const std::string xs = x.shape().str();
-        for (const std::string& msg : {error_of([&] { conv::forward_reference(x, k, {p, 1, ConvPath::reference}, y); }),
-                                       error_of([&] { conv::forward_fast(x, k, {p, 2, ConvPath::fast}, y); })}) {
+        for (const std::string& msg : {error_of([&] { conv::forward_plain(x, k, {p, 1}, y); }),
+                                       error_of([&] { conv::forward_correlate2d(x, k, {p, 1}, y); }),
+                                       error_of([&] { conv::forward_im2col(x, k, {p, 2}, y); })}) {
             CHECK_MESSAGE_HAS(msg, "conv2d");
             CHECK_MESSAGE_HAS(msg, "kernel size 5");
             CHECK_MESSAGE_HAS(msg, xs);
@@ -303,23 +378,26 @@ BOOST_AUTO_TEST_CASE(kernel_must_fit_the_padded_input) {
     }
     // an empty (0 x 0) kernel fits nothing
     const Tensor<double> x5(Shape{1, 1, 5, 5}), k0(Shape{1, 1, 0, 0});
-    const std::string empty = error_of([&] { conv::forward_fast(x5, k0, {}, y); });
+    const std::string empty = error_of([&] { conv::forward_im2col(x5, k0, {}, y); });
     CHECK_MESSAGE_HAS(empty, "kernel size 0");
     // padding makes room: 3 x 4 padded by 1 is 5 x 6, one output row and two columns
     const Tensor<double> x(Shape{1, 1, 3, 4}, 1.0);
     BOOST_TEST(conv::output_shape(x.shape(), k.shape(), {1, 1}).str() == "[1, 1, 1, 2]");
-    conv::forward_fast(x, k, {1, 1}, y);
-    BOOST_TEST(y.shape().str() == "[1, 1, 1, 2]");
-    BOOST_TEST(y[0] == 12.0);  // the 3 x 4 ones seen through a 5 x 5 window (of the 5 x 6 padded plane)
-    BOOST_TEST(y[1] == 12.0);
+    for (const auto& forward : {conv::forward_plain<double>, conv::forward_correlate2d<double>, conv::forward_im2col<double>}) {
+        forward(x, k, {1, 1}, y);
+        BOOST_TEST(y.shape().str() == "[1, 1, 1, 2]");
+        BOOST_TEST(y[0] == 12.0);  // the 3 x 4 ones seen through a 5 x 5 window (of the 5 x 6 padded plane)
+        BOOST_TEST(y[1] == 12.0);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(padding_and_stride_must_be_valid) {
     const Tensor<double> x(Shape{1, 1, 6, 6}, 1.0), k(Shape{1, 1, 3, 3}, 1.0);
     Tensor<double> y;
     for (auto [p, s] : {std::pair{-1, 1}, std::pair{0, 0}, std::pair{1, -2}, std::pair{-3, 0}}) {
-        for (const std::string& msg : {error_of([&] { conv::forward_reference(x, k, {p, s, ConvPath::reference}, y); }),
-                                       error_of([&] { conv::forward_fast(x, k, {p, s, ConvPath::fast}, y); }),
+        for (const std::string& msg : {error_of([&] { conv::forward_plain(x, k, {p, s}, y); }),
+                                       error_of([&] { conv::forward_correlate2d(x, k, {p, s}, y); }),
+                                       error_of([&] { conv::forward_im2col(x, k, {p, s}, y); }),
                                        error_of([&] { conv::output_shape(x.shape(), k.shape(), {p, s}); })}) {
             CHECK_MESSAGE_HAS(msg, "conv2d");
             CHECK_MESSAGE_HAS(msg, fmt::format("padding {}", p));
@@ -331,57 +409,82 @@ BOOST_AUTO_TEST_CASE(padding_and_stride_must_be_valid) {
 BOOST_AUTO_TEST_CASE(inputs_and_kernels_must_be_4d) {
     Tensor<double> y;
     const Tensor<double> x3(Shape{3, 6, 6}, 1.0), x(Shape{1, 3, 6, 6}, 1.0), k3(Shape{3, 3, 3}, 1.0), k(Shape{1, 3, 3, 3}, 1.0);
-    const std::string a = error_of([&] { conv::forward_fast(x3, k, {}, y); });
-    CHECK_MESSAGE_HAS(a, "conv2d input");
-    CHECK_MESSAGE_HAS(a, "[3, 6, 6]");
-    const std::string b = error_of([&] { conv::forward_reference(x, k3, {0, 1, ConvPath::reference}, y); });
-    CHECK_MESSAGE_HAS(b, "conv2d kernels");
-    CHECK_MESSAGE_HAS(b, "[3, 3, 3]");
+    for (const auto& forward : {conv::forward_plain<double>, conv::forward_correlate2d<double>, conv::forward_im2col<double>}) {
+        const std::string a = error_of([&] { forward(x3, k, {}, y); });
+        CHECK_MESSAGE_HAS(a, "conv2d input");
+        CHECK_MESSAGE_HAS(a, "[3, 6, 6]");
+        const std::string b = error_of([&] { forward(x, k3, {}, y); });
+        CHECK_MESSAGE_HAS(b, "conv2d kernels");
+        CHECK_MESSAGE_HAS(b, "[3, 3, 3]");
+    }
 }
 
 BOOST_AUTO_TEST_CASE(backward_checks_gradient_shapes) {
     std::mt19937 rng(1);
     const ConvCase c{2, 2, 6, 5, 3, 3, 1, 2};
     const Tensor<double> x = uniform<double>(c.x(), rng), k = uniform<double>(c.k(), rng);
-    Tensor<double> y;
-    conv::forward_fast(x, k, c.options(), y);
     const Tensor<double> gy_bad(Shape{2, 3, 4, 4}, 1.0), gy(c.y(), 1.0);
     Tensor<double> gx(c.x()), gk(c.k()), gx_bad(Shape{2, 2, 9, 5}), gk_bad(Shape{3, 2, 2, 2});
-    const Conv2dOptions ref = c.options(ConvPath::reference);
-    const std::string a = error_of([&] { conv::backward_reference(x, k, gy_bad, ref, &gx, &gk); });
-    CHECK_MESSAGE_HAS(a, "conv2d backward");
-    CHECK_MESSAGE_HAS(a, "[2, 3, 4, 4]");
-    CHECK_MESSAGE_HAS(a, c.y().str());
-    const std::string b = error_of([&] { conv::backward_fast(x, k, gy_bad, c.options(), &gx, &gk); });
-    CHECK_MESSAGE_HAS(b, "conv2d backward");
-    CHECK_MESSAGE_HAS(b, "[2, 3, 4, 4]");
-    const std::string d = error_of([&] { conv::backward_reference<double>(x, k, gy, ref, &gx_bad, nullptr); });
-    CHECK_MESSAGE_HAS(d, "conv2d backward");
-    CHECK_MESSAGE_HAS(d, "[2, 2, 9, 5]");
-    const std::string e = error_of([&] { conv::backward_fast<double>(x, k, gy, c.options(), &gx_bad, nullptr); });
-    CHECK_MESSAGE_HAS(e, "conv2d backward");
-    for (const std::string& msg : {error_of([&] { conv::backward_reference<double>(x, k, gy, ref, nullptr, &gk_bad); }),
-                                   error_of([&] { conv::backward_fast<double>(x, k, gy, c.options(), nullptr, &gk_bad); })}) {
-        CHECK_MESSAGE_HAS(msg, "conv2d backward");
-        CHECK_MESSAGE_HAS(msg, "[3, 2, 2, 2]");
-        CHECK_MESSAGE_HAS(msg, c.k().str());
+    std::vector<PathFunctions<double>> paths = fast_paths<double>();
+    paths.insert(paths.begin(), plain_path<double>());
+    for (const PathFunctions<double>& path : paths) {
+        BOOST_TEST_CONTEXT(path.name) {
+            const Conv2dOptions o = c.options();
+            const std::string a = error_of([&] { path.backward(x, k, gy_bad, o, &gx, &gk); });
+            CHECK_MESSAGE_HAS(a, "conv2d backward");
+            CHECK_MESSAGE_HAS(a, "[2, 3, 4, 4]");
+            CHECK_MESSAGE_HAS(a, c.y().str());
+            const std::string d = error_of([&] { path.backward(x, k, gy, o, &gx_bad, &gk); });
+            CHECK_MESSAGE_HAS(d, "conv2d backward");
+            CHECK_MESSAGE_HAS(d, "[2, 2, 9, 5]");
+            CHECK_MESSAGE_HAS(d, c.x().str());
+            for (const std::string& msg : {error_of([&] { path.backward(x, k, gy, o, nullptr, &gk_bad); }),
+                                           error_of([&] { path.backward(x, k, gy, o, &gx, &gk_bad); })}) {
+                CHECK_MESSAGE_HAS(msg, "conv2d backward");
+                CHECK_MESSAGE_HAS(msg, "[3, 2, 2, 2]");
+                CHECK_MESSAGE_HAS(msg, c.k().str());
+            }
+            // nothing was added by the refused calls
+            BOOST_TEST((gx.array() == 0.0).all());
+            BOOST_TEST((gk.array() == 0.0).all());
+        }
     }
-    // nothing was added by the refused calls
-    BOOST_TEST((gx.array() == 0.0).all());
-    BOOST_TEST((gk.array() == 0.0).all());
 }
 
-// The fast path hands layers with few output channels at stride 1 to the reference loops (they are
-// faster there); the node then gives exactly what the reference node gives. Otherwise it is im2col
-// + GEMM, equal to the reference up to rounding.
-BOOST_AUTO_TEST_CASE(fast_path_runs_the_reference_loops_for_few_output_channels) {
-    BOOST_TEST(conv::fast_path_uses_loops(Shape{6, 3, 5, 5}, {0, 1, ConvPath::fast}));
-    BOOST_TEST(conv::fast_path_uses_loops(Shape{conv::direct_max_out_channels - 1, 16, 3, 3}, {2, 1, ConvPath::fast}));
-    BOOST_TEST(!conv::fast_path_uses_loops(Shape{conv::direct_max_out_channels, 3, 5, 5}, {0, 1, ConvPath::fast}));
-    BOOST_TEST(!conv::fast_path_uses_loops(Shape{6, 3, 5, 5}, {0, 2, ConvPath::fast}));  // strided: im2col
+BOOST_AUTO_TEST_CASE(path_names_round_trip_and_unknown_names_are_refused) {
+    const std::vector<std::string> names = conv_path_names(), want{"plain", "correlate2d", "im2col", "automatic"};
+    BOOST_TEST(names == want, boost::test_tools::per_element());
+    for (ConvPath path : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic})
+        BOOST_TEST((conv_path_from_name(conv_path_name(path)) == path), conv_path_name(path));
+    for (const std::string bad : {"fast", "reference", "Plain", ""}) {
+        const std::string msg = error_of([&] { conv_path_from_name(bad); });
+        CHECK_MESSAGE_HAS(msg, "'" + bad + "'");
+        CHECK_MESSAGE_HAS(msg, "plain, correlate2d, im2col, automatic");
+    }
+}
+
+// Automatic runs correlate2d for layers with fewer than direct_max_out_channels output channels at
+// stride 1 (faster there) and im2col otherwise: the node on automatic gives the very bits of the
+// node on the path it names, and not those of the other path (which sums in another order). The
+// other paths run as named.
+BOOST_AUTO_TEST_CASE(automatic_runs_the_path_it_says) {
+    const int few = conv::direct_max_out_channels - 1, many = conv::direct_max_out_channels;
+    BOOST_TEST(conv::automatic_uses_correlate2d(Shape{few, 3, 5, 5}, {0, 1}));
+    BOOST_TEST(conv::automatic_uses_correlate2d(Shape{few, 16, 3, 3}, {2, 1}));
+    BOOST_TEST(!conv::automatic_uses_correlate2d(Shape{many, 3, 5, 5}, {0, 1}));
+    BOOST_TEST(!conv::automatic_uses_correlate2d(Shape{few, 3, 5, 5}, {0, 2}));  // strided: im2col
+    BOOST_TEST((Conv2dOptions{}.path == ConvPath::automatic));
+    for (const Shape& k : {Shape{few, 3, 5, 5}, Shape{many, 3, 5, 5}}) {
+        for (ConvPath path : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col})
+            BOOST_TEST((conv::path_to_run(k, {0, 1, path}) == path), conv_path_name(path));
+        BOOST_TEST((conv::path_to_run(k, {0, 2, ConvPath::automatic}) == ConvPath::im2col));
+    }
+    BOOST_TEST((conv::path_to_run(Shape{few, 3, 5, 5}, {1, 1}) == ConvPath::correlate2d));
+    BOOST_TEST((conv::path_to_run(Shape{many, 3, 5, 5}, {1, 1}) == ConvPath::im2col));
+
     std::mt19937 rng(12);
     const Tensor<double> images = uniform<double>(Shape{3, 3, 12, 12}, rng);
-    for (int d : {6, 16}) {
+    for (int d : {few, many}) {
         BOOST_TEST_CONTEXT(d << " output channels") {
             const Tensor<double> kernels = uniform<double>(Shape{d, 3, 5, 5}, rng);
             auto run = [&](ConvPath path) {
@@ -392,33 +495,31 @@ BOOST_AUTO_TEST_CASE(fast_path_runs_the_reference_loops_for_few_output_channels)
                 tape.backward(weighted_sum(y, Tensor<double>(y.shape(), 0.5)));
                 return std::tuple{y.value(), x.grad(), k.grad};
             };
-            const auto [yf, gxf, gkf] = run(ConvPath::fast);
-            const auto [yr, gxr, gkr] = run(ConvPath::reference);
-            if (d < conv::direct_max_out_channels) {
-                check_equal(yf, yr, "y");
-                check_equal(gxf, gxr, "dX");
-                check_equal(gkf, gkr, "dK");
-            } else {
-                check_close(yf, yr, "y");
-                check_close(gxf, gxr, "dX");
-                check_close(gkf, gkr, "dK");
-                BOOST_TEST(!(gkf.array() == gkr.array()).all());  // summed in another order: truly the other path
-            }
+            const ConvPath named = d == few ? ConvPath::correlate2d : ConvPath::im2col;
+            const ConvPath other = d == few ? ConvPath::im2col : ConvPath::correlate2d;
+            const auto [ya, gxa, gka] = run(ConvPath::automatic);
+            const auto [yn, gxn, gkn] = run(named);
+            const auto [yo, gxo, gko] = run(other);
+            check_equal(ya, yn, "y");
+            check_equal(gxa, gxn, "dX");
+            check_equal(gka, gkn, "dK");
+            check_close(gka, gko, "dK of the other path, up to rounding");
+            BOOST_TEST(!(gka.array() == gko.array()).all());  // summed in another order: truly not the other path
         }
     }
 }
 
-BOOST_AUTO_TEST_CASE(fast_path_does_not_depend_on_the_thread_count) {
+BOOST_AUTO_TEST_CASE(im2col_path_does_not_depend_on_the_thread_count) {
     // Large enough that im2col, col2im and the GEMMs run in parallel regions.
     std::mt19937 rng(11);
     const Tensor<float> x = uniform<float>(Shape{16, 3, 32, 32}, rng), k = uniform<float>(Shape{8, 3, 5, 5}, rng);
-    const Conv2dOptions o{2, 1, ConvPath::fast};
+    const Conv2dOptions o{2, 1, ConvPath::im2col};
     const Tensor<float> gy = uniform<float>(conv::output_shape(x.shape(), k.shape(), o), rng);
     auto run = [&](int threads) {
         const ThreadLimit limit(threads);
         Tensor<float> y, gx(x.shape()), gk(k.shape());
-        conv::forward_fast(x, k, o, y);
-        conv::backward_fast(x, k, gy, o, &gx, &gk);
+        conv::forward_im2col(x, k, o, y);
+        conv::backward_im2col(x, k, gy, o, &gx, &gk);
         return std::tuple{y, gx, gk};
     };
     const auto [y1, gx1, gk1] = run(1);

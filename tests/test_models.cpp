@@ -1,6 +1,6 @@
 // The models as graphs: SimpleCNN's parameters (count, names, shapes, order), its output shape,
-// float/double and reference/fast agreement, and its whole graph gradient-checked end to end in
-// double (every input element and every parameter element on the fast path).
+// float/double and conv path agreement, and its whole graph gradient-checked end to end in
+// double (every input element and every parameter element on the automatic path).
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -176,9 +176,10 @@ BOOST_AUTO_TEST_CASE(a_training_step_does_not_depend_on_the_thread_count) {
     }
 }
 
-BOOST_AUTO_TEST_CASE(reference_and_fast_conv_paths_give_the_same_logits_and_gradients) {
-    Rng r1(13), r2(13);
-    SimpleCNN<double> fast(r1, ConvPath::fast), reference(r2, ConvPath::reference);
+// SimpleCNN on each conv path gives the logits and gradients of the plain loops.
+BOOST_AUTO_TEST_CASE(every_conv_path_gives_the_same_logits_and_gradients) {
+    Rng r0(13);
+    SimpleCNN<double> plain(r0, ConvPath::plain);
     const Tensor<double> images = random_images(3, 14);
     const std::vector<int> labels{0, 4, 9};
     const auto run = [&](SimpleCNN<double>& model) {
@@ -189,22 +190,30 @@ BOOST_AUTO_TEST_CASE(reference_and_fast_conv_paths_give_the_same_logits_and_grad
         tape.backward(softmax_cross_entropy(logits, labels));
         return std::make_pair(logits.value(), x.grad());
     };
-    const auto [yf, gxf] = run(fast);
-    const auto [yr, gxr] = run(reference);
-    BOOST_TEST(max_abs_diff(yf, yr) < 1e-12);
-    BOOST_TEST(max_abs_diff(gxf, gxr) < 1e-12);
-    const auto pf = fast.parameters(), pr = reference.parameters();
-    for (std::size_t k = 0; k < pf.size(); ++k) BOOST_TEST(max_abs_diff(pf[k]->grad, pr[k]->grad) < 1e-12, pf[k]->name);
+    const auto [yp, gxp] = run(plain);
+    for (ConvPath path : {ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic}) {
+        BOOST_TEST_CONTEXT(conv_path_name(path)) {
+            Rng r(13);
+            SimpleCNN<double> model(r, path);
+            const auto [y, gx] = run(model);
+            BOOST_TEST(max_abs_diff(y, yp) < 1e-12);
+            BOOST_TEST(max_abs_diff(gx, gxp) < 1e-12);
+            const auto pm = model.parameters(), pp = plain.parameters();
+            for (std::size_t k = 0; k < pm.size(); ++k) BOOST_TEST(max_abs_diff(pm[k]->grad, pp[k]->grad) < 1e-12, pm[k]->name);
+        }
+    }
 
     // set_conv_path switches every conv layer
-    set_conv_path(fast, ConvPath::reference);
-    BOOST_TEST((fast.conv1.spec().path == ConvPath::reference && fast.conv2.spec().path == ConvPath::reference));
-    BOOST_TEST(max_abs_diff(logits_of(fast, images), yr) < 1e-12);
+    Rng r1(13);
+    SimpleCNN<double> model(r1, ConvPath::automatic);
+    set_conv_path(model, ConvPath::plain);
+    BOOST_TEST((model.conv1.spec().path == ConvPath::plain && model.conv2.spec().path == ConvPath::plain));
+    BOOST_TEST(max_abs_diff(logits_of(model, images), yp) < 1e-12);
 
     // and in float
     Rng r3(15), r4(15);
-    SimpleCNN<float> ff(r3, ConvPath::fast), fr(r4, ConvPath::reference);
-    BOOST_TEST(max_abs_diff(logits_of(ff, images.cast<float>()), logits_of(fr, images.cast<float>())) < 1e-5);
+    SimpleCNN<float> ff(r3, ConvPath::automatic), fp(r4, ConvPath::plain);
+    BOOST_TEST(max_abs_diff(logits_of(ff, images.cast<float>()), logits_of(fp, images.cast<float>())) < 1e-5);
 }
 
 // Every element of the images and of all 62,006 parameters, central differences in double: 136,300
@@ -217,10 +226,10 @@ constexpr std::size_t full_check_max_elements = 0;
 constexpr std::size_t full_check_max_elements = 64;
 #endif
 
-BOOST_AUTO_TEST_CASE(simple_cnn_fast_path_gradient_check_every_element, *boost::unit_test::label("slow")) {
+BOOST_AUTO_TEST_CASE(simple_cnn_automatic_path_gradient_check_every_element, *boost::unit_test::label("slow")) {
     double seconds = 0;
-    const GradCheckReport report = check_simple_cnn(ConvPath::fast, full_check_max_elements, &seconds);
-    BOOST_TEST_MESSAGE("SimpleCNN (fast path) gradient check, "
+    const GradCheckReport report = check_simple_cnn(ConvPath::automatic, full_check_max_elements, &seconds);
+    BOOST_TEST_MESSAGE("SimpleCNN (automatic path) gradient check, "
                        << (full_check_max_elements
                                ? std::to_string(full_check_max_elements) + " elements per tensor (unoptimised build)"
                                : "every element")
@@ -238,10 +247,10 @@ BOOST_AUTO_TEST_CASE(simple_cnn_fast_path_gradient_check_every_element, *boost::
     BOOST_TEST(std::isfinite(report.loss));
 }
 
-BOOST_AUTO_TEST_CASE(simple_cnn_reference_path_gradient_check_sampled) {
+BOOST_AUTO_TEST_CASE(simple_cnn_correlate2d_path_gradient_check_sampled) {
     double seconds = 0;
-    const GradCheckReport report = check_simple_cnn(ConvPath::reference, 150, &seconds);
-    BOOST_TEST_MESSAGE("SimpleCNN (reference path) gradient check, 150 elements per tensor: " << seconds << " s\n"
+    const GradCheckReport report = check_simple_cnn(ConvPath::correlate2d, 150, &seconds);
+    BOOST_TEST_MESSAGE("SimpleCNN (correlate2d path) gradient check, 150 elements per tensor: " << seconds << " s\n"
                                                                                               << report.table());
     BOOST_TEST(report.passed(), report.table());
     BOOST_TEST_REQUIRE(report.entries.size() == 11u);
@@ -260,7 +269,7 @@ BOOST_AUTO_TEST_CASE(tuned_and_manual_models_have_the_notebooks_shapes) {
     BOOST_TEST(manual.conv2.bias.value.shape() == (Shape{16, 10, 10}));
     BOOST_TEST((manual.conv1.bias.value.array() == 0.0f).all());  // the notebook's untied bias starts at zero
     BOOST_TEST(manual.conv1.weight.value.array().abs().maxCoeff() <= std::sqrt(1.0f / 75.0f));
-    BOOST_TEST((manual.conv1.spec().path == ConvPath::reference));
+    BOOST_TEST((manual.conv1.spec().path == ConvPath::correlate2d));
     for (Module<float>* m : std::initializer_list<Module<float>*>{&tuned, &manual}) {
         Tape<float> tape(Tape<float>::Mode::inference);
         const Var<float> y = m->forward(tape.constant(random_images(3, 5).cast<float>()));

@@ -80,12 +80,12 @@ BOOST_AUTO_TEST_CASE(config_round_trips_and_rejects_bad_fields) {
     c.model = "simple";
     c.epochs = 7;
     c.sgd.lr = 0.0007;
-    c.conv = "reference";
+    c.conv = "plain";
     c.validation = 5000;
     const TrainConfig back = TrainConfig::from_json(c.to_json());
     BOOST_TEST(back.epochs == 7);
     BOOST_TEST(back.sgd.lr == 0.0007);
-    BOOST_TEST(back.conv == "reference");
+    BOOST_TEST(back.conv == "plain");
     BOOST_TEST(back.validation == 5000u);
     BOOST_TEST(contains(error_of([] { TrainConfig::from_json("{"); }), "not valid JSON"));
     BOOST_TEST(contains(error_of([] { TrainConfig::from_json("{}"); }), "'model'"));
@@ -95,6 +95,30 @@ BOOST_AUTO_TEST_CASE(config_round_trips_and_rejects_bad_fields) {
     c.epochs = 1;
     c.model = "resnet";
     BOOST_TEST(contains(error_of([&] { c.validate(); }), "unknown model 'resnet'"));
+}
+
+// config.json names the conv path ("plain", "correlate2d", "im2col", "automatic"); run folders
+// written before the paths were renamed say "fast" (now automatic) and "reference" (correlate2d).
+BOOST_AUTO_TEST_CASE(config_names_the_conv_path_and_reads_the_old_names) {
+    TrainConfig c;
+    for (const std::string setting : {"auto", "plain", "correlate2d", "im2col", "automatic"}) {
+        c.conv = setting;
+        const std::string text = c.to_json();
+        BOOST_TEST(contains(text, fmt::format("\"conv\": \"{}\"", setting)), text);
+        BOOST_TEST(TrainConfig::from_json(text).conv == setting);
+    }
+    c.conv = "plain";
+    const std::string text = c.to_json(), field = "\"conv\": \"plain\"";
+    BOOST_TEST_REQUIRE(contains(text, field));
+    const auto with_conv = [&](const std::string& name) {
+        std::string t = text;
+        t.replace(t.find(field), field.size(), "\"conv\": \"" + name + "\"");
+        return t;
+    };
+    BOOST_TEST(TrainConfig::from_json(with_conv("fast")).conv == "automatic");
+    BOOST_TEST(TrainConfig::from_json(with_conv("reference")).conv == "correlate2d");
+    const std::string msg = error_of([&] { TrainConfig::from_json(with_conv("sideways")); });
+    BOOST_TEST(contains(msg, "conv setting 'sideways'"), msg);
 }
 
 BOOST_AUTO_TEST_CASE(short_run_learns_and_writes_the_run_folder) {

@@ -26,7 +26,7 @@ void add_plane(Tensor<double>& t, int a, int c, const Tensor<double>& p) {
 Var<double> notebook_conv(const Var<double>& x, const Var<double>& kernels, const Var<double>& bias, NotebookFault fault) {
     const Tensor<double>& X = x.value();
     const Tensor<double>& K = kernels.value();
-    const Shape ys = conv::output_shape(X.shape(), K.shape(), {0, 1, ConvPath::reference});
+    const Shape ys = conv::output_shape(X.shape(), K.shape(), {0, 1, ConvPath::correlate2d});
     require_same_shape("notebook_conv bias (D x Ho x Wo)", bias.shape(), Shape{ys[1], ys[2], ys[3]});
     const int B = ys[0], D = ys[1], N = X.dim(1);
     Tensor<double> Y(ys);

@@ -1,5 +1,5 @@
-// The fast path of the conv layer: im2col + GEMM (Eigen), the same sums as the reference loops,
-// one image at a time.
+// The im2col path of the conv layer: im2col + GEMM (Eigen), the same sums as the plain loops
+// (conv2d_plain.cpp), one image at a time.
 //
 // For image b, cols_b is (N*F*F) x (Ho*Wo): row (c, u, v), column (oy, ox) holds
 // Xp[b, c, oy*S + u, ox*S + v]. Then
@@ -115,7 +115,7 @@ void col2im_add(const T* dcols, const Dims& d, T* gx) {
 }  // namespace
 
 template <class T>
-void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& o, Tensor<T>& y) {
+void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& o, Tensor<T>& y) {
     const Dims d = dims_of(x.shape(), k.shape(), o);
     y.resize(Shape{d.B, d.D, d.Ho, d.Wo});
     const ConstMatrixMap<T> km = k.matrix(d.D, d.rows());
@@ -131,8 +131,8 @@ void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& o
 }
 
 template <class T>
-void backward_fast(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o,
-                   std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
+void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o,
+                     std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
     const Dims d = dims_of(x.shape(), k.shape(), o);
     require_same_shape("conv2d backward (dL/dY vs Y)", gy.shape(), Shape{d.B, d.D, d.Ho, d.Wo});
     if (gk) require_same_shape("conv2d backward (dL/dK vs K)", gk->shape(), k.shape());
@@ -164,10 +164,10 @@ void backward_fast(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, 
     for (const Matrix<T>& p : partial) gk->matrix(d.D, d.rows()) += p;
 }
 
-#define MCNN_INSTANTIATE(T)                                                                                              \
-    template void forward_fast(const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>&);                   \
-    template void backward_fast(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>*, \
-                                Tensor<T>*);
+#define MCNN_INSTANTIATE(T)                                                                                               \
+    template void forward_im2col(const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>&);                   \
+    template void backward_im2col(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>*, \
+                                  Tensor<T>*);
 MCNN_INSTANTIATE(float)
 MCNN_INSTANTIATE(double)
 

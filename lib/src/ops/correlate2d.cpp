@@ -1,4 +1,5 @@
-// 2-D correlate2d / convolve2d and the reference (loop) path of the conv layer.
+// 2-D correlate2d / convolve2d, the correlate2d path of the conv layer (loops of them over planes)
+// and the conv2d tape node, which runs any of the paths.
 // See mcnn/ops/correlate2d.hpp for the maths and shapes.
 //
 // Everything here runs on one 2-D kernel, correlate_add: out += a sum of valid correlations of
@@ -18,6 +19,8 @@
 #include <cstring>
 #include <type_traits>
 #include <vector>
+
+#include <fmt/format.h>
 
 namespace mcnn {
 namespace {
@@ -352,6 +355,28 @@ Tensor<T> convolve2d(const Tensor<T>& input, const Tensor<T>& kernel, CorrelateM
     return correlate2d_impl("convolve2d", input, flipped, mode, (kernel.dim(0) - 1) / 2, (kernel.dim(1) - 1) / 2);
 }
 
+const char* conv_path_name(ConvPath path) {
+    switch (path) {
+        case ConvPath::plain: return "plain";
+        case ConvPath::correlate2d: return "correlate2d";
+        case ConvPath::im2col: return "im2col";
+        case ConvPath::automatic: return "automatic";
+    }
+    return "?";
+}
+
+std::vector<std::string> conv_path_names() {
+    std::vector<std::string> out;
+    for (ConvPath p : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic}) out.push_back(conv_path_name(p));
+    return out;
+}
+
+ConvPath conv_path_from_name(const std::string& name) {
+    for (ConvPath p : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic})
+        if (name == conv_path_name(p)) return p;
+    fail("unknown conv path '{}'; known conv paths: {}", name, fmt::join(conv_path_names(), ", "));
+}
+
 namespace conv {
 
 Shape output_shape(const Shape& x, const Shape& k, const Conv2dOptions& o) {
@@ -373,7 +398,7 @@ Shape output_shape(const Shape& x, const Shape& k, const Conv2dOptions& o) {
 // its own, then adds that into the result.
 
 template <class T>
-void forward_reference(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& o, Tensor<T>& y) {
+void forward_correlate2d(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& o, Tensor<T>& y) {
     const Shape ys = output_shape(x.shape(), k.shape(), o);
     const int B = x.dim(0), N = x.dim(1), H = x.dim(2), W = x.dim(3), D = k.dim(0), F = k.dim(2), P = o.padding, S = o.stride;
     const int Ho = ys[2], Wo = ys[3];
@@ -402,8 +427,8 @@ void forward_reference(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptio
 }
 
 template <class T>
-void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o,
-                        std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
+void backward_correlate2d(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o,
+                          std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
     const Shape ys = output_shape(x.shape(), k.shape(), o);
     require_same_shape("conv2d backward (dL/dY vs Y)", gy.shape(), ys);
     if (gx) require_same_shape("conv2d backward (dL/dX vs X)", gx->shape(), x.shape());
@@ -469,29 +494,44 @@ void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>&
 
 }  // namespace conv
 
+namespace {
+
+// The forward and backward functions of a path that runs (not automatic: see conv::path_to_run).
 template <class T>
-Var<T> conv2d(const Var<T>& x, const Var<T>& kernels, const Conv2dOptions& options) {
-    Tensor<T> y;
-    if (options.path == ConvPath::reference || conv::fast_path_uses_loops(kernels.shape(), options)) {
-        conv::forward_reference(x.value(), kernels.value(), options, y);
-        return record<T>("conv2d", std::move(y), {x, kernels},
-                         [xv = x.value_ptr(), kv = kernels.value_ptr(), options](const Tensor<T>&, const Tensor<T>& gy, auto g) {
-                             conv::backward_reference(*xv, *kv, gy, options, g[0], g[1]);
-                         });
+struct PathFunctions {
+    void (*forward)(const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>&);
+    void (*backward)(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>*, Tensor<T>*);
+};
+
+template <class T>
+PathFunctions<T> functions_of(ConvPath path) {
+    switch (path) {
+        case ConvPath::plain: return {conv::forward_plain<T>, conv::backward_plain<T>};
+        case ConvPath::correlate2d: return {conv::forward_correlate2d<T>, conv::backward_correlate2d<T>};
+        case ConvPath::im2col: return {conv::forward_im2col<T>, conv::backward_im2col<T>};
+        case ConvPath::automatic: break;
     }
-    conv::forward_fast(x.value(), kernels.value(), options, y);
-    return record<T>("conv2d", std::move(y), {x, kernels},
-                     [xv = x.value_ptr(), kv = kernels.value_ptr(), options](const Tensor<T>&, const Tensor<T>& gy, auto g) {
-                         conv::backward_fast(*xv, *kv, gy, options, g[0], g[1]);
-                     });
+    fail("conv2d: no functions for conv path {}", static_cast<int>(path));
 }
 
-#define MCNN_INSTANTIATE(T)                                                                                           \
-    template Tensor<T> correlate2d(const Tensor<T>&, const Tensor<T>&, CorrelateMode);                                \
-    template Tensor<T> convolve2d(const Tensor<T>&, const Tensor<T>&, CorrelateMode);                                 \
-    template void conv::forward_reference(const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>&);      \
-    template void conv::backward_reference(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, \
-                                           Tensor<T>*, Tensor<T>*);                                                   \
+}  // namespace
+
+template <class T>
+Var<T> conv2d(const Var<T>& x, const Var<T>& kernels, const Conv2dOptions& options) {
+    const PathFunctions<T> path = functions_of<T>(conv::path_to_run(kernels.shape(), options));
+    Tensor<T> y;
+    path.forward(x.value(), kernels.value(), options, y);
+    return record<T>("conv2d", std::move(y), {x, kernels},
+                     [xv = x.value_ptr(), kv = kernels.value_ptr(), options, backward = path.backward](
+                         const Tensor<T>&, const Tensor<T>& gy, auto g) { backward(*xv, *kv, gy, options, g[0], g[1]); });
+}
+
+#define MCNN_INSTANTIATE(T)                                                                                              \
+    template Tensor<T> correlate2d(const Tensor<T>&, const Tensor<T>&, CorrelateMode);                                   \
+    template Tensor<T> convolve2d(const Tensor<T>&, const Tensor<T>&, CorrelateMode);                                    \
+    template void conv::forward_correlate2d(const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, Tensor<T>&);       \
+    template void conv::backward_correlate2d(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Conv2dOptions&, \
+                                             Tensor<T>*, Tensor<T>*);                                                    \
     template Var<T> conv2d(const Var<T>&, const Var<T>&, const Conv2dOptions&);
 MCNN_INSTANTIATE(float)
 MCNN_INSTANTIATE(double)

@@ -1,5 +1,7 @@
 #include "mcnn/train/config.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -13,13 +15,19 @@ using json = nlohmann::json;
 
 }  // namespace
 
-std::vector<std::string> conv_path_names() { return {"auto", "fast", "reference"}; }
+std::vector<std::string> conv_settings() {
+    std::vector<std::string> names = conv_path_names();
+    names.insert(names.begin(), "auto");
+    return names;
+}
 
-ConvPath conv_path_named(const std::string& name, ConvPath fallback) {
-    if (name == "auto") return fallback;
-    if (name == "fast") return ConvPath::fast;
-    if (name == "reference") return ConvPath::reference;
-    fail("unknown conv path '{}'; known: {}", name, fmt::join(conv_path_names(), ", "));
+std::string normalized_conv_setting(const std::string& setting) {
+    if (setting == "fast") return "automatic";
+    if (setting == "reference") return "correlate2d";
+    const auto known = conv_settings();
+    if (std::find(known.begin(), known.end(), setting) == known.end())
+        fail("unknown conv setting '{}'; known: {}", setting, fmt::join(known, ", "));
+    return setting;
 }
 
 std::string TrainConfig::to_json() const {
@@ -75,7 +83,7 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
     get("eval_batch", c.eval_batch);
     get("plots", c.plots);
     try {
-        (void)conv_path_named(c.conv, ConvPath::fast);
+        c.conv = normalized_conv_setting(c.conv);
     } catch (const Error& e) {
         fail("run config: field 'conv': {}", e.what());
     }
@@ -84,7 +92,7 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
 
 void TrainConfig::validate() const {
     (void)model_info(model);  // throws listing the known models
-    (void)conv_path_named(conv, ConvPath::fast);
+    (void)normalized_conv_setting(conv);
     if (epochs < 1) fail("epochs must be >= 1, got {}", epochs);
     if (batch < 1) fail("batch must be >= 1, got {}", batch);
     if (report_every < 1) fail("report interval must be >= 1 batch, got {}", report_every);
@@ -119,7 +127,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
 
     Rng rng(config.seed);
     auto model = info.make<float>(rng);
-    if (config.conv != "auto") set_conv_path(*model, conv_path_named(config.conv, ConvPath::fast));
+    if (config.conv != "auto") set_conv_path(*model, conv_path_from_name(normalized_conv_setting(config.conv)));
     Sgd<float> sgd(model->parameters(), config.sgd);
 
     FitOptions o;

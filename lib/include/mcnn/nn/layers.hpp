@@ -19,7 +19,7 @@ struct Conv2dSpec {
     int padding = 0, stride = 1;
     BiasKind bias = BiasKind::tied;
     int in_size = 0;  // input height = width; needed for an untied bias
-    ConvPath path = ConvPath::fast;
+    ConvPath path = ConvPath::automatic;
 };
 
 /// conv (correlate2d node) + bias. Parameters "weight" D x N x F x F and, unless BiasKind::none,

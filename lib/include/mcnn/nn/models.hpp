@@ -11,7 +11,7 @@ namespace mcnn {
 template <class T>
 class SimpleCNN : public Module<T> {
 public:
-    explicit SimpleCNN(Rng& rng, ConvPath path = ConvPath::fast, BiasKind bias = BiasKind::tied);
+    explicit SimpleCNN(Rng& rng, ConvPath path = ConvPath::automatic, BiasKind bias = BiasKind::tied);
     Var<T> forward(const Var<T>& x) override;
     std::string type_name() const override { return "SimpleCNN"; }
 
@@ -39,7 +39,7 @@ public:
 template <class T>
 class ManualCNN : public SimpleCNN<T> {
 public:
-    explicit ManualCNN(Rng& rng) : SimpleCNN<T>(rng, ConvPath::reference, BiasKind::untied) {}
+    explicit ManualCNN(Rng& rng) : SimpleCNN<T>(rng, ConvPath::correlate2d, BiasKind::untied) {}
     std::string type_name() const override { return "ManualCNN"; }
 };
 

@@ -11,9 +11,12 @@
 //   forward      Y[b,i]  = sum_j ( correlate2d(Xp[b,j], K[i,j], valid) )_S
 //   backward     dXp[b,j] = sum_i convolve2d(dilate_S(dY[b,i]), K[i,j], full)   (then drop the padding)
 //                dK[i,j]  = sum_b correlate2d(Xp[b,j], dilate_S(dY[b,i]), valid) (its top-left F x F)
-// where dilate_S puts S-1 zeros between elements. The reference path computes exactly these loops;
-// the fast path lowers the same sums to matrix products (im2col + GEMM). Tests prove them equal.
+// where dilate_S puts S-1 zeros between elements. Four paths compute these sums (see ConvPath): the
+// plain loops of the formulas (the oracle), loops of the vectorised correlate2d over planes, and
+// im2col + GEMM; tests prove them equal.
+#include <string>
 #include <type_traits>
+#include <vector>
 
 #include "mcnn/tape.hpp"
 
@@ -30,53 +33,112 @@ Tensor<T> correlate2d(const Tensor<T>& input, const Tensor<T>& kernel, Correlate
 template <class T>
 Tensor<T> convolve2d(const Tensor<T>& input, const Tensor<T>& kernel, CorrelateMode mode = CorrelateMode::valid);
 
-/// Which implementation of the conv layer to run. Both compute the same sums.
-///   reference: loops of 2-D correlate2d over (image, channel) planes (vectorised, but the maths as written).
-///   fast: im2col + GEMM, except where the reference loops are faster: layers with fewer than
-///         direct_max_out_channels output channels at stride 1 (SimpleCNN's conv1), whose GEMM has
-///         too few rows to fill its register blocks.
-enum class ConvPath { reference, fast };
+/// Which implementation of the conv layer to run. All compute the same sums.
+///   plain:       nested loops of the formulas above, one element at a time: the oracle the others
+///                are tested against; slow, for reading and teaching (conv2d_plain.cpp).
+///   correlate2d: loops of the vectorised 2-D correlate2d over (image, channel) planes: the
+///                notebook's layer structure (correlate2d.cpp).
+///   im2col:      im2col + GEMM, image by image (conv2d_fast.cpp).
+///   automatic:   im2col, except correlate2d for layers with fewer than direct_max_out_channels
+///                output channels at stride 1 (SimpleCNN's conv1), whose GEMM has too few rows to
+///                fill its register blocks.
+enum class ConvPath {
+    plain,
+    correlate2d,
+    im2col,
+    automatic,
+    // TODO(merge): remove. The old names, still used by check/node_cases.cpp and test_node_gradients.cpp.
+    reference = correlate2d,
+    fast = automatic,
+};
+
+/// The path's name, as run configs and the train app's --conv write it: "plain", "correlate2d",
+/// "im2col" or "automatic".
+const char* conv_path_name(ConvPath path);
+/// The path called `name` (one of conv_path_names()); throws naming `name` and the known names.
+ConvPath conv_path_from_name(const std::string& name);
+/// The four names, in the enum's order.
+std::vector<std::string> conv_path_names();
 
 struct Conv2dOptions {
     int padding = 0;  // zeros added on every side
     int stride = 1;
-    ConvPath path = ConvPath::fast;
+    ConvPath path = ConvPath::automatic;
 };
 
 namespace conv {
 
-/// Below this many output channels (at stride 1) the fast path runs the reference loops (see ConvPath).
+/// Below this many output channels (at stride 1) the automatic path runs correlate2d (see ConvPath).
 constexpr int direct_max_out_channels = 8;
-/// Whether the fast path runs a conv of kernels `k` with `options` on the reference loops.
-inline bool fast_path_uses_loops(const Shape& k, const Conv2dOptions& options) {
+/// Whether ConvPath::automatic runs a conv of kernels `k` (D x N x F x F) with `options` on the
+/// correlate2d loops (else on im2col).
+inline bool automatic_uses_correlate2d(const Shape& k, const Conv2dOptions& options) {
     return k.rank() == 4 && k[0] < direct_max_out_channels && options.stride == 1;
+}
+/// The path that runs for kernels `k` and `options`: options.path, with automatic resolved to
+/// correlate2d or im2col.
+inline ConvPath path_to_run(const Shape& k, const Conv2dOptions& options) {
+    if (options.path != ConvPath::automatic) return options.path;
+    return automatic_uses_correlate2d(k, options) ? ConvPath::correlate2d : ConvPath::im2col;
 }
 
 /// Checks the shapes of X (B x N x H x W) and K (D x N x F x F) and returns Y's shape.
 Shape output_shape(const Shape& x, const Shape& k, const Conv2dOptions& options);
 
-/// Y = conv(X, K) by loops of 2-D correlate2d (the maths as written above).
+// Every path has the same contract. forward_*: y is resized to B x D x Ho x Wo and overwritten.
+// backward_*: adds dL/dX into *gx (B x N x H x W) and dL/dK into *gk (D x N x F x F), either of
+// which may be nullptr, given gy = dL/dY (B x D x Ho x Wo); shapes are checked before anything is
+// added. options.path is ignored: the function's name says what runs.
+
+/// Y = conv(X, K) by plain nested loops of the formula, element by element (no SIMD, no threads).
 template <class T>
-void forward_reference(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
-/// Adds dL/dX into *gx and dL/dK into *gk (either may be nullptr), by loops of 2-D convolve2d and
-/// correlate2d.
+void forward_plain(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
+/// dX and dK by plain nested loops of the formulas above, element by element.
 template <class T>
-void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
-                        std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
+void backward_plain(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
+                    std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
+
+/// Y = conv(X, K) by loops of 2-D correlate2d over planes (vectorised; threads share the planes).
+template <class T>
+void forward_correlate2d(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
+/// dX and dK by loops of 2-D convolve2d and correlate2d over planes.
+template <class T>
+void backward_correlate2d(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
+                          std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
 
 /// Y = conv(X, K) by im2col + GEMM, image by image (threads share the images).
 template <class T>
-void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
-/// Adds dL/dX into *gx and dL/dK into *gk (either may be nullptr), by im2col + GEMM image by image
-/// (the column matrix is rebuilt from x rather than kept from the forward pass).
+void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
+/// dX and dK by im2col + GEMM image by image (the column matrix is rebuilt from x rather than kept
+/// from the forward pass).
+template <class T>
+void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
+                     std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
+
+// TODO(merge): remove. The old names, still used by test_node_gradients.cpp.
+template <class T>
+void forward_reference(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y) {
+    forward_correlate2d(x, k, options, y);
+}
+template <class T>
+void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
+                        std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
+    backward_correlate2d(x, k, gy, options, gx, gk);
+}
+template <class T>
+void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y) {
+    forward_im2col(x, k, options, y);
+}
 template <class T>
 void backward_fast(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
-                   std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
+                   std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
+    backward_im2col(x, k, gy, options, gx, gk);
+}
 
 }  // namespace conv
 
-/// The conv layer as a tape node (no bias: add one with bias_channels or bias_untied).
-/// x: B x N x H x W, kernels: D x N x F x F -> B x D x Ho x Wo.
+/// The conv layer as a tape node (no bias: add one with bias_channels or bias_untied), on the path
+/// conv::path_to_run picks. x: B x N x H x W, kernels: D x N x F x F -> B x D x Ho x Wo.
 template <class T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& kernels, const Conv2dOptions& options = {});
 

@@ -20,7 +20,7 @@ struct TrainConfig {
     std::uint64_t seed = 0;          // weights, shuffling and the validation split
     int report_every = 2000;         // batches between the notebook's loss reports
     std::size_t validation = 0;      // training images held out for per-epoch validation (0: use test)
-    std::string conv = "auto";       // conv path of every conv layer: "auto" keeps the model's own
+    std::string conv = "auto";       // conv path of every conv layer (conv_settings()): "auto" keeps the model's own
     std::string normalization = "notebook";  // "notebook": (x - 0.5) / 0.5; "dataset": per-channel mean/std
     std::size_t max_batches = 0;     // per epoch, 0 = all (quick runs and tests)
     int eval_batch = 500;
@@ -34,10 +34,12 @@ struct TrainConfig {
     void validate() const;
 };
 
-/// The conv path called `name` ("auto" gives `fallback`); throws listing the names.
-ConvPath conv_path_named(const std::string& name, ConvPath fallback);
-/// The names conv_path_named knows, "auto" first.
-std::vector<std::string> conv_path_names();
+/// The conv settings of a run: "auto" (every conv layer keeps the path its model gave it), then
+/// the names of the paths (conv_path_names()).
+std::vector<std::string> conv_settings();
+/// Checks a conv setting; run folders written before the paths were renamed say "fast" and
+/// "reference", read as "automatic" and "correlate2d". Throws listing the settings.
+std::string normalized_conv_setting(const std::string& setting);
 
 /// Trains as `config` says on `data`, writing the run folder (config.run_dir). With `resume`,
 /// continues the run there from its checkpoint. The model must take 3 x 32 x 32 images.
