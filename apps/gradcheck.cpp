@@ -27,7 +27,7 @@ int check_nodes(const std::string& which, std::uint64_t seed, const GradCheckOpt
         for (const auto& e : r.entries) checked += e.checked;
         fmt::print("{:<30} {:>8} {:>10.2e} {:>10.2e}  {}\n", c->name, checked, r.max_abs_error(), r.max_rel_error(),
                    r.passed() ? "ok" : "FAIL");
-        if (verbose || !r.passed()) fmt::print("  {}\n{}\n", c->description, r.table());
+        if (verbose || !r.passed()) fmt::print("  {}\n{}\n", c->summary(), r.table());
         all_passed = all_passed && r.passed();
     }
     return all_passed ? 0 : 1;

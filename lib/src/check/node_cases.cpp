@@ -1,4 +1,5 @@
-// The per-node gradient-check cases. See mcnn/check/node_cases.hpp.
+// The node registry: every node's gradient-check case. See mcnn/check/node_cases.hpp (and its rule
+// for adding a node).
 #include "mcnn/check/node_cases.hpp"
 #include "mcnn/check/notebook_layer.hpp"
 
@@ -7,7 +8,6 @@
 
 #include <fmt/format.h>
 
-#include "mcnn/nn/init.hpp"
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/bias.hpp"
 #include "mcnn/ops/correlate2d.hpp"
@@ -18,63 +18,103 @@
 #include "mcnn/ops/shape.hpp"
 
 namespace mcnn {
-namespace {
 
-using Vars = std::vector<Var<double>>;
-/// The node(s) under test: inputs (as Vars, in the order given) -> an output of any shape.
-/// Parameters are captured by reference and put on the tape with tape.param().
-using Forward = std::function<Var<double>(Tape<double>& tape, const Vars& inputs)>;
+// ---- values ---------------------------------------------------------------------------------
 
-// ---- inputs ---------------------------------------------------------------------------------
-
-/// Values drawn uniformly from [lo, hi).
-Tensor<double> uniform(const Shape& shape, Rng& rng, double lo, double hi) {
-    Tensor<double> t(shape);
-    for (double& v : t) v = rng.uniform(lo, hi);
-    return t;
+ValueGenerator uniform_values(double lo, double hi) {
+    return {fmt::format("uniform in [{:g}, {:g})", lo, hi), [lo, hi](const Shape& shape, Rng& rng) {
+                Tensor<double> t(shape);
+                for (double& v : t) v = rng.uniform(lo, hi);
+                return t;
+            }};
 }
 
-/// Values with |v| in [min_abs, max_abs) and a random sign: no element near zero (relu's kink;
-/// weights that would hide an output element from the check).
-Tensor<double> away_from_zero(const Shape& shape, Rng& rng, double min_abs = 0.1, double max_abs = 1.5) {
-    Tensor<double> t(shape);
-    for (double& v : t) v = (rng.below(2) == 0 ? -1.0 : 1.0) * rng.uniform(min_abs, max_abs);
-    return t;
+ValueGenerator away_from_zero(double min_abs, double max_abs) {
+    return {fmt::format("|v| in [{:g}, {:g}), random sign", min_abs, max_abs), [min_abs, max_abs](const Shape& shape, Rng& rng) {
+                Tensor<double> t(shape);
+                for (double& v : t) v = (rng.below(2) == 0 ? -1.0 : 1.0) * rng.uniform(min_abs, max_abs);
+                return t;
+            }};
 }
 
-/// A random permutation of distinct values spaced `spacing` apart, centred on zero: no two
-/// elements of a max-pool window tie, and a perturbation of eps << spacing never changes a maximum.
-Tensor<double> distinct(const Shape& shape, Rng& rng, double spacing = 0.01) {
-    Tensor<double> t(shape);
-    std::vector<std::size_t> order(t.numel());
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::shuffle(order.begin(), order.end(), rng.engine());
-    const double centre = 0.5 * static_cast<double>(t.numel());
-    for (std::size_t i = 0; i < t.numel(); ++i) t[i] = (static_cast<double>(order[i]) - centre) * spacing;
-    return t;
+ValueGenerator distinct_values(double spacing) {
+    return {fmt::format("distinct, {:g} apart", spacing), [spacing](const Shape& shape, Rng& rng) {
+                Tensor<double> t(shape);
+                std::vector<std::size_t> order(t.numel());
+                std::iota(order.begin(), order.end(), std::size_t{0});
+                std::shuffle(order.begin(), order.end(), rng.engine());
+                const double centre = 0.5 * static_cast<double>(t.numel());
+                for (std::size_t i = 0; i < t.numel(); ++i) t[i] = (static_cast<double>(order[i]) - centre) * spacing;
+                return t;
+            }};
 }
 
-// ---- the check ------------------------------------------------------------------------------
+ValueGenerator class_labels(int classes) {
+    if (classes < 1) fail("class_labels: need at least one class, got {}", classes);
+    return {fmt::format("labels in [0, {})", classes), [classes](const Shape& shape, Rng& rng) {
+                Tensor<double> t(shape);
+                for (double& v : t) v = static_cast<double>(rng.below(static_cast<std::uint64_t>(classes)));
+                return t;
+            }};
+}
 
-/// Runs gradcheck on L = weighted_sum(forward(inputs), w), w random and away from zero (so every
-/// output element reaches the loss), checking every input and every parameter in `params`.
-GradCheckReport check_node(Rng& rng, std::vector<NamedTensor> inputs, const std::vector<Parameter<double>*>& params,
-                           const Forward& forward, const GradCheckOptions& options) {
-    Shape out_shape;
-    {
-        Tape<double> probe(Tape<double>::Mode::inference);
-        Vars vars;
-        for (const auto& in : inputs) vars.push_back(probe.constant(in.value));
-        out_shape = forward(probe, vars).shape();
+std::vector<int> labels_of(const Tensor<double>& t) {
+    std::vector<int> labels;
+    for (double v : t) {
+        if (v < 0 || v != static_cast<double>(static_cast<int>(v))) fail("labels_of: {} is not a class label", v);
+        labels.push_back(static_cast<int>(v));
     }
-    const Tensor<double> weights = away_from_zero(out_shape, rng, 0.25, 1.0);
-    const LossFunction loss = [&forward, &weights](Tape<double>& tape, const Vars& in) {
-        return weighted_sum(forward(tape, in), weights);
-    };
-    return gradcheck(loss, std::move(inputs), params, options);
+    return labels;
 }
 
-// ---- cases ----------------------------------------------------------------------------------
+// ---- one case -------------------------------------------------------------------------------
+
+NodeValues NodeCase::draw(Rng& rng) const {
+    NodeValues v;
+    v.params.reserve(params.size());
+    for (const LeafSpec& p : params) v.params.emplace_back(p.name, p.values.draw(p.shape, rng));
+    for (const LeafSpec& x : inputs) v.inputs.push_back({x.name, x.values.draw(x.shape, rng)});
+    for (const LeafSpec& c : constants) v.constants.push_back(c.values.draw(c.shape, rng));
+    return v;
+}
+
+Shape NodeCase::output_shape(NodeValues& values) const {
+    Tape<double> probe(Tape<double>::Mode::inference);
+    std::vector<Var<double>> xs, ps;
+    for (const NamedTensor& x : values.inputs) xs.push_back(probe.constant(x.value));
+    for (Parameter<double>& p : values.params) ps.push_back(probe.param(p));
+    return forward({xs, ps, values.constants}).shape();
+}
+
+GradCheckReport NodeCase::run(std::uint64_t seed, const GradCheckOptions& options) const {
+    Rng rng(seed);
+    NodeValues values = draw(rng);
+    const Tensor<double> weights = away_from_zero(0.25, 1.0).draw(output_shape(values), rng);
+    std::vector<Parameter<double>*> checked;
+    for (Parameter<double>& p : values.params) checked.push_back(&p);
+    const LossFunction loss = [&](Tape<double>& tape, const std::vector<Var<double>>& xs) {
+        std::vector<Var<double>> ps;
+        for (Parameter<double>& p : values.params) ps.push_back(tape.param(p));
+        return weighted_sum(forward({xs, ps, values.constants}), weights);
+    };
+    return gradcheck(loss, values.inputs, checked, options);
+}
+
+std::string NodeCase::summary() const {
+    std::vector<std::string> leaves;
+    for (const auto* list : {&inputs, &params, &constants})
+        for (const LeafSpec& l : *list) {
+            const char* kind = list == &inputs ? "input" : list == &params ? "param" : "constant";
+            leaves.push_back(fmt::format("{} {} {} ({})", kind, l.name, l.shape.str(), l.values.what));
+        }
+    Rng rng(0);
+    NodeValues values = draw(rng);
+    return fmt::format("{}: {} -> {}; {}", node, fmt::join(leaves, ", "), output_shape(values).str(), description);
+}
+
+// ---- the registry ---------------------------------------------------------------------------
+
+namespace {
 
 // x [2, 3, 7, 10] (batch 2, 3 input channels, odd and non-square), kernels [D, 3, F, F]: D = 4 on
 // the reference path, 8 on the fast path (with fewer output channels it would run the reference
@@ -86,169 +126,142 @@ NodeCase conv_case(ConvPath path, int kernel, int padding, int stride) {
     if (stride != 1) name += fmt::format("_stride{}", stride);
     const Shape xs{2, 3, 7, 10}, ks{path == ConvPath::fast ? conv::direct_max_out_channels : 4, 3, kernel, kernel};
     const Conv2dOptions options{padding, stride, path};
-    const Shape ys = conv::output_shape(xs, ks, options);
-    std::string description = fmt::format("conv2d, {} path: x {} * kernels {}, padding {}, stride {} -> {}", path_name, xs.str(),
-                                          ks.str(), padding, stride, ys.str());
+    std::string description = fmt::format("{} path, padding {}, stride {}", path_name, padding, stride);
     if ((xs[2] + 2 * padding - kernel) % stride != 0 || (xs[3] + 2 * padding - kernel) % stride != 0)
         description += " (the stride leaves input elements unused: their gradient is zero)";
-    return {name, description, [=](std::uint64_t seed, const GradCheckOptions& o) {
-                Rng rng(seed);
-                Parameter<double> k("kernels", uniform(ks, rng, -0.5, 0.5));
-                std::vector<NamedTensor> inputs{{"x", uniform(xs, rng, -1, 1)}};
-                return check_node(
-                    rng, std::move(inputs), {&k},
-                    [&](Tape<double>& tape, const Vars& in) { return conv2d(in[0], tape.param(k), options); }, o);
+    return {.name = name,
+            .node = "conv2d",
+            .description = description,
+            .inputs = {{"x", xs, uniform_values(-1, 1)}},
+            .params = {{"kernels", ks, uniform_values(-0.5, 0.5)}},
+            .forward = [options](const NodeArgs& a) { return conv2d(a.inputs[0], a.params[0], options); }};
+}
+
+// An element-wise node on x [2, 3, 5, 7].
+NodeCase elementwise_case(std::string name, std::string description, ValueGenerator values,
+                          std::function<Var<double>(const Var<double>&)> node) {
+    std::string node_name = name;
+    return {.name = std::move(name),
+            .node = std::move(node_name),
+            .description = std::move(description),
+            .inputs = {{"x", Shape{2, 3, 5, 7}, std::move(values)}},
+            .forward = [node = std::move(node)](const NodeArgs& a) { return node(a.inputs[0]); }};
+}
+
+// Logits in [-3, 3) with row 1 shifted by +1000: a plain exp overflows there.
+ValueGenerator logits_with_a_large_row() {
+    return {"uniform in [-3, 3), row 1 + 1000", [](const Shape& shape, Rng& rng) {
+                Tensor<double> z = uniform_values(-3, 3).draw(shape, rng);
+                for (int c = 0; c < shape[1]; ++c) z.at({1, c}) += 1000;
+                return z;
             }};
 }
 
-// An element-wise node on x [2, 3, 5, 7] (values chosen by `make_x`).
-template <class MakeX, class Node>
-NodeCase elementwise_case(std::string name, std::string description, MakeX make_x, Node node) {
-    return {std::move(name), std::move(description), [=](std::uint64_t seed, const GradCheckOptions& o) {
-                Rng rng(seed);
-                std::vector<NamedTensor> inputs{{"x", make_x(Shape{2, 3, 5, 7}, rng)}};
-                return check_node(
-                    rng, std::move(inputs), {}, [&](Tape<double>&, const Vars& in) { return node(in[0]); }, o);
-            }};
-}
-
-std::vector<NodeCase> make_cases() {
-    std::vector<NodeCase> cases;
+void add_conv_cases(std::vector<NodeCase>& cases) {
     for (ConvPath path : {ConvPath::reference, ConvPath::fast}) {
         cases.push_back(conv_case(path, 3, 0, 1));  // [2, D, 5, 8]
         cases.push_back(conv_case(path, 5, 2, 1));  // [2, D, 7, 10]: "same" size
         cases.push_back(conv_case(path, 2, 0, 2));  // [2, D, 3, 5]: even kernel, input row 6 unused
         cases.push_back(conv_case(path, 4, 1, 3));  // [2, D, 2, 3]: last input row and column unused
     }
+}
 
-    cases.push_back({"bias_channels", "bias_channels: x [2, 3, 5, 7] + b [3] (one bias per channel)",
-                     [](std::uint64_t seed, const GradCheckOptions& o) {
-                         Rng rng(seed);
-                         Parameter<double> b("b", uniform(Shape{3}, rng, -1, 1));
-                         std::vector<NamedTensor> inputs{{"x", uniform(Shape{2, 3, 5, 7}, rng, -1, 1)}};
-                         return check_node(
-                             rng, std::move(inputs), {&b},
-                             [&](Tape<double>& tape, const Vars& in) { return bias_channels(in[0], tape.param(b)); }, o);
-                     }});
-    cases.push_back({"bias_channels_2d", "bias_channels: x [4, 5] (B x D, after a linear layer) + b [5]",
-                     [](std::uint64_t seed, const GradCheckOptions& o) {
-                         Rng rng(seed);
-                         Parameter<double> b("b", uniform(Shape{5}, rng, -1, 1));
-                         std::vector<NamedTensor> inputs{{"x", uniform(Shape{4, 5}, rng, -1, 1)}};
-                         return check_node(
-                             rng, std::move(inputs), {&b},
-                             [&](Tape<double>& tape, const Vars& in) { return bias_channels(in[0], tape.param(b)); }, o);
-                     }});
-    cases.push_back({"bias_untied", "bias_untied: x [2, 3, 5, 7] + b [3, 5, 7] (one bias per channel and position)",
-                     [](std::uint64_t seed, const GradCheckOptions& o) {
-                         Rng rng(seed);
-                         Parameter<double> b("b", uniform(Shape{3, 5, 7}, rng, -1, 1));
-                         std::vector<NamedTensor> inputs{{"x", uniform(Shape{2, 3, 5, 7}, rng, -1, 1)}};
-                         return check_node(
-                             rng, std::move(inputs), {&b},
-                             [&](Tape<double>& tape, const Vars& in) { return bias_untied(in[0], tape.param(b)); }, o);
-                     }});
+void add_bias_and_activation_cases(std::vector<NodeCase>& cases) {
+    const auto bias = [](const NodeArgs& a) { return bias_channels(a.inputs[0], a.params[0]); };
+    cases.push_back({.name = "bias_channels",
+                     .node = "bias_channels",
+                     .description = "one bias per channel",
+                     .inputs = {{"x", {2, 3, 5, 7}, uniform_values()}},
+                     .params = {{"b", {3}, uniform_values()}},
+                     .forward = bias});
+    cases.push_back({.name = "bias_channels_2d",
+                     .node = "bias_channels",
+                     .description = "B x D input, as after a linear layer",
+                     .inputs = {{"x", {4, 5}, uniform_values()}},
+                     .params = {{"b", {5}, uniform_values()}},
+                     .forward = bias});
+    cases.push_back({.name = "bias_untied",
+                     .node = "bias_untied",
+                     .description = "one bias per channel and position",
+                     .inputs = {{"x", {2, 3, 5, 7}, uniform_values()}},
+                     .params = {{"b", {3, 5, 7}, uniform_values()}},
+                     .forward = [](const NodeArgs& a) { return bias_untied(a.inputs[0], a.params[0]); }});
 
-    const auto off_kink = [](const Shape& s, Rng& rng) { return away_from_zero(s, rng, 0.1, 1.5); };
-    const auto wide = [](const Shape& s, Rng& rng) { return uniform(s, rng, -3, 3); };
-    cases.push_back(elementwise_case("relu", "relu: x [2, 3, 5, 7], |x| >= 0.1 (off the kink)", off_kink,
-                                     [](const Var<double>& x) { return relu(x); }));
-    cases.push_back(elementwise_case("leaky_relu", "leaky_relu, slope 0.1: x [2, 3, 5, 7], |x| >= 0.1 (off the kink)", off_kink,
+    cases.push_back(elementwise_case("relu", "off the kink", away_from_zero(), [](const Var<double>& x) { return relu(x); }));
+    cases.push_back(elementwise_case("leaky_relu", "slope 0.1, off the kink", away_from_zero(),
                                      [](const Var<double>& x) { return leaky_relu(x, 0.1); }));
     cases.push_back(
-        elementwise_case("tanh", "tanh: x [2, 3, 5, 7] in [-3, 3)", wide, [](const Var<double>& x) { return tanh(x); }));
+        elementwise_case("tanh", "into both tails", uniform_values(-3, 3), [](const Var<double>& x) { return tanh(x); }));
     cases.push_back(
-        elementwise_case("sigmoid", "sigmoid: x [2, 3, 5, 7] in [-3, 3)", wide, [](const Var<double>& x) { return sigmoid(x); }));
+        elementwise_case("sigmoid", "into both tails", uniform_values(-3, 3), [](const Var<double>& x) { return sigmoid(x); }));
+}
 
-    cases.push_back({"max_pool2d",
-                     "max_pool2d, kernel 2 stride 2: x [2, 3, 7, 8] -> [2, 3, 3, 4], distinct values 0.01 apart (no ties); input "
-                     "row 6 unused",
-                     [](std::uint64_t seed, const GradCheckOptions& o) {
-                         Rng rng(seed);
-                         std::vector<NamedTensor> inputs{{"x", distinct(Shape{2, 3, 7, 8}, rng)}};
-                         return check_node(
-                             rng, std::move(inputs), {}, [](Tape<double>&, const Vars& in) { return max_pool2d(in[0], 2, 2); },
-                             o);
-                     }});
-    cases.push_back(
-        {"max_pool2d_overlap",
-         "max_pool2d, kernel 3 stride 2 (overlapping windows): x [2, 3, 7, 9] -> [2, 3, 3, 4], distinct values 0.01 apart",
-         [](std::uint64_t seed, const GradCheckOptions& o) {
-             Rng rng(seed);
-             std::vector<NamedTensor> inputs{{"x", distinct(Shape{2, 3, 7, 9}, rng)}};
-             return check_node(
-                 rng, std::move(inputs), {}, [](Tape<double>&, const Vars& in) { return max_pool2d(in[0], 3, 2); }, o);
-         }});
+void add_pool_and_shape_cases(std::vector<NodeCase>& cases) {
+    cases.push_back({.name = "max_pool2d",
+                     .node = "max_pool2d",
+                     .description = "kernel 2, stride 2, no ties; input row 6 unused",
+                     .inputs = {{"x", {2, 3, 7, 8}, distinct_values()}},
+                     .forward = [](const NodeArgs& a) { return max_pool2d(a.inputs[0], 2, 2); }});
+    cases.push_back({.name = "max_pool2d_overlap",
+                     .node = "max_pool2d",
+                     .description = "kernel 3, stride 2: overlapping windows, no ties",
+                     .inputs = {{"x", {2, 3, 7, 9}, distinct_values()}},
+                     .forward = [](const NodeArgs& a) { return max_pool2d(a.inputs[0], 3, 2); }});
+    cases.push_back({.name = "reshape",
+                     .node = "reshape",
+                     .description = "to [5, 24]",
+                     .inputs = {{"x", {2, 3, 4, 5}, uniform_values()}},
+                     .forward = [](const NodeArgs& a) { return reshape(a.inputs[0], Shape{5, 24}); }});
+    cases.push_back({.name = "flatten",
+                     .node = "flatten",
+                     .description = "keeps the batch dimension",
+                     .inputs = {{"x", {2, 3, 4, 5}, uniform_values()}},
+                     .forward = [](const NodeArgs& a) { return flatten(a.inputs[0]); }});
+}
 
-    cases.push_back({"reshape", "reshape: x [2, 3, 4, 5] -> [5, 24]", [](std::uint64_t seed, const GradCheckOptions& o) {
-                         Rng rng(seed);
-                         std::vector<NamedTensor> inputs{{"x", uniform(Shape{2, 3, 4, 5}, rng, -1, 1)}};
-                         return check_node(
-                             rng, std::move(inputs), {},
-                             [](Tape<double>&, const Vars& in) {
-                                 return reshape(in[0], Shape{5, 24});
-                             },
-                             o);
+void add_linear_and_loss_cases(std::vector<NodeCase>& cases) {
+    cases.push_back({.name = "linear",
+                     .node = "linear",
+                     .description = "x W^T + b",
+                     .inputs = {{"x", {3, 7}, uniform_values()}},
+                     .params = {{"W", {5, 7}, uniform_values()}, {"b", {5}, uniform_values()}},
+                     .forward = [](const NodeArgs& a) { return linear(a.inputs[0], a.params[0], a.params[1]); }});
+    cases.push_back({.name = "linear_no_bias",
+                     .node = "linear",
+                     .description = "x W^T, no bias",
+                     .inputs = {{"x", {3, 7}, uniform_values()}},
+                     .params = {{"W", {5, 7}, uniform_values()}},
+                     .forward = [](const NodeArgs& a) { return linear(a.inputs[0], a.params[0]); }});
+    cases.push_back({.name = "add",
+                     .node = "add",
+                     .description = "with fan-out: (x + y) + (x + x), so dL/dx sums three paths",
+                     .inputs = {{"x", {2, 3, 5}, uniform_values()}, {"y", {2, 3, 5}, uniform_values()}},
+                     .forward = [](const NodeArgs& a) {
+                         const Var<double>& x = a.inputs[0], &y = a.inputs[1];
+                         return add(add(x, y), add(x, x));
                      }});
-    cases.push_back({"flatten", "flatten: x [2, 3, 4, 5] -> [2, 60]", [](std::uint64_t seed, const GradCheckOptions& o) {
-                         Rng rng(seed);
-                         std::vector<NamedTensor> inputs{{"x", uniform(Shape{2, 3, 4, 5}, rng, -1, 1)}};
-                         return check_node(
-                             rng, std::move(inputs), {}, [](Tape<double>&, const Vars& in) { return flatten(in[0]); }, o);
+    cases.push_back({.name = "weighted_sum",
+                     .node = "weighted_sum",
+                     .description = "x . w, then scaled by the check's own weight: upstream gradient != 1",
+                     .inputs = {{"x", {2, 3, 5}, uniform_values()}},
+                     .constants = {{"w", {2, 3, 5}, uniform_values()}},
+                     .forward = [](const NodeArgs& a) { return weighted_sum(a.inputs[0], a.constants[0]); }});
+    cases.push_back({.name = "softmax_cross_entropy",
+                     .node = "softmax_cross_entropy",
+                     .description = "the large row needs the stable form; random labels",
+                     .inputs = {{"logits", {4, 6}, logits_with_a_large_row()}},
+                     .constants = {{"labels", {4}, class_labels(6)}},
+                     .forward = [](const NodeArgs& a) {
+                         return softmax_cross_entropy(a.inputs[0], labels_of(a.constants[0]));
                      }});
+}
 
-    cases.push_back(
-        {"linear", "linear: x [3, 7] W^T, W [5, 7], + b [5] -> [3, 5]", [](std::uint64_t seed, const GradCheckOptions& o) {
-             Rng rng(seed);
-             Parameter<double> w("W", uniform(Shape{5, 7}, rng, -1, 1));
-             Parameter<double> b("b", uniform(Shape{5}, rng, -1, 1));
-             std::vector<NamedTensor> inputs{{"x", uniform(Shape{3, 7}, rng, -1, 1)}};
-             return check_node(
-                 rng, std::move(inputs), {&w, &b},
-                 [&](Tape<double>& tape, const Vars& in) { return linear(in[0], tape.param(w), tape.param(b)); }, o);
-         }});
-    cases.push_back({"linear_no_bias", "linear without bias: x [3, 7] W^T, W [5, 7] -> [3, 5]",
-                     [](std::uint64_t seed, const GradCheckOptions& o) {
-                         Rng rng(seed);
-                         Parameter<double> w("W", uniform(Shape{5, 7}, rng, -1, 1));
-                         std::vector<NamedTensor> inputs{{"x", uniform(Shape{3, 7}, rng, -1, 1)}};
-                         return check_node(
-                             rng, std::move(inputs), {&w},
-                             [&](Tape<double>& tape, const Vars& in) { return linear(in[0], tape.param(w)); }, o);
-                     }});
-
-    cases.push_back({"add", "add with fan-out: (x + y) + (x + x), x and y [2, 3, 5] (dL/dx sums three paths)",
-                     [](std::uint64_t seed, const GradCheckOptions& o) {
-                         Rng rng(seed);
-                         std::vector<NamedTensor> inputs{{"x", uniform(Shape{2, 3, 5}, rng, -1, 1)},
-                                                         {"y", uniform(Shape{2, 3, 5}, rng, -1, 1)}};
-                         return check_node(
-                             rng, std::move(inputs), {},
-                             [](Tape<double>&, const Vars& in) { return add(add(in[0], in[1]), add(in[0], in[0])); }, o);
-                     }});
-    cases.push_back({"weighted_sum", "weighted_sum: x [2, 3, 5] . w [2, 3, 5] -> scalar (then scaled: upstream gradient != 1)",
-                     [](std::uint64_t seed, const GradCheckOptions& o) {
-                         Rng rng(seed);
-                         std::vector<NamedTensor> inputs{{"x", uniform(Shape{2, 3, 5}, rng, -1, 1)}};
-                         const Tensor<double> w = uniform(Shape{2, 3, 5}, rng, -1, 1);
-                         return check_node(
-                             rng, std::move(inputs), {}, [&w](Tape<double>&, const Vars& in) { return weighted_sum(in[0], w); },
-                             o);
-                     }});
-    cases.push_back(
-        {"softmax_cross_entropy",
-         "softmax_cross_entropy: logits [4, 6] in [-3, 3), row 1 shifted by +1000 (needs the stable form), random labels",
-         [](std::uint64_t seed, const GradCheckOptions& o) {
-             Rng rng(seed);
-             Tensor<double> z = uniform(Shape{4, 6}, rng, -3, 3);
-             for (int c = 0; c < 6; ++c) z.at({1, c}) += 1000;
-             std::vector<int> labels(4);
-             for (int& t : labels) t = static_cast<int>(rng.below(6));
-             std::vector<NamedTensor> inputs{{"logits", std::move(z)}};
-             return check_node(
-                 rng, std::move(inputs), {},
-                 [labels](Tape<double>&, const Vars& in) { return softmax_cross_entropy(in[0], labels); }, o);
-         }});
+std::vector<NodeCase> make_cases() {
+    std::vector<NodeCase> cases;
+    add_conv_cases(cases);
+    add_bias_and_activation_cases(cases);
+    add_pool_and_shape_cases(cases);
+    add_linear_and_loss_cases(cases);
     cases.push_back(notebook_case(NotebookFault::none));
     return cases;
 }

@@ -64,21 +64,12 @@ NodeCase notebook_case(NotebookFault fault) {
                        : fault == NotebookFault::kernel_convolve
                            ? "FAULTY: dK by convolve2d(x, dY, valid), the notebook's mistake"
                            : "FAULTY: bias gradient summed inside the input-channel loop (N times too large), the notebook's mistake";
-    return {name, fmt::format("the notebook's hand-made layer, x [2, 3, 8, 9] * kernels [4, 3, 3, 3] + untied bias [4, 6, 7]: {}", what),
-            [fault](std::uint64_t seed, const GradCheckOptions& o) {
-                Rng rng(seed);
-                Tensor<double> k0(Shape{4, 3, 3, 3}), b0(Shape{4, 6, 7}), x0(Shape{2, 3, 8, 9}), w(Shape{2, 4, 6, 7});
-                uniform_fill(k0, 0.5, rng);
-                uniform_fill(b0, 0.5, rng);
-                uniform_fill(x0, 1.0, rng);
-                for (double& v : w) v = (rng.below(2) ? 1.0 : -1.0) * rng.uniform(0.25, 1.0);
-                Parameter<double> kernels("kernels", k0), bias("bias", b0);
-                return gradcheck(
-                    [&](Tape<double>& tape, const std::vector<Var<double>>& in) {
-                        return weighted_sum(notebook_conv(in[0], tape.param(kernels), tape.param(bias), fault), w);
-                    },
-                    {{"x", x0}}, {&kernels, &bias}, o);
-            }};
+    return {.name = name,
+            .node = "notebook_conv",
+            .description = fmt::format("the notebook's hand-made layer, valid correlation + untied bias: {}", what),
+            .inputs = {{"x", {2, 3, 8, 9}, uniform_values(-1, 1)}},
+            .params = {{"kernels", {4, 3, 3, 3}, uniform_values(-0.5, 0.5)}, {"bias", {4, 6, 7}, uniform_values(-0.5, 0.5)}},
+            .forward = [fault](const NodeArgs& a) { return notebook_conv(a.inputs[0], a.params[0], a.params[1], fault); }};
 }
 
 const std::vector<NodeCase>& notebook_fault_cases() {
