@@ -128,4 +128,9 @@ std::vector<std::string> TempDir::files() const {
     return names;
 }
 
+std::string read_text(const std::filesystem::path& path) {
+    std::ifstream f(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), {}};
+}
+
 }  // namespace mcnn::test

@@ -132,6 +132,9 @@ std::string error_of(const std::function<void()>& f);
 /// Whether `part` occurs in `text`.
 bool contains(const std::string& text, const std::string& part);
 
+/// The whole file as text (empty when it cannot be read).
+std::string read_text(const std::filesystem::path& path);
+
 // ---- temporary directories ------------------------------------------------------------------
 
 /// A fresh, empty directory under std::filesystem::temp_directory_path(), created on construction

@@ -237,14 +237,6 @@ NodeCase broken_bias_case(Broken how) {
 
 // ---- the README's node table ------------------------------------------------------------------
 
-std::string read_text(const std::filesystem::path& path) {
-    std::ifstream in(path);
-    if (!in) BOOST_FAIL("cannot read " << path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 /// The nodes that the table headed "| node | forward ..." in `markdown` names in its first column:
 /// each backquoted span there, up to its first character that cannot be in a C++ name
 /// ("`conv2d(x, k, ...)`" names conv2d). Empty when there is no such table.
@@ -362,7 +354,7 @@ BOOST_AUTO_TEST_CASE(node_table_names_reads_the_first_column_of_the_node_table_o
 
 BOOST_AUTO_TEST_CASE(node_case_finds_by_name_and_lists_valid_names_when_unknown) {
     BOOST_TEST(node_case("relu").name == "relu");
-    BOOST_TEST(node_case("conv2d_fast_pad2").name == "conv2d_fast_pad2");
+    BOOST_TEST(node_case("conv2d_im2col_pad2").name == "conv2d_im2col_pad2");
     BOOST_CHECK_THROW(node_case("conv3d"), Error);
     try {
         node_case("conv3d");
@@ -374,7 +366,7 @@ BOOST_AUTO_TEST_CASE(node_case_finds_by_name_and_lists_valid_names_when_unknown)
 }
 
 BOOST_AUTO_TEST_CASE(cases_depend_on_the_seed_only_and_pass_options_through) {
-    const NodeCase& c = node_case("conv2d_fast_pad1_stride3");
+    const NodeCase& c = node_case("conv2d_im2col_pad1_stride3");
     const GradCheckReport a = c.run(7, {}), b = c.run(7, {}), other = c.run(8, {});
     BOOST_TEST(a.loss == b.loss);  // the same seed builds the same case
     BOOST_TEST(a.entries.size() == b.entries.size());
@@ -511,35 +503,41 @@ BOOST_AUTO_TEST_CASE(contract_checks_catch_broken_backwards) {
 // ---- buffers handed to the plain functions are fully written ------------------------------------
 
 BOOST_AUTO_TEST_CASE(conv_functions_write_every_output_element_and_add_into_gradients) {
+    using Forward = void (*)(const Tensor<double>&, const Tensor<double>&, const Conv2dOptions&, Tensor<double>&);
+    using Backward = void (*)(const Tensor<double>&, const Tensor<double>&, const Tensor<double>&, const Conv2dOptions&,
+                              Tensor<double>*, Tensor<double>*);
+    struct Functions {
+        const char* name;
+        Forward forward;
+        Backward backward;
+    };
+    const Functions paths[] = {{"plain", conv::forward_plain<double>, conv::backward_plain<double>},
+                               {"correlate2d", conv::forward_correlate2d<double>, conv::backward_correlate2d<double>},
+                               {"im2col", conv::forward_im2col<double>, conv::backward_im2col<double>}};
     Rng rng(14);
     const Tensor<double> x = uniform(Shape{2, 3, 7, 10}, rng), k = uniform(Shape{4, 3, 3, 3}, rng);
     for (const Conv2dOptions o : {Conv2dOptions{0, 1}, Conv2dOptions{1, 2}, Conv2dOptions{2, 3}}) {
-        BOOST_TEST_CONTEXT("padding " << o.padding << " stride " << o.stride) {
-            const Shape ys = conv::output_shape(x.shape(), k.shape(), o);
-            // outputs pre-filled with NaN (resize keeps the storage): every element must be overwritten
-            Tensor<double> y_ref(ys, NAN), y_fast(ys, NAN);
-            conv::forward_reference(x, k, o, y_ref);
-            conv::forward_fast(x, k, o, y_fast);
-            BOOST_TEST(max_diff(y_fast, y_ref) < 1e-12);
-            Tensor<double> y_again(ys, NAN);  // the same call again: the same bits
-            conv::forward_fast(x, k, o, y_again);
-            BOOST_TEST(bitwise_equal(y_again, y_fast));
+        const Shape ys = conv::output_shape(x.shape(), k.shape(), o);
+        const Tensor<double> gy = uniform(ys, rng);
+        Tensor<double> y_plain(ys);
+        conv::forward_plain(x, k, o, y_plain);
+        for (const Functions& f : paths) {
+            BOOST_TEST_CONTEXT(f.name << ", padding " << o.padding << " stride " << o.stride) {
+                // outputs pre-filled with NaN (resize keeps the storage): every element must be overwritten
+                Tensor<double> y(ys, NAN), y_again(ys, NAN);
+                f.forward(x, k, o, y);
+                BOOST_TEST(max_diff(y, y_plain) < 1e-12);
+                f.forward(x, k, o, y_again);  // the same call again: the same bits
+                BOOST_TEST(bitwise_equal(y_again, y));
 
-            const Tensor<double> gy = uniform(ys, rng);
-            const double sentinel = -7.5;
-            for (bool reference : {true, false}) {
+                const double sentinel = -7.5;
                 Tensor<double> gx0(x.shape()), gk0(k.shape()), gx1(x.shape(), sentinel), gk1(k.shape(), sentinel);
-                if (reference) {
-                    conv::backward_reference(x, k, gy, o, &gx0, &gk0);
-                    conv::backward_reference(x, k, gy, o, &gx1, &gk1);
-                } else {
-                    conv::backward_fast(x, k, gy, o, &gx0, &gk0);
-                    conv::backward_fast(x, k, gy, o, &gx1, &gk1);
-                }
+                f.backward(x, k, gy, o, &gx0, &gk0);
+                f.backward(x, k, gy, o, &gx1, &gk1);
                 gx0.array() += sentinel;
                 gk0.array() += sentinel;
-                BOOST_TEST(max_diff(gx1, gx0) < 1e-12, (reference ? "reference" : "fast") << " dX");
-                BOOST_TEST(max_diff(gk1, gk0) < 1e-12, (reference ? "reference" : "fast") << " dK");
+                BOOST_TEST(max_diff(gx1, gx0) < 1e-12, "dX added to what the buffer held");
+                BOOST_TEST(max_diff(gk1, gk0) < 1e-12, "dK added to what the buffer held");
             }
         }
     }
@@ -572,11 +570,11 @@ BOOST_AUTO_TEST_CASE(max_pool_forward_writes_every_output_and_argmax) {
 BOOST_AUTO_TEST_CASE(conv_backward_is_the_adjoint_of_forward_on_large_shapes) {
     Rng rng(16);
     const Shape xs{3, 5, 13, 11}, ks{6, 5, 5, 5};
-    for (ConvPath path : {ConvPath::reference, ConvPath::fast}) {
+    for (ConvPath path : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic}) {
         for (const Conv2dOptions base : {Conv2dOptions{0, 1}, Conv2dOptions{2, 2}, Conv2dOptions{1, 3}}) {
             Conv2dOptions o = base;
             o.path = path;
-            BOOST_TEST_CONTEXT((path == ConvPath::fast ? "fast" : "reference")
+            BOOST_TEST_CONTEXT(conv_path_name(path)
                                << " padding " << o.padding << " stride " << o.stride) {
                 const Tensor<double> x = uniform(xs, rng), k = uniform(ks, rng);
                 const Tensor<double> u = uniform(conv::output_shape(xs, ks, o), rng);

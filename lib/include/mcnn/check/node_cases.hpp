@@ -84,7 +84,7 @@ struct NodeArgs {
 /// One registered check. Its leaves are drawn from Rng(seed) in a fixed order (parameters, inputs,
 /// constants, then the weights of the check's loss), so a seed always builds the same case.
 struct NodeCase {
-    std::string name;         // unique: "conv2d_fast_pad2", "relu", ...
+    std::string name;         // unique: "conv2d_im2col_pad2", "relu", ...
     std::string node;         // the node checked, as the README's node table names it: "conv2d"
     std::string description;  // what the case exercises beyond its shapes, in one line
     std::vector<LeafSpec> inputs{};

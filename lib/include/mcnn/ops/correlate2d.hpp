@@ -38,7 +38,7 @@ Tensor<T> convolve2d(const Tensor<T>& input, const Tensor<T>& kernel, CorrelateM
 ///                are tested against; slow, for reading and teaching (conv2d_plain.cpp).
 ///   correlate2d: loops of the vectorised 2-D correlate2d over (image, channel) planes: the
 ///                notebook's layer structure (correlate2d.cpp).
-///   im2col:      im2col + GEMM, image by image (conv2d_fast.cpp).
+///   im2col:      im2col + GEMM, image by image (conv2d_im2col.cpp).
 ///   automatic:   im2col, except correlate2d for layers with fewer than direct_max_out_channels
 ///                output channels at stride 1 (SimpleCNN's conv1), whose GEMM has too few rows to
 ///                fill its register blocks.
@@ -47,9 +47,6 @@ enum class ConvPath {
     correlate2d,
     im2col,
     automatic,
-    // TODO(merge): remove. The old names, still used by check/node_cases.cpp and test_node_gradients.cpp.
-    reference = correlate2d,
-    fast = automatic,
 };
 
 /// The path's name, as run configs and the train app's --conv write it: "plain", "correlate2d",
@@ -114,26 +111,6 @@ void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions&
 template <class T>
 void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                      std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
-
-// TODO(merge): remove. The old names, still used by test_node_gradients.cpp.
-template <class T>
-void forward_reference(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y) {
-    forward_correlate2d(x, k, options, y);
-}
-template <class T>
-void backward_reference(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
-                        std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
-    backward_correlate2d(x, k, gy, options, gx, gk);
-}
-template <class T>
-void forward_fast(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y) {
-    forward_im2col(x, k, options, y);
-}
-template <class T>
-void backward_fast(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
-                   std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk) {
-    backward_im2col(x, k, gy, options, gx, gk);
-}
 
 }  // namespace conv
 
