@@ -20,13 +20,16 @@
 #include "mcnn/ops/pool.hpp"
 #include "mcnn/ops/shape.hpp"
 
-// Networks: initialisers, layers, models, summaries.
+// Networks: initialisers, modules, layers, the built-in models and their registry, summaries.
 #include "mcnn/nn/init.hpp"
 #include "mcnn/nn/layers.hpp"
 #include "mcnn/nn/models.hpp"
+#include "mcnn/nn/module.hpp"
+#include "mcnn/nn/registry.hpp"
 #include "mcnn/nn/summary.hpp"
 
 // Optimisers.
+#include "mcnn/optim/optimizer.hpp"
 #include "mcnn/optim/sgd.hpp"
 
 // Gradient checks.
@@ -36,7 +39,9 @@
 
 // Data, training, pictures.
 #include "mcnn/data/cifar10.hpp"
+#include "mcnn/data/dataset.hpp"
 #include "mcnn/train/checkpoint.hpp"
+#include "mcnn/train/config.hpp"
 #include "mcnn/train/metrics.hpp"
 #include "mcnn/train/progress.hpp"
 #include "mcnn/train/trainer.hpp"
