@@ -293,4 +293,25 @@ BOOST_AUTO_TEST_CASE(fit_refuses_data_the_model_cannot_take) {
     BOOST_TEST(contains(error_of([&] { data::TensorDataset(nan, {0, 1}, 2); }), "example 1 holds a non-finite value"));
 }
 
+// Docs that cannot drift: every code block of README.md marked "quoted from FILE" appears in FILE
+// word for word (the example project that the install_example test builds and runs).
+BOOST_AUTO_TEST_CASE(readme_code_quoted_from_the_example_is_the_examples_code) {
+    const fs::path root = fs::path(MCNN_TEST_FIXTURES).parent_path().parent_path();
+    const std::string readme = read_text(root / "README.md");
+    const std::string marker = "<!-- quoted from ";
+    int quotes = 0;
+    for (std::size_t at = readme.find(marker); at != std::string::npos; at = readme.find(marker, at + 1)) {
+        const std::size_t name_end = readme.find(" -->", at);
+        const std::string file = readme.substr(at + marker.size(), name_end - at - marker.size());
+        const std::size_t open = readme.find("```cpp\n", name_end), close = readme.find("\n```", open + 7);
+        BOOST_TEST_REQUIRE((open != std::string::npos && close != std::string::npos), "no code block after the marker for " << file);
+        const std::string code = readme.substr(open + 7, close - open - 7);
+        const std::string source = read_text(root / file);
+        BOOST_TEST_REQUIRE(!source.empty(), "cannot read " << file);
+        BOOST_TEST(contains(source, code), "README's block quoted from " << file << " is not in it:\n" << code);
+        ++quotes;
+    }
+    BOOST_TEST(quotes >= 2);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
