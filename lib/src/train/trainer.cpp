@@ -57,15 +57,20 @@ void check_inputs(Module<float>& model, const data::Dataset& train, const data::
                  train.example_shape().str(), train.classes(), d == &eval ? o.eval_name : "test", d->example_shape().str(),
                  d->classes());
     }
+    // A probe in eval mode, so that layers with running statistics (batch norm) learn nothing from it.
     Tape<float> tape(Tape<float>::Mode::inference);
     const int n = static_cast<int>(std::min<std::size_t>(2, train.size()));
     const Shape input = batch_shape(train, n);
     Shape output;
+    const bool training = model.is_training();
+    model.eval();
     try {
         output = model.forward(tape.constant(Tensor<float>(input))).shape();
     } catch (const Error& e) {
+        model.train(training);
         fail("fit: model '{}' cannot take the training data's batches of shape {}: {}", o.model_name, input.str(), e.what());
     }
+    model.train(training);
     if (output != Shape{n, train.classes()})
         fail("fit: model '{}' maps a batch of shape {} to {}; expected batch x classes = [{}, {}]", o.model_name, input.str(),
              output.str(), n, train.classes());
