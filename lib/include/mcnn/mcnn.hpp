@@ -20,13 +20,14 @@
 #include "mcnn/ops/pool.hpp"
 #include "mcnn/ops/shape.hpp"
 
-// Networks: initialisers, modules, layers, the built-in models and their registry, summaries.
+// Networks: initialisers, modules, layers, the built-in models and their registry, summaries, graphs.
 #include "mcnn/nn/init.hpp"
 #include "mcnn/nn/layers.hpp"
 #include "mcnn/nn/models.hpp"
 #include "mcnn/nn/module.hpp"
 #include "mcnn/nn/registry.hpp"
 #include "mcnn/nn/summary.hpp"
+#include "mcnn/nn/graph.hpp"
 
 // Optimisers.
 #include "mcnn/optim/optimizer.hpp"
@@ -47,3 +48,6 @@
 #include "mcnn/train/trainer.hpp"
 #include "mcnn/plot/curves.hpp"
 #include "mcnn/plot/images.hpp"
+
+// The command-line tools (train, gradcheck, summary, visualize, bench) for any registered model.
+#include "mcnn/cli.hpp"

@@ -1,0 +1,42 @@
+#pragma once
+// The command-line tools as library functions, for any registered model (nn/registry.hpp). A
+// program that registers its own model gets every tool with the same flags as ManualCNN's apps:
+//
+//   int main(int argc, char** argv) {
+//       mcnn::register_model<TinyNet>("tiny", "a small CNN");
+//       return mcnn::run_command_line(argc, argv);
+//   }
+//   $ prog train --model tiny --epochs 1      $ prog gradcheck --model tiny --max-elements 20
+//   $ prog summary --model tiny --graph g.png $ prog visualize --model tiny --what kernels
+//   $ prog bench --case tiny-b64 --threads 1
+//
+// Each command parses its own flags (--help lists them and the registered models), prints what
+// it does, and returns the process's exit status: 0 on success, 1 when the work failed (a gradient
+// check, a missing data folder, ...), non-zero on bad usage. The apps train, gradcheck, visualize
+// and bench are these functions behind a one-line main().
+namespace mcnn {
+
+/// Runs the command named by argv[1] (train, gradcheck, summary, visualize, bench) with the
+/// arguments after it. With no command or an unknown one: prints the usage (the commands and the
+/// registered models) and returns 2; "help" or "--help" prints it and returns 0.
+int run_command_line(int argc, char** argv);
+
+namespace cli {
+
+/// Each command's argv[0] is the name it shows in --help and messages ("train", or "prog train"
+/// when run through run_command_line).
+
+/// Trains a registered model on CIFAR-10 (train/config.hpp), writing a run folder; --resume goes on.
+int train(int argc, char** argv);
+/// Numeric gradient checks in double: --node NAME|all (node cases), --model NAME (model + loss).
+int gradcheck(int argc, char** argv);
+/// Prints a model's summary for its registered input shape (or --input C,H,W); --graph FILE also
+/// draws the tape of one training step (Graphviz: .png, .svg or .dot).
+int summary(int argc, char** argv);
+/// Draws a model's first conv layer (feature maps, gradients, kernels) and its predictions as PNGs.
+int visualize(int argc, char** argv);
+/// Times training steps (<model>-b<batch>) and inference (<model>-infer-b<batch>) split by node kind.
+int bench(int argc, char** argv);
+
+}  // namespace cli
+}  // namespace mcnn
