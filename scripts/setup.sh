@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 packages=(cmake g++ make libeigen3-dev libfmt-dev libboost-test-dev
           libboost-iostreams-dev libboost-filesystem-dev libboost-system-dev
-          libgnuplot-iostream-dev gnuplot-nox libcli11-dev nlohmann-json3-dev)
+          libgnuplot-iostream-dev gnuplot-nox libcli11-dev nlohmann-json3-dev graphviz)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
