@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -119,11 +120,9 @@ Var<double> linear_like(const Var<double>& x, const Var<double>& w, LinearBackwa
 
 // ---- kinks ------------------------------------------------------------------------------------
 
-/// The signature BranchLog keeps for these decisions, folded here by hand.
-std::uint64_t signature_of(std::initializer_list<std::uint64_t> decisions) {
-    std::uint64_t s = BranchLog::start;
-    for (std::uint64_t d : decisions) s = BranchLog::mix(s, d);
-    return s;
+/// The signature BranchLog gives these decisions, in this order.
+std::uint64_t signature_of(const std::vector<std::uint64_t>& decisions) {
+    return BranchLog::signature(decisions.size(), [&](std::size_t i) { return decisions[i]; });
 }
 
 /// The branch log of one inference pass of `forward` on x.
@@ -474,6 +473,27 @@ BOOST_AUTO_TEST_CASE(notebook_layer_faults_are_caught) {
 }
 
 // ---- the branch log and kinks ------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_branch_signature_changes_with_any_single_decision_and_with_their_order) {
+    // every length around the four hash chains' width, every single flip of a 0/1 pattern
+    for (std::size_t n = 1; n <= 11; ++n) {
+        std::vector<std::uint64_t> d(n);
+        for (std::size_t i = 0; i < n; ++i) d[i] = (i * 7 + n) % 3 == 0;
+        const std::uint64_t base = signature_of(d);
+        for (std::size_t i = 0; i < n; ++i) {
+            std::vector<std::uint64_t> flipped = d;
+            flipped[i] ^= 1;
+            BOOST_TEST(signature_of(flipped) != base, "n " << n << ", flip at " << i);
+            if (i + 1 < n && d[i] != d[i + 1]) {  // the same decisions in another order
+                std::vector<std::uint64_t> swapped = d;
+                std::swap(swapped[i], swapped[i + 1]);
+                BOOST_TEST(signature_of(swapped) != base, "n " << n << ", swap at " << i);
+            }
+        }
+    }
+    BOOST_TEST(signature_of({5, 2}) != signature_of({2, 5}));     // winners' indices, not just their set
+    BOOST_TEST(signature_of({0, 0}) != signature_of({0, 0, 0}));  // the count matters
+}
 
 BOOST_AUTO_TEST_CASE(the_branch_log_holds_relu_signs_and_max_pool_winners_on_an_inference_tape) {
     // x [1, 1, 2, 4]: windows [0 1 4 5] and [2 3 6 7]; after relu the winners are 5 (0.4) and 2 (0.9)

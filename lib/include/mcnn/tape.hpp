@@ -59,12 +59,20 @@ struct BranchLog {
     };
     std::vector<Entry> entries;
 
-    /// The hash: signature = mix(...mix(mix(start, d0), d1)..., d(n-1)) over the decisions d_i
-    /// (FNV-1a over 64-bit words).
-    static constexpr std::uint64_t start = 0xcbf29ce484222325ULL;
-    static constexpr std::uint64_t mix(std::uint64_t state, std::uint64_t decision) {
-        return (state ^ decision) * 0x100000001b3ULL;
+    /// The signature of decision(0), ..., decision(count - 1): FNV-1a over 64-bit words, in four
+    /// chains (chain k takes decisions k, k + 4, k + 8, ...: independent chains keep the
+    /// multiplier busy), then the four chains' states hashed the same way.
+    template <class Decision>
+    static std::uint64_t signature(std::size_t count, const Decision& decision) {
+        std::uint64_t chain[4] = {start, start, start, start};
+        std::size_t i = 0;
+        for (; i + 4 <= count; i += 4)
+            for (std::size_t k = 0; k < 4; ++k) chain[k] = mix(chain[k], static_cast<std::uint64_t>(decision(i + k)));
+        for (; i < count; ++i) chain[i % 4] = mix(chain[i % 4], static_cast<std::uint64_t>(decision(i)));
+        return mix(mix(mix(mix(start, chain[0]), chain[1]), chain[2]), chain[3]);
     }
+    static constexpr std::uint64_t start = 0xcbf29ce484222325ULL;
+    static constexpr std::uint64_t mix(std::uint64_t state, std::uint64_t word) { return (state ^ word) * 0x100000001b3ULL; }
 
     void clear() { entries.clear(); }
     bool operator==(const BranchLog& other) const;
@@ -209,10 +217,7 @@ Var<T> record(const char* op, Tensor<T> value, std::initializer_list<Var<T>> inp
 template <class T, class Decision>
 void log_branches(const Var<T>& x, const char* op, std::size_t count, const Decision& decision) {
     BranchLog* log = x.tape() ? x.tape()->branch_log() : nullptr;
-    if (!log) return;
-    std::uint64_t signature = BranchLog::start;
-    for (std::size_t i = 0; i < count; ++i) signature = BranchLog::mix(signature, static_cast<std::uint64_t>(decision(i)));
-    log->entries.push_back({op, signature});
+    if (log) log->entries.push_back({op, BranchLog::signature(count, decision)});
 }
 
 }  // namespace mcnn
