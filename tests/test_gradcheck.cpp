@@ -1,6 +1,8 @@
 // The numerical gradient checker itself: it must pass correct nodes, fail broken ones naming the
 // tensor and the element, catch parameters it was not told about and parameters that get no
-// gradient, honour max_elements, and fail on a NaN loss.
+// gradient, honour max_elements, and fail on a NaN loss. Near relu's kink and max-pool ties it
+// must re-check with a smaller step or count a kink, yet still fail a wrong backward there; the
+// branch log it relies on is tested here too.
 #include <boost/test/unit_test.hpp>
 
 #include <tuple>
@@ -9,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -19,6 +22,7 @@
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/elementwise.hpp"
 #include "mcnn/ops/linear.hpp"
+#include "mcnn/ops/pool.hpp"
 #include "support.hpp"
 
 using namespace mcnn;
@@ -41,8 +45,10 @@ const GradCheckEntry* entry(const GradCheckReport& r, const std::string& name) {
 enum class ReluBackward { right, forgets_mask, doubles, scaled };
 
 /// y = max(x, 0) with the backward chosen by `how`: dx += dy * [y > 0] (right), dx += dy
-/// (forgets_mask), dx += 2 dy [y > 0] (doubles), dx += (1 + scale) dy [y > 0] (scaled).
+/// (forgets_mask), dx += 2 dy [y > 0] (doubles), dx += (1 + scale) dy [y > 0] (scaled). Like the
+/// library's relu it logs the side of its kink each element takes (one call, see tape.hpp).
 Var<double> relu_like(const Var<double>& x, ReluBackward how, double scale = 0) {
+    log_branches(x, "relu_like", x.value().numel(), [&](std::size_t i) { return x.value()[i] > 0; });
     Tensor<double> y(x.shape());
     for (std::size_t i = 0; i < y.numel(); ++i) y[i] = std::max(x.value()[i], 0.0);
     return record<double>("relu_like", std::move(y), {x},
@@ -111,6 +117,44 @@ Var<double> linear_like(const Var<double>& x, const Var<double>& w, LinearBackwa
                               }
                           });
 }
+
+// ---- kinks ------------------------------------------------------------------------------------
+
+/// The signature BranchLog gives these decisions, in this order.
+std::uint64_t signature_of(const std::vector<std::uint64_t>& decisions) {
+    return BranchLog::signature(decisions.size(), [&](std::size_t i) { return decisions[i]; });
+}
+
+/// The branch log of one inference pass of `forward` on x.
+BranchLog branches_of(const Tensor<double>& x, const std::function<Var<double>(const Var<double>&)>& forward) {
+    BranchLog log;
+    Tape<double> tape(Tape<double>::Mode::inference);
+    tape.set_branch_log(&log);
+    forward(tape.constant(x));
+    return log;
+}
+
+/// x [1, 1, 4, 4] for relu then 2 x 2 max-pool, placed at and near the kinks. Its four windows
+/// (flat indices of x in brackets):
+///   [0 1 4 5]      3e-7 (the winner, 3e-7 from relu's kink), the rest negative
+///   [2 3 6 7]      0.5 and 0.5 + 4e-7 (the winner): 4e-7 from a max-pool tie
+///   [8 9 12 13]    0 exactly (on relu's kink), the rest negative
+///   [10 11 14 15]  0.7 twice (an exact tie; the first wins), 0.3, 0.2
+/// With eps 1e-6, elements 0, 2 and 3 cross a kink but a step of 1e-7 does not (re-checked);
+/// elements 8, 10 and 14 cross at every step (kinks).
+struct KinkSetup {
+    Tensor<double> x{Shape{1, 1, 4, 4},
+                     {3e-7, -0.5, 0.5, 0.5 + 4e-7, -0.3, -0.8, 0.1, -0.2, 0.0, -0.4, 0.7, 0.3, -0.2, -0.1, 0.7, 0.2}};
+    Tensor<double> w{Shape{1, 1, 2, 2}, {0.9, -1.3, 0.6, 1.1}};
+    static constexpr std::size_t rechecked = 3, kinks = 3;
+
+    Var<double> forward(const Var<double>& x, ReluBackward how) const {
+        return weighted_sum(max_pool2d(relu_like(x, how), 2), w);
+    }
+    GradCheckReport check(ReluBackward how) const {
+        return mcnn::gradcheck([&](Tape<double>&, const Vars& in) { return forward(in[0], how); }, {{"x", x}}, {});
+    }
+};
 
 }  // namespace
 
@@ -304,8 +348,9 @@ BOOST_AUTO_TEST_CASE(max_elements_samples_exactly_that_many_per_tensor) {
             BOOST_TEST(entry(r, "x")->checked == want_x);
             BOOST_TEST(entry(r, "W")->checked == want_w);
             BOOST_TEST(entry(r, "b")->checked == want_b);  // a tensor smaller than max_elements is checked whole
-            // one recorded pass, then two evaluations per checked element: nothing more, nothing less
-            BOOST_TEST(calls == 1 + 2 * (want_x + want_w + want_b));
+            // one recorded pass, one at x for its branches, then two evaluations per checked
+            // element (linear has no kink to re-check): nothing more, nothing less
+            BOOST_TEST(calls == 2 + 2 * (want_x + want_w + want_b));
         }
     }
     // the sample depends on the seed: different seeds find different worst elements in a broken node
@@ -425,6 +470,206 @@ BOOST_AUTO_TEST_CASE(notebook_layer_faults_are_caught) {
     // Both are reachable by name (gradcheck --node) but not part of "all".
     BOOST_TEST(node_case("notebook_fault_kernel_grad").name == "notebook_fault_kernel_grad");
     for (const NodeCase& c : node_cases()) BOOST_TEST(c.name.find("fault") == std::string::npos);
+}
+
+// ---- the branch log and kinks ------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_branch_signature_changes_with_any_single_decision_and_with_their_order) {
+    // every length around the four hash chains' width, every single flip of a 0/1 pattern
+    for (std::size_t n = 1; n <= 11; ++n) {
+        std::vector<std::uint64_t> d(n);
+        for (std::size_t i = 0; i < n; ++i) d[i] = (i * 7 + n) % 3 == 0;
+        const std::uint64_t base = signature_of(d);
+        for (std::size_t i = 0; i < n; ++i) {
+            std::vector<std::uint64_t> flipped = d;
+            flipped[i] ^= 1;
+            BOOST_TEST(signature_of(flipped) != base, "n " << n << ", flip at " << i);
+            if (i + 1 < n && d[i] != d[i + 1]) {  // the same decisions in another order
+                std::vector<std::uint64_t> swapped = d;
+                std::swap(swapped[i], swapped[i + 1]);
+                BOOST_TEST(signature_of(swapped) != base, "n " << n << ", swap at " << i);
+            }
+        }
+    }
+    BOOST_TEST(signature_of({5, 2}) != signature_of({2, 5}));     // winners' indices, not just their set
+    BOOST_TEST(signature_of({0, 0}) != signature_of({0, 0, 0}));  // the count matters
+}
+
+BOOST_AUTO_TEST_CASE(the_branch_log_holds_relu_signs_and_max_pool_winners_on_an_inference_tape) {
+    // x [1, 1, 2, 4]: windows [0 1 4 5] and [2 3 6 7]; after relu the winners are 5 (0.4) and 2 (0.9)
+    const Tensor<double> x(Shape{1, 1, 2, 4}, {0.3, -0.2, 0.9, -0.7, 0.1, 0.4, -0.5, 0.6});
+    const auto net = [](const Var<double>& v) { return max_pool2d(relu(v), 2); };
+    const BranchLog log = branches_of(x, net);
+    BOOST_TEST_REQUIRE(log.entries.size() == 2u);
+    BOOST_TEST(std::strcmp(log.entries[0].op, "relu") == 0);
+    BOOST_TEST(std::strcmp(log.entries[1].op, "max_pool2d") == 0);
+    BOOST_TEST(log.entries[0].signature == signature_of({1, 0, 1, 0, 1, 1, 0, 1}));  // x > 0, in element order
+    BOOST_TEST(log.entries[1].signature == signature_of({5, 2}));                    // winners, flat indices of x
+    BOOST_TEST((branches_of(x, net) == log));                                        // deterministic
+
+    // a relu sign flips (x[1]: -0.2 -> 0.2) while the winners stay: only relu's signature changes
+    Tensor<double> sign_flipped = x;
+    sign_flipped[1] = 0.2;
+    const BranchLog a = branches_of(sign_flipped, net);
+    BOOST_TEST(!(a == log));
+    BOOST_TEST(a.entries.at(0).signature != log.entries[0].signature);
+    BOOST_TEST(a.entries.at(1).signature == log.entries[1].signature);
+    // a winner changes (x[0]: 0.3 -> 0.45 beats 0.4) while the signs stay: only max-pool's changes
+    Tensor<double> winner_changed = x;
+    winner_changed[0] = 0.45;
+    const BranchLog b = branches_of(winner_changed, net);
+    BOOST_TEST(!(b == log));
+    BOOST_TEST(b.entries.at(0).signature == log.entries[0].signature);
+    BOOST_TEST(b.entries.at(1).signature == signature_of({0, 2}));
+
+    // the general pooling loop (kernel 2, stride 1: windows at columns 0, 1, 2) and leaky_relu log too
+    const BranchLog general = branches_of(x, [](const Var<double>& v) { return max_pool2d(leaky_relu(v, 0.1), 2, 1); });
+    BOOST_TEST_REQUIRE(general.entries.size() == 2u);
+    BOOST_TEST(std::strcmp(general.entries[0].op, "leaky_relu") == 0);
+    BOOST_TEST(general.entries[0].signature == log.entries[0].signature);
+    BOOST_TEST(general.entries[1].signature == signature_of({5, 2, 2}));
+    // ops without a kink log nothing
+    BOOST_TEST(branches_of(x, [](const Var<double>& v) { return tanh(v); }).entries.empty());
+}
+
+BOOST_AUTO_TEST_CASE(training_without_a_branch_log_is_unaffected) {
+    const Tensor<double> x(Shape{1, 1, 2, 4}, {0.3, -0.2, 0.9, -0.7, 0.1, 0.4, -0.5, 0.6});
+    const Tensor<double> w(Shape{1, 1, 1, 2}, {0.7, -1.1});
+    // without a log, log_branches never asks for a decision; with one it asks once per element
+    {
+        Tape<double> tape;
+        BOOST_TEST(!tape.branch_log());
+        const Var<double> v = tape.input(x);
+        std::size_t asked = 0;
+        const auto decision = [&](std::size_t) { return ++asked; };
+        log_branches(v, "probe", 8, decision);
+        BOOST_TEST(asked == 0u);
+        BranchLog log;
+        tape.set_branch_log(&log);
+        log_branches(v, "probe", 8, decision);
+        BOOST_TEST(asked == 8u);
+        BOOST_TEST(log.entries.size() == 1u);
+    }
+    // a training step with and without a log: the same loss and gradient, bit for bit; the log of
+    // the training tape equals that of an inference pass
+    const auto step = [&](BranchLog* log) {
+        Tape<double> tape;
+        tape.set_branch_log(log);
+        const Var<double> v = tape.input(x);
+        const Var<double> loss = weighted_sum(max_pool2d(relu(v), 2), w);
+        tape.backward(loss);
+        return std::pair{loss.value()[0], v.grad()};
+    };
+    BranchLog logged;
+    const auto [plain_loss, plain_grad] = step(nullptr);
+    const auto [logged_loss, logged_grad] = step(&logged);
+    BOOST_TEST(plain_loss == logged_loss);
+    check_equal(logged_grad, plain_grad, "dL/dx with and without a branch log");
+    BOOST_TEST(plain_grad[5] == 0.7);  // the winners get w, the rest nothing: the step really ran
+    BOOST_TEST(plain_grad[2] == -1.1);
+    BOOST_TEST(logged.entries.size() == 2u);
+    BOOST_TEST((logged == branches_of(x, [](const Var<double>& v) { return max_pool2d(relu(v), 2); })));
+}
+
+BOOST_AUTO_TEST_CASE(a_graph_near_its_kinks_passes_with_rechecks_and_kinks) {
+    const KinkSetup s;
+    // the plain central difference at element 0 straddles relu's kink: one side has slope 0, so it
+    // reads about 0.65 w[0] where the true derivative is w[0]; the check must not trust it
+    const auto loss_at = [&](double x0) {
+        Tensor<double> moved = s.x;
+        moved[0] = x0;
+        Tape<double> tape(Tape<double>::Mode::inference);
+        return s.forward(tape.constant(moved), ReluBackward::right).value()[0];
+    };
+    const double plain = (loss_at(s.x[0] + 1e-6) - loss_at(s.x[0] - 1e-6)) / 2e-6;
+    BOOST_TEST(std::abs(plain - s.w[0]) > 0.3);
+
+    for (bool library_relu : {false, true}) {
+        BOOST_TEST_CONTEXT((library_relu ? "library relu" : "the test's relu")) {
+            const auto library = [&](Tape<double>&, const Vars& in) { return weighted_sum(max_pool2d(relu(in[0]), 2), s.w); };
+            const GradCheckReport r = library_relu ? mcnn::gradcheck(library, {{"x", s.x}}, {}) : s.check(ReluBackward::right);
+            BOOST_TEST(r.passed(), r.table());
+            const GradCheckEntry& e = r.entries.at(0);
+            BOOST_TEST(e.rechecked == KinkSetup::rechecked);
+            BOOST_TEST(e.kinks == KinkSetup::kinks);
+            BOOST_TEST(e.checked == 16 - KinkSetup::kinks);  // kinks are not compared
+            BOOST_TEST(!e.all_kinks);
+            BOOST_TEST(e.max_abs_error < 1e-8, r.table());  // the smaller steps are exact here; kinks left out
+            const std::string t = r.table();
+            BOOST_TEST(contains(t, fmt::format("{:>8} {:>9} {:>6}", 13, 3, 3)), t);  // checked, rechecked, kinks
+            BOOST_TEST(contains(t, "rechecked: +-eps crossed a kink"), t);
+            BOOST_TEST(contains(t, "PASSED"), t);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_backward_near_kinks_still_fails_naming_the_tensor) {
+    const KinkSetup s;
+    const GradCheckReport r = s.check(ReluBackward::doubles);
+    BOOST_TEST(!r.passed());
+    const GradCheckEntry& e = r.entries.at(0);
+    BOOST_TEST(!e.passed);
+    BOOST_TEST(e.rechecked == KinkSetup::rechecked);
+    BOOST_TEST(e.kinks == KinkSetup::kinks);
+    // the winners that the wrong backward doubles are elements 0 and 3, both re-checked with a
+    // smaller step (window 3's winner is a kink, not compared): the re-check keeps the tolerance
+    BOOST_TEST(e.failed == 2u, r.table());
+    BOOST_TEST_REQUIRE((e.worst_index == 0u || e.worst_index == 3u), r.table());
+    const double w_of_worst = e.worst_index == 0 ? s.w[0] : s.w[1];  // the weight of its window
+    BOOST_TEST(e.worst_analytic == 2 * w_of_worst, r.table());
+    BOOST_TEST(std::abs(e.worst_numeric - w_of_worst) < 1e-8, r.table());
+    BOOST_TEST(any_problem_contains(r, "input 'x': 2 of 13 elements outside tolerance"), r.table());
+    BOOST_TEST(contains(r.table(), "FAILED"));
+}
+
+BOOST_AUTO_TEST_CASE(steps_shrink_tenfold_down_to_min_eps) {
+    // x = 3e-9 is crossed by steps 1e-6, 1e-7 and 1e-8 and kept by 1e-9
+    const Tensor<double> x(Shape{1}, {3e-9}), w(Shape{1}, {1.7});
+    std::size_t calls = 0;
+    const auto loss = [&](Tape<double>&, const Vars& in) {
+        ++calls;
+        return weighted_sum(relu(in[0]), w);
+    };
+    const GradCheckReport r = mcnn::gradcheck(loss, {{"x", x}}, {});
+    BOOST_TEST(r.passed(), r.table());
+    BOOST_TEST(r.entries.at(0).rechecked == 1u);
+    BOOST_TEST(std::abs(r.entries.at(0).worst_numeric - 1.7) < 1e-6);
+    BOOST_TEST(calls == 2 + 2 * 4u);  // recorded pass, pass at x, two per step: 1e-6, 1e-7, 1e-8, 1e-9
+
+    GradCheckOptions coarse;
+    coarse.min_eps = 1e-8;  // 1e-9 is not tried: the element counts as a kink
+    calls = 0;
+    const GradCheckReport k = mcnn::gradcheck(loss, {{"x", x}}, {}, coarse);
+    BOOST_TEST(calls == 2 + 2 * 3u);
+    BOOST_TEST(k.entries.at(0).kinks == 1u);
+    BOOST_TEST(k.entries.at(0).checked == 0u);
+
+    GradCheckOptions bad;
+    bad.min_eps = 0;
+    CHECK_MESSAGE_HAS(error_of([&] { mcnn::gradcheck(loss, {{"x", x}}, {}, bad); }), "min_eps must be > 0");
+}
+
+// Chosen behaviour: a tensor whose every sampled element sits on a kink fails, like an all-zero
+// one, because nothing was compared.
+BOOST_AUTO_TEST_CASE(a_check_where_every_element_is_a_kink_does_not_pass) {
+    const Tensor<double> w(Shape{3}, {0.5, -0.8, 1.2});
+    const GradCheckReport r = mcnn::gradcheck([&](Tape<double>&, const Vars& in) { return weighted_sum(relu(in[0]), w); },
+                                              {{"x", Tensor<double>(Shape{3})}}, {});  // all zero: on relu's kink
+    BOOST_TEST(!r.passed());
+    const GradCheckEntry& e = r.entries.at(0);
+    BOOST_TEST(e.kinks == 3u);
+    BOOST_TEST(e.checked == 0u);
+    BOOST_TEST(e.failed == 0u);  // no element is wrong: nothing was compared
+    BOOST_TEST(e.all_kinks);
+    BOOST_TEST(!e.passed);
+    BOOST_TEST(any_problem_contains(r, "input 'x': all 3 elements sampled sit on a kink"), r.table());
+    BOOST_TEST(contains(r.table(), "FAIL (all kinks)"), r.table());
+    // allowing all-zero gradients does not allow this
+    GradCheckOptions allow;
+    allow.allow_zero_gradients = true;
+    BOOST_TEST(!mcnn::gradcheck([&](Tape<double>&, const Vars& in) { return weighted_sum(relu(in[0]), w); },
+                                {{"x", Tensor<double>(Shape{3})}}, {}, allow)
+                    .passed());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

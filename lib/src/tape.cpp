@@ -11,6 +11,11 @@ OpProfile::Entry& OpProfile::at(const char* op) {
     return entries.emplace_back(Entry{op});
 }
 
+bool BranchLog::operator==(const BranchLog& other) const {
+    return std::equal(entries.begin(), entries.end(), other.entries.begin(), other.entries.end(),
+                      [](const Entry& a, const Entry& b) { return a.signature == b.signature; });
+}
+
 template <class T>
 const Tensor<T>& Var<T>::value() const {
     if (!value_) fail("Var: empty handle (default-constructed Var used as a value)");

@@ -8,8 +8,17 @@
 // feeds several ops receives the sum. Parameters live outside the tape and keep their gradient
 // between steps (zeroed by the optimiser); a tape is recorded afresh for every step and cleared.
 // In inference mode the tape records nothing: ops compute values only.
+//
+// Branch log. Some ops are not differentiable everywhere: relu and leaky_relu bend at 0 (a kink),
+// max-pool switches when another element of a window becomes the largest. Which side of such a
+// point a forward pass took is a branch decision. While a BranchLog is attached to a tape (in
+// either mode) every such op appends one 64-bit signature of its decisions, in op order; the
+// numerical gradient check compares the logs of L(x + eps) and L(x - eps) with that of L(x) to
+// notice a step that crossed a kink. Without a log the ops pay one pointer test. A new op with
+// a kink logs with one call: log_branches(x, "op", count, decision).
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -36,6 +45,38 @@ struct Parameter {
 
 template <class T>
 class Tape;
+
+/// The branch decisions of one forward pass: for each op that logged (relu, leaky_relu,
+/// max_pool2d, ...), in the order the ops ran, its name and a hash of its decisions in element
+/// order (relu: the sign of each input; max-pool: the winner's index in each window). Two logs
+/// are equal when their signatures are. A single changed decision always changes the signature
+/// (every step of the hash is a bijection of its state); several changed ones could in principle
+/// cancel, as unlikely as any collision of a 64-bit hash.
+struct BranchLog {
+    struct Entry {
+        const char* op;
+        std::uint64_t signature;
+    };
+    std::vector<Entry> entries;
+
+    /// The signature of decision(0), ..., decision(count - 1): FNV-1a over 64-bit words, in four
+    /// chains (chain k takes decisions k, k + 4, k + 8, ...: independent chains keep the
+    /// multiplier busy), then the four chains' states hashed the same way.
+    template <class Decision>
+    static std::uint64_t signature(std::size_t count, const Decision& decision) {
+        std::uint64_t chain[4] = {start, start, start, start};
+        std::size_t i = 0;
+        for (; i + 4 <= count; i += 4)
+            for (std::size_t k = 0; k < 4; ++k) chain[k] = mix(chain[k], static_cast<std::uint64_t>(decision(i + k)));
+        for (; i < count; ++i) chain[i % 4] = mix(chain[i % 4], static_cast<std::uint64_t>(decision(i)));
+        return mix(mix(mix(mix(start, chain[0]), chain[1]), chain[2]), chain[3]);
+    }
+    static constexpr std::uint64_t start = 0xcbf29ce484222325ULL;
+    static constexpr std::uint64_t mix(std::uint64_t state, std::uint64_t word) { return (state ^ word) * 0x100000001b3ULL; }
+
+    void clear() { entries.clear(); }
+    bool operator==(const BranchLog& other) const;
+};
 
 /// Seconds spent in each op, collected while a Tape has a profile attached (benchmarks). An op's
 /// forward time is the time from the tape's previous event (a record() or mark()) to its own
@@ -117,6 +158,11 @@ public:
     /// Starts the clock for the next op's forward time (call it before a forward pass).
     void mark() { if (profile_) last_event_ = std::chrono::steady_clock::now(); }
 
+    /// Attaches a branch log that the following ops with kinks append to (nullptr detaches). The
+    /// tape does not own it and never clears it; it works in both modes.
+    void set_branch_log(BranchLog* log) { branch_log_ = log; }
+    BranchLog* branch_log() const { return branch_log_; }
+
     std::size_t size() const { return nodes_.size(); }
     /// Name of the op that produced entry `id` ("leaf", "param", "conv2d", ...).
     const char* op_name(int id) const { return nodes_.at(static_cast<std::size_t>(id)).op; }
@@ -151,6 +197,7 @@ private:
     bool backward_done_ = false;
     OpProfile* profile_ = nullptr;
     std::chrono::steady_clock::time_point last_event_;
+    BranchLog* branch_log_ = nullptr;
 };
 
 extern template class Tape<float>;
@@ -162,5 +209,15 @@ extern template class Var<double>;
 template <class T>
 Var<T> record(const char* op, Tensor<T> value, std::initializer_list<Var<T>> inputs,
               typename Tape<T>::BackwardFn backward);
+
+/// For ops with points where they are not differentiable: when the tape of `x` (the op's input)
+/// has a branch log, appends under `op` the signature of decision(0), ..., decision(count - 1),
+/// each an integer (a sign as 0/1, a winner's index). Without a log it returns after one pointer
+/// test and never calls `decision`. Call it in the op's forward, before record().
+template <class T, class Decision>
+void log_branches(const Var<T>& x, const char* op, std::size_t count, const Decision& decision) {
+    BranchLog* log = x.tape() ? x.tape()->branch_log() : nullptr;
+    if (log) log->entries.push_back({op, BranchLog::signature(count, decision)});
+}
 
 }  // namespace mcnn

@@ -71,6 +71,7 @@ int gradcheck(int argc, char** argv) {
     app.add_option("--seed", seed, "seed for shapes' values, weights and labels");
     app.add_option("--max-elements", options.max_elements, "check at most this many elements per tensor (0: all)");
     app.add_option("--eps", options.eps, "finite-difference step")->check(CLI::PositiveNumber);
+    app.add_option("--min-eps", options.min_eps, "smallest step tried when eps crosses a kink")->check(CLI::PositiveNumber);
     app.add_option("--atol", options.atol, "absolute tolerance")->check(CLI::NonNegativeNumber);
     app.add_option("--rtol", options.rtol, "relative tolerance")->check(CLI::NonNegativeNumber);
     app.add_flag("--verbose", verbose, "print every node's full table");

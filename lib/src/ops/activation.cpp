@@ -27,16 +27,25 @@ Var<T> elementwise(const char* op, const Var<T>& x, Forward f, DerivativeFromOut
     });
 }
 
+// The branch each element of x takes at the kink of relu and leaky_relu (x > 0 or not), for the
+// tape's branch log (see tape.hpp).
+template <class T>
+void log_signs(const Var<T>& x, const char* op) {
+    log_branches(x, op, x.value().numel(), [in = x.value().data()](std::size_t i) { return in[i] > T(0); });
+}
+
 }  // namespace
 
 template <class T>
 Var<T> relu(const Var<T>& x) {
+    log_signs(x, "relu");
     return elementwise<T>("relu", x, [](T v) { return v > T(0) ? v : T(0); }, [](T y) { return y > T(0) ? T(1) : T(0); });
 }
 
 template <class T>
 Var<T> leaky_relu(const Var<T>& x, T slope) {
     if (!(slope >= T(0))) fail("leaky_relu: slope must be >= 0, got {}", slope);
+    log_signs(x, "leaky_relu");
     return elementwise<T>(
         "leaky_relu", x, [slope](T v) { return v > T(0) ? v : slope * v; }, [slope](T y) { return y > T(0) ? T(1) : slope; });
 }

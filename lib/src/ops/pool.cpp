@@ -66,6 +66,8 @@ Var<T> max_pool2d(const Var<T>& x, int kernel, int stride) {
     Tensor<T> y;
     auto argmax = std::make_shared<std::vector<std::int32_t>>();
     pool::max_forward(x.value(), kernel, stride, y, *argmax);
+    // every implementation above leaves its winners in argmax: they are the branch decisions
+    log_branches(x, "max_pool2d", argmax->size(), [arg = argmax->data()](std::size_t k) { return arg[k]; });
     const std::ptrdiff_t planes = static_cast<std::ptrdiff_t>(y.dim(0)) * y.dim(1), per_plane = static_cast<std::ptrdiff_t>(y.dim(2)) * y.dim(3);
     return record<T>("max_pool2d", std::move(y), {x}, [argmax, planes, per_plane](const Tensor<T>&, const Tensor<T>& gy, auto g) {
         if (!g[0]) return;

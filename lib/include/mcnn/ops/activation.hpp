@@ -5,6 +5,8 @@
 //   tanh        y = tanh(x)                    dx += dy * (1 - y^2)
 //   sigmoid     y = 1 / (1 + exp(-x))          dx += dy * y * (1 - y)
 // At x = 0 relu's derivative is taken as 0 (PyTorch's choice).
+// relu and leaky_relu bend at x = 0: with a branch log on the tape they log each input's side,
+// x > 0 or not (see tape.hpp).
 #include "mcnn/tape.hpp"
 
 namespace mcnn {
