@@ -314,4 +314,19 @@ BOOST_AUTO_TEST_CASE(readme_code_quoted_from_the_example_is_the_examples_code) {
     BOOST_TEST(quotes >= 2);
 }
 
+// The umbrella header is the one include a user needs: it must name every public header.
+BOOST_AUTO_TEST_CASE(the_umbrella_header_includes_every_public_header) {
+    const fs::path include = fs::path(MCNN_TEST_FIXTURES).parent_path().parent_path() / "lib" / "include";
+    const std::string umbrella = read_text(include / "mcnn" / "mcnn.hpp");
+    BOOST_TEST_REQUIRE(!umbrella.empty());
+    int headers = 0;
+    for (const auto& entry : fs::recursive_directory_iterator(include / "mcnn")) {
+        if (entry.path().extension() != ".hpp" || entry.path().filename() == "mcnn.hpp") continue;
+        const std::string name = fs::relative(entry.path(), include).generic_string();
+        BOOST_TEST(contains(umbrella, "#include \"" + name + "\""), "mcnn/mcnn.hpp does not include " << name);
+        ++headers;
+    }
+    BOOST_TEST(headers > 20);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
