@@ -149,6 +149,38 @@ Entry parse_entry(const std::string& name, const Json& info, std::size_t index, 
 
 }  // namespace
 
+namespace {
+
+/// Throws unless the tensors' data ranges (sorted by begin) tile [0, data_size) exactly: no
+/// overlap, no gap, nothing past the end, nothing left over.
+void check_tiling(const std::vector<Entry>& entries, std::uint64_t data_size, const std::string& p) {
+    std::uint64_t covered = 0;  // the ranges so far tile [0, covered)
+    const Entry* last = nullptr;
+    for (const Entry& e : entries) {
+        if (e.begin < covered)
+            fail("load_safetensors {}: data ranges overlap: tensor \"{}\" has data_offsets [{}, {}] but tensor \"{}\" "
+                 "has [{}, {}]",
+                 p, e.name, e.begin, e.end, last->name, last->begin, last->end);
+        if (e.begin > covered)
+            fail("load_safetensors {}: gap in the data section: bytes [{}, {}) belong to no tensor (before tensor "
+                 "\"{}\")",
+                 p, covered, e.begin, e.name);
+        covered = e.end;
+        last = &e;
+    }
+    if (covered > data_size)
+        fail("load_safetensors {}: truncated: tensor \"{}\" ends at byte {} of the data section, but the file has only "
+             "{} data bytes",
+             p, last->name, covered, data_size);
+    if (covered < data_size)
+        fail("load_safetensors {}: {} byte(s) after the last tensor's data (the data section has {} bytes, the "
+             "tensors cover {})",
+             p, data_size - covered, data_size, covered);
+
+}
+
+}  // namespace
+
 TensorFile load_safetensors(const fs::path& path) {
     const std::string p = path.string();
     std::error_code ec;
@@ -199,29 +231,7 @@ TensorFile load_safetensors(const fs::path& path) {
     std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
         return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
     });
-    const std::uint64_t data_size = size - 8 - n;
-    std::uint64_t covered = 0;  // the ranges so far tile [0, covered)
-    const Entry* last = nullptr;
-    for (const Entry& e : entries) {
-        if (e.begin < covered)
-            fail("load_safetensors {}: data ranges overlap: tensor \"{}\" has data_offsets [{}, {}] but tensor \"{}\" "
-                 "has [{}, {}]",
-                 p, e.name, e.begin, e.end, last->name, last->begin, last->end);
-        if (e.begin > covered)
-            fail("load_safetensors {}: gap in the data section: bytes [{}, {}) belong to no tensor (before tensor "
-                 "\"{}\")",
-                 p, covered, e.begin, e.name);
-        covered = e.end;
-        last = &e;
-    }
-    if (covered > data_size)
-        fail("load_safetensors {}: truncated: tensor \"{}\" ends at byte {} of the data section, but the file has only "
-             "{} data bytes",
-             p, last->name, covered, data_size);
-    if (covered < data_size)
-        fail("load_safetensors {}: {} byte(s) after the last tensor's data (the data section has {} bytes, the "
-             "tensors cover {})",
-             p, data_size - covered, data_size, covered);
+    check_tiling(entries, size - 8 - n, p);
 
     out.tensors.reserve(entries.size());
     for (const Entry& e : entries) {
