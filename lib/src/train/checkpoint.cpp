@@ -9,6 +9,8 @@
 //
 // Saving goes through "<path>.tmp" (created fresh, written, fsync'ed, closed) and rename(2) over
 // <path>, then fsyncs the directory, so a crash at any point leaves the old file or the new one.
+// Every failed call is an error naming the file and the reason, and removes "<path>.tmp"; SIGXFSZ
+// is ignored meanwhile, so that the file-size limit gives EFBIG instead of ending the process.
 // POSIX only (open/write/fsync/rename), like the rest of the project's targets.
 #include "mcnn/train/checkpoint.hpp"
 
@@ -30,6 +32,8 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "file_size_signal.hpp"
 
 namespace mcnn {
 
@@ -252,7 +256,22 @@ TensorFile load_safetensors(const fs::path& path) {
 
 namespace {
 
-// Owns "<path>.tmp" while it is being written: closes it and removes it unless committed.
+/// " (disk full)", " (over the file-size limit: see ulimit -f)", ...: what a write error means for the user.
+std::string write_error_hint(int err) {
+    switch (err) {
+        case ENOSPC:
+        case EDQUOT: return " (disk full)";
+        case EFBIG: return " (over the file-size limit: see ulimit -f)";
+        case EROFS: return " (read-only file system)";
+        case EACCES:
+        case EPERM: return " (no permission to write there)";
+        default: return "";
+    }
+}
+
+// Owns "<path>.tmp" while it is being written: closes it and removes it unless committed. Every
+// failure (open, write, fsync, close, rename) throws naming the file and the errno text, and the
+// destructor then removes the temporary file, so a failed save leaves the old file as it was.
 class TempFile {
 public:
     TempFile(fs::path tmp, const char* op, const std::string& p) : tmp_(std::move(tmp)), op_(op), p_(p) {
@@ -264,7 +283,8 @@ public:
         if (fd_ < 0) {
             const int err = errno;
             fail("{} {}: cannot create the temporary file {}: {}{}", op_, p_, tmp_.string(), errno_text(err),
-                 err == ENOENT ? fmt::format(" (does the directory {} exist?)", tmp_.parent_path().string()) : "");
+                 err == ENOENT ? fmt::format(" (does the directory {} exist?)", tmp_.parent_path().string())
+                               : write_error_hint(err));
         }
         created_ = true;
     }
@@ -282,7 +302,7 @@ public:
             if (w <= 0) {
                 const int err = w < 0 ? errno : ENOSPC;
                 fail("{} {}: writing the temporary file {} failed after {} bytes: {}{}", op_, p_, tmp_.string(),
-                     written_, errno_text(err), err == ENOSPC || err == EDQUOT ? " (disk full)" : "");
+                     written_, errno_text(err), write_error_hint(err));
             }
             data += w;
             n -= static_cast<std::size_t>(w);
@@ -292,18 +312,31 @@ public:
 
     // fsync + close + rename over `target`; afterwards the temporary file is gone.
     void commit(const fs::path& target) {
-        if (::fsync(fd_) != 0)
-            fail("{} {}: fsync of the temporary file {} failed: {}", op_, p_, tmp_.string(), errno_text(errno));
+        int r;
+        do r = ::fsync(fd_);
+        while (r != 0 && errno == EINTR);
+        if (r != 0) {
+            const int err = errno;
+            fail("{} {}: fsync of the temporary file {} failed: {}{}", op_, p_, tmp_.string(), errno_text(err),
+                 write_error_hint(err));
+        }
         const int fd = fd_;
         fd_ = -1;
-        if (::close(fd) != 0)
-            fail("{} {}: closing the temporary file {} failed: {}", op_, p_, tmp_.string(), errno_text(errno));
-        if (::rename(tmp_.c_str(), target.c_str()) != 0)
-            fail("{} {}: cannot rename {} over it: {}", op_, p_, tmp_.string(), errno_text(errno));
+        // EINTR: Linux has closed the descriptor anyway, and the data is on disk (fsync above).
+        if (::close(fd) != 0 && errno != EINTR) {
+            const int err = errno;
+            fail("{} {}: closing the temporary file {} failed: {}{}", op_, p_, tmp_.string(), errno_text(err),
+                 write_error_hint(err));
+        }
+        if (::rename(tmp_.c_str(), target.c_str()) != 0) {
+            const int err = errno;
+            fail("{} {}: cannot rename {} over it: {}{}", op_, p_, tmp_.string(), errno_text(err), write_error_hint(err));
+        }
         created_ = false;
     }
 
 private:
+    detail::FileSizeSignalIgnored no_sigxfsz_;  // first in, last out: covers every write and the cleanup
     fs::path tmp_;
     const char* op_;
     std::string p_;
@@ -312,14 +345,22 @@ private:
     std::uint64_t written_ = 0;
 };
 
-// Makes the rename durable. Best effort: the new file is already in place, and some file systems
-// cannot fsync a directory.
-void sync_directory(const fs::path& dir) {
+// Makes the rename durable. The new file is already in place; a file system that cannot fsync a
+// directory (EINVAL) is fine, any other failure (EIO) is reported.
+void sync_directory(const fs::path& dir, const char* op, const std::string& p) {
     const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return;
-    (void)::fsync(fd);
+    int r;
+    do r = ::fsync(fd);
+    while (r != 0 && errno == EINTR);
+    const int err = r != 0 ? errno : 0;
     ::close(fd);
+    if (err != 0 && err != EINVAL && err != ENOTSUP)
+        fail("{} {}: the new file is in place, but fsync of the directory {} failed (it may not survive a crash): {}", op, p,
+             dir.string(), errno_text(err));
 }
+
+fs::path directory_of(const fs::path& path) { return path.has_parent_path() ? path.parent_path() : fs::path("."); }
 
 }  // namespace
 
@@ -379,7 +420,7 @@ void save_safetensors(const fs::path& path, const TensorFile& file) {
         out.write(bytes, 4 * t.numel());
     }
     out.commit(path);
-    sync_directory(path.has_parent_path() ? path.parent_path() : fs::path("."));
+    sync_directory(directory_of(path), "save_safetensors", p);
 }
 
 void write_file_atomically(const fs::path& path, std::string_view bytes) {
@@ -390,7 +431,33 @@ void write_file_atomically(const fs::path& path, std::string_view bytes) {
     TempFile out(tmp, "write", p);
     out.write(bytes.data(), bytes.size());
     out.commit(path);
-    sync_directory(path.has_parent_path() ? path.parent_path() : fs::path("."));
+    sync_directory(directory_of(path), "write", p);
+}
+
+void append_to_file(const fs::path& path, std::string_view bytes) {
+    const std::string p = path.string();
+    const detail::FileSizeSignalIgnored no_sigxfsz;
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        const int err = errno;
+        fail("append to {}: cannot open it: {}{}", p, errno_text(err), write_error_hint(err));
+    }
+    struct stat st {};
+    const off_t old_size = ::fstat(fd, &st) == 0 ? st.st_size : -1;
+    std::size_t done = 0;
+    int err = 0;
+    while (done < bytes.size()) {
+        const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : ENOSPC;
+            break;
+        }
+        done += static_cast<std::size_t>(w);
+    }
+    if (err != 0 && done > 0 && old_size >= 0) (void)::ftruncate(fd, old_size);  // no half line left behind
+    if (::close(fd) != 0 && errno != EINTR && err == 0) err = errno;
+    if (err != 0) fail("append to {}: writing {} bytes failed: {}{}", p, bytes.size(), errno_text(err), write_error_hint(err));
 }
 
 // ---- TensorFile -----------------------------------------------------------------------------

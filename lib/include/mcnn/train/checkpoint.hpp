@@ -6,7 +6,10 @@
 //
 // Writing is atomic: the file is written to "<path>.tmp", flushed to disk, then renamed over
 // <path>, so a crash (even kill -9) leaves either the old checkpoint or the new one, never half of
-// one. Reading validates everything and fails with a message naming the file and the problem.
+// one. Every failure (full disk, over the file-size limit, read-only folder) throws naming the file
+// and the system's reason, and removes "<path>.tmp": the old file stays as it was. SIGXFSZ is
+// ignored while writing, so the file-size limit is an error like any other instead of ending the
+// process. Reading validates everything and fails with a message naming the file and the problem.
 #include <filesystem>
 #include <map>
 #include <string>
@@ -31,6 +34,11 @@ void save_safetensors(const std::filesystem::path& path, const TensorFile& file)
 /// Writes `bytes` to `path` the same way (temp file + fsync + rename): readers see the old file or
 /// the new one, never half of one. Throws naming the path on failure, leaving no temp file.
 void write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
+
+/// Appends `bytes` to `path` (created when missing). Throws naming the path and the system's
+/// reason when the write fails; what part of `bytes` got written is cut off again, so the file
+/// ends as it was (no half line in a log).
+void append_to_file(const std::filesystem::path& path, std::string_view bytes);
 
 /// Reads a safetensors file with F32 tensors. Throws mcnn::Error naming the path and what is wrong:
 /// missing file, shorter than its header says (truncated), header not valid JSON, unsupported
