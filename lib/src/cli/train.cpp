@@ -2,6 +2,7 @@
 // lr 0.001, momentum 0.9, batch 4, 2 epochs).
 #include <omp.h>
 
+#include <csignal>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@ struct TrainFlags {
     std::string data_dir, run_dir, resume_dir;
     int threads = 0;
     bool no_plots = false, summary_only = false;
+    std::string program = "train";  // how this command was started (argv[0]), for the resume hint
 };
 
 std::string timestamp() {
@@ -76,7 +78,9 @@ void add_run_options(CLI::App& app, TrainFlags& f) {
     app.add_flag("--no-plots", f.no_plots, "do not draw curves.png");
     app.add_flag("--summary", f.summary_only, "print the model summary and exit");
     app.footer("Writes to the run folder: config.json, summary.txt, log.csv, checkpoint.safetensors (each epoch), "
-               "curves.png, metrics.json. Get the data with scripts/download-cifar10.sh.\n\n" + detail::model_table());
+               "curves.png, metrics.json. Ctrl-C (SIGINT) or SIGTERM stops after the current step and saves that point "
+               "(exit 130 or 143; --resume goes on from there, as if never stopped); a second one stops at once. "
+               "Get the data with scripts/download-cifar10.sh.\n\n" + detail::model_table());
 }
 
 /// The run's settings: the command line's, or with --resume the run folder's (--epochs may raise them).
@@ -113,7 +117,13 @@ int run(TrainFlags& f, bool epochs_given) {
     const auto dir = data::find_cifar10(f.data_dir);
     fmt::print("Loading CIFAR-10 from {}\n", dir.string());
     const data::Cifar10 cifar = data::load_cifar10(dir);
-    train(c, cifar, !f.resume_dir.empty());
+    const TrainResult result = train(c, cifar, !f.resume_dir.empty());
+    if (result.stopped_by_signal) {
+        // The shell's convention for a process ended by a signal: 128 + its number (130, 143).
+        fmt::print(stderr, "{}: stopped by {}; the run goes on with: {} --resume {}\n", f.program,
+                   result.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", f.program, c.run_dir.string());
+        return 128 + result.stopped_by_signal;
+    }
     return 0;
 }
 
@@ -122,6 +132,7 @@ int run(TrainFlags& f, bool epochs_given) {
 int train(int argc, char** argv) {
     CLI::App app{"Train a CNN on CIFAR-10 with ManualCNN. Defaults reproduce the notebook's first run.", argv[0]};
     TrainFlags flags;
+    if (argc > 0 && argv[0]) flags.program = argv[0];
     add_training_options(app, flags.config);
     add_run_options(app, flags);
     CLI11_PARSE(app, argc, argv);

@@ -16,6 +16,9 @@
 #include "mcnn/plot/curves.hpp"
 #include "mcnn/train/checkpoint.hpp"
 #include "mcnn/train/progress.hpp"
+#include "../util/strict.hpp"
+#include "run_lock.hpp"
+#include "stop_signals.hpp"
 
 namespace mcnn {
 namespace {
@@ -89,14 +92,22 @@ public:
     bool enabled() const { return !dir_.empty(); }
     fs::path checkpoint() const { return dir_ / "checkpoint.safetensors"; }
 
-    /// A new run: refuses a folder that holds one; writes config.json and summary.txt.
+    /// A new run: refuses a folder that holds one or that another process trains in; writes
+    /// config.json and summary.txt.
     void start(const std::string& summary_text) {
         if (!enabled()) return;
         fs::create_directories(dir_);
+        lock();
         if (fs::exists(checkpoint()))
             fail("{} already holds a run (checkpoint.safetensors); resume it (train --resume) or choose another run folder", dir_.string());
         write_file_atomically(dir_ / "summary.txt", summary_text);
         write_config_and_log();
+    }
+
+    /// Takes the folder's lock (held until fit returns); refused, naming the PID, while another
+    /// process trains here.
+    void lock() {
+        if (enabled() && !lock_.held()) lock_ = detail::RunLock(dir_);
     }
 
     /// A resumed run: keeps the log rows up to `step` (what the lost epoch logged is dropped).
@@ -110,9 +121,7 @@ public:
 
     void add_row(const LogRow& r) {
         log.push_back(r);
-        if (!enabled()) return;
-        log_file_ << csv_line(r) << '\n';
-        log_file_.flush();
+        if (enabled()) append_to_file(dir_ / "log.csv", csv_line(r) + "\n");
     }
 
     void redraw() {
@@ -137,8 +146,6 @@ private:
         std::string text = csv_header + "\n";
         for (const LogRow& r : log) text += csv_line(r) + "\n";
         write_file_atomically(dir_ / "log.csv", text);
-        log_file_.open(dir_ / "log.csv", std::ios::app);
-        if (!log_file_) fail("cannot append to {}", (dir_ / "log.csv").string());
     }
 
     plot::TrainingCurves curves() const {
@@ -163,11 +170,18 @@ private:
     const FitOptions& o_;
     Progress& progress_;
     fs::path dir_;
-    std::ofstream log_file_;
+    detail::RunLock lock_;
     bool plot_failed_ = false;
 };
 
 // ---- one run ------------------------------------------------------------------------------------
+
+/// Running sums between two reports.
+struct ReportWindow {
+    double loss = 0;
+    long correct = 0, images = 0, batches = 0;
+    Clock::time_point start = Clock::now();
+};
 
 /// The state of a fit() call: inputs, progress counters, the run folder.
 struct Run {
@@ -180,22 +194,77 @@ struct Run {
     RunFolder folder;
     TrainResult result;
     int first_epoch = 0;
+    std::size_t batches = 0;      // per epoch
+    std::size_t first_batch = 0;  // where the first epoch starts: > 0 when resumed in the middle of one
+    ReportWindow window;          // the report being summed
+    const detail::StopSignals* signals = nullptr;  // while the epochs run
+    std::string last_good;  // the last checkpoint written or resumed from: "<path> (after epoch E, step S)"
 
     Run(Module<float>& m, Optimizer<float>& opt, const data::Dataset& t, const data::Dataset& e, const FitOptions& options)
         : model(m), optimizer(opt), train(t), eval(e), o(options), progress(options.out), folder(o, progress) {
         if (o.title.empty()) o.title = fmt::format("{}, {}, batch {}", o.model_name, optimizer.describe(), o.batch);
     }
 
-    void checkpoint(int epochs_done) {
+    /// Saves the run after `epochs_done` epochs and `batch_in_epoch` batches of the next (0 at an
+    /// epoch's end; the report window is saved with it, so a resumed run logs the same rows).
+    void checkpoint(int epochs_done, std::size_t batch_in_epoch) {
         if (!folder.enabled()) return;
         std::map<std::string, std::string> meta{{"epochs_done", std::to_string(epochs_done)},
+                                                {"batch_in_epoch", std::to_string(batch_in_epoch)},
                                                 {"step", std::to_string(result.steps)},
                                                 {"images", std::to_string(result.train_images)},
                                                 {"train_seconds", fmt::format("{:.6f}", result.train_seconds)}};
+        if (batch_in_epoch > 0) {
+            meta["window_batches"] = std::to_string(window.batches);
+            meta["window_images"] = std::to_string(window.images);
+            meta["window_correct"] = std::to_string(window.correct);
+            meta["window_loss"] = fmt::format("{}", window.loss);  // shortest text that reads back the same double
+            meta["window_seconds"] = fmt::format("{:.6f}", seconds_since(window.start));
+        }
         if (!o.config_json.empty()) meta["config"] = o.config_json;
-        save_checkpoint(folder.checkpoint(), model, &optimizer, o.model_name, meta);
+        try {
+            save_checkpoint(folder.checkpoint(), model, &optimizer, o.model_name, meta);
+        } catch (const Error& e) {
+            fail("{}\nThe checkpoint was not saved; {}", e.what(),
+                 last_good.empty() ? "there is none from before" : fmt::format("the last one, {}, is left as it was", last_good));
+        }
+        last_good = fmt::format("{} ({})", folder.checkpoint().string(), point(epochs_done, batch_in_epoch, result.steps));
     }
+
+    /// "after epoch 2, step 60", or in the middle of an epoch "in epoch 3 after batch 15 of 30, step 75".
+    std::string point(int epochs_done, std::size_t batch_in_epoch, long step) const {
+        if (batch_in_epoch == 0) return fmt::format("after epoch {}, step {}", epochs_done, step);
+        return fmt::format("in epoch {} after batch {} of {}, step {}", epochs_done + 1, batch_in_epoch, batches, step);
+    }
+
+    int stop_signal() const { return signals ? signals->received() : 0; }
 };
+
+/// Where in its epoch a checkpoint was saved (metadata "batch_in_epoch", absent in checkpoints
+/// saved at an epoch's end by older versions) and the report window summed so far. Each value is
+/// checked against the run: no batch past the epoch, no more images than batches hold.
+void read_position_in_epoch(Run& run, const std::map<std::string, std::string>& meta, const fs::path& ckpt) {
+    const auto what = [&](const char* key) { return fmt::format("{}: checkpoint metadata '{}'", ckpt.string(), key); };
+    const auto text = [&](const char* key) {
+        const auto it = meta.find(key);
+        if (it == meta.end()) fail("{}: checkpoint metadata lacks '{}'", ckpt.string(), key);
+        return it->second;
+    };
+    const auto integer = [&](const char* key, long long max) { return strict::integer(text(key), 0, max, what(key)); };
+    if (!meta.count("batch_in_epoch")) return;
+    run.first_batch = static_cast<std::size_t>(integer("batch_in_epoch", static_cast<long long>(run.batches)));
+    if (run.first_batch == 0) return;
+    if (run.first_epoch >= run.o.epochs)
+        fail("{}: the run stopped in epoch {}, so it needs at least {} epochs, not {}", ckpt.string(), run.first_epoch + 1,
+             run.first_epoch + 1, run.o.epochs);
+    ReportWindow& w = run.window;
+    w.batches = static_cast<long>(integer("window_batches", static_cast<long long>(run.first_batch)));
+    w.images = static_cast<long>(integer("window_images", static_cast<long long>(w.batches) * run.o.batch));
+    w.correct = static_cast<long>(integer("window_correct", w.images));
+    w.loss = strict::number(text("window_loss"), 0, std::numeric_limits<double>::max(), what("window_loss"));
+    const double secs = strict::number(text("window_seconds"), 0, 1e9, what("window_seconds"));
+    w.start = Clock::now() - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
+}
 
 void open_run(Run& run) {
     if (!run.o.resume) {
@@ -204,6 +273,7 @@ void open_run(Run& run) {
     }
     const fs::path ckpt = run.folder.checkpoint();
     if (!fs::exists(ckpt)) fail("cannot resume: {} has no checkpoint (checkpoint.safetensors)", run.o.run_dir.string());
+    run.folder.lock();
     const auto meta = load_checkpoint(ckpt, run.model, &run.optimizer, run.o.model_name);
     try {
         run.first_epoch = std::stoi(meta.at("epochs_done"));
@@ -213,16 +283,15 @@ void open_run(Run& run) {
     } catch (const std::exception&) {
         fail("{}: checkpoint metadata lacks the training progress (epochs_done, step, images, train_seconds)", ckpt.string());
     }
+    read_position_in_epoch(run, meta, ckpt);
+    run.last_good = fmt::format("{} ({})", ckpt.string(), run.point(run.first_epoch, run.first_batch, run.result.steps));
     run.folder.resume(run.result.steps);
-    run.progress.line(fmt::format("Resuming {} after epoch {} (step {})", run.o.run_dir.string(), run.first_epoch, run.result.steps));
+    if (run.first_batch == 0)
+        run.progress.line(fmt::format("Resuming {} after epoch {} (step {})", run.o.run_dir.string(), run.first_epoch, run.result.steps));
+    else
+        run.progress.line(fmt::format("Resuming {} in epoch {} after batch {} of {} (step {})", run.o.run_dir.string(),
+                                      run.first_epoch + 1, run.first_batch, run.batches, run.result.steps));
 }
-
-/// Running sums between two reports.
-struct ReportWindow {
-    double loss = 0;
-    long correct = 0, images = 0, batches = 0;
-    Clock::time_point start = Clock::now();
-};
 
 void report(Run& run, int epoch, std::size_t batch_index, ReportWindow& w) {
     const double secs = seconds_since(w.start);
@@ -251,15 +320,21 @@ double train_step(Run& run, Tape<float>& tape, const Tensor<float>& images, cons
     return loss.value()[0];
 }
 
-void train_epoch(Run& run, data::BatchLoader& loader, std::size_t batches, int epoch) {
+/// Trains epoch `epoch` from batch run.first_batch (0 unless the run was resumed in the middle of
+/// this epoch). Returns the batches of the epoch done: fewer than run.batches when a stop signal
+/// came (the step in progress is finished first, and its report when one is due).
+std::size_t train_epoch(Run& run, data::BatchLoader& loader, int epoch) {
+    const std::size_t batches = run.batches, first = std::exchange(run.first_batch, 0);
     loader.start_epoch(epoch);
     run.progress.start(fmt::format("epoch {}/{}", epoch + 1, run.o.epochs), batches, run.o.batch);
     Tensor<float> images;
     std::vector<int> labels;
+    for (std::size_t b = 0; b < first; ++b) loader.next(images, labels);  // done before the run was stopped
     Tape<float> tape;
-    ReportWindow w;
+    ReportWindow& w = run.window;
+    if (first == 0) w = ReportWindow{};
     double bar_loss = 0;
-    for (std::size_t b = 0; b < batches && loader.next(images, labels); ++b) {
+    for (std::size_t b = first; b < batches && loader.next(images, labels); ++b) {
         const double l = train_step(run, tape, images, labels, w);
         if (!std::isfinite(l))
             fail("training diverged: loss is {} at epoch {}, batch {} (step {}); try a smaller learning rate", l, epoch + 1, b + 1,
@@ -272,8 +347,13 @@ void train_epoch(Run& run, data::BatchLoader& loader, std::size_t batches, int e
         bar_loss = 0.98 * bar_loss + 0.02 * l;
         run.progress.update(b + 1, run.result.steps < 50 ? l : bar_loss);
         if (w.batches == run.o.report_every || b + 1 == batches) report(run, epoch, b, w);
+        if (run.stop_signal()) {
+            run.progress.finish();
+            return b + 1;
+        }
     }
     run.progress.finish();
+    return batches;
 }
 
 Evaluation evaluate_epoch(Run& run, int epoch) {
@@ -331,6 +411,48 @@ void finish_run(Run& run, Evaluation last_eval, Clock::time_point wall_start) {
     run.folder.write_metrics(metrics_of(run, final_set));
 }
 
+/// Stopped by a signal after `epochs_done` epochs and `batch_in_epoch` batches of the next: saves
+/// that point (a checkpoint at an epoch's end is already saved) and says where the run stopped.
+void stop_early(Run& run, int signal, int epochs_done, std::size_t batch_in_epoch) {
+    if (batch_in_epoch > 0) run.checkpoint(epochs_done, batch_in_epoch);
+    run.folder.redraw();
+    run.result.stopped_by_signal = signal;
+    run.result.epochs_done = epochs_done;
+    run.result.batch_in_epoch = batch_in_epoch;
+    run.result.log = run.folder.log;
+    const std::string where = run.point(epochs_done, batch_in_epoch, run.result.steps);
+    run.progress.line(run.folder.enabled()
+                          ? fmt::format("Stopped by {} {}; saved to {}", detail::signal_name(signal), where, run.folder.checkpoint().string())
+                          : fmt::format("Stopped by {} {}; nothing saved (no run folder)", detail::signal_name(signal), where));
+}
+
+/// The epochs, each trained, evaluated and saved, with SIGINT/SIGTERM handled (when asked) while
+/// they run. Returns false when a signal stopped them (then saved by stop_early). A signal that
+/// comes during the last epoch's evaluation lets the run finish (checkpoint, final report).
+bool run_epochs(Run& run, data::BatchLoader& loader, Evaluation& last_eval) {
+    const detail::StopSignals signals(run.o.handle_signals);
+    run.signals = &signals;
+    bool stopped = false;
+    for (int epoch = run.first_epoch; epoch < run.o.epochs && !stopped; ++epoch) {
+        const std::size_t done = train_epoch(run, loader, epoch);
+        if (const int s = run.stop_signal()) {
+            stop_early(run, s, epoch, done);
+            stopped = true;
+            break;
+        }
+        last_eval = evaluate_epoch(run, epoch);
+        run.checkpoint(epoch + 1, 0);
+        run.folder.redraw();
+        // After the last epoch's checkpoint the run is as good as done: it finishes.
+        if (const int s = run.stop_signal(); s != 0 && epoch + 1 < run.o.epochs) {
+            stop_early(run, s, epoch + 1, 0);
+            stopped = true;
+        }
+    }
+    run.signals = nullptr;
+    return !stopped;
+}
+
 }  // namespace
 
 TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::Dataset& train_data, const data::Dataset& eval_data,
@@ -338,21 +460,18 @@ TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::D
     const auto wall_start = Clock::now();
     check_inputs(model, train_data, eval_data, options);
     Run run(model, optimizer, train_data, eval_data, options);
-    open_run(run);
     data::BatchLoader loader(train_data, options.batch, true, options.seed);
-    const std::size_t batches =
-        options.max_batches ? std::min(options.max_batches, loader.batches_per_epoch()) : loader.batches_per_epoch();
+    run.batches = options.max_batches ? std::min(options.max_batches, loader.batches_per_epoch()) : loader.batches_per_epoch();
+    open_run(run);
     run.progress.line(fmt::format("Training {} on {} examples ({} batches of {} per epoch), {} on {} examples, epochs {}..{}{}",
-                                  options.model_name, train_data.size(), batches, options.batch, options.eval_name, eval_data.size(),
-                                  run.first_epoch + 1, options.epochs,
+                                  options.model_name, train_data.size(), run.batches, options.batch, options.eval_name,
+                                  eval_data.size(), run.first_epoch + 1, options.epochs,
                                   run.folder.enabled() ? ", run folder " + options.run_dir.string() : ""));
     model.train();
     Evaluation last_eval;
-    for (int epoch = run.first_epoch; epoch < options.epochs; ++epoch) {
-        train_epoch(run, loader, batches, epoch);
-        last_eval = evaluate_epoch(run, epoch);
-        run.checkpoint(epoch + 1);
-        run.folder.redraw();
+    if (!run_epochs(run, loader, last_eval)) {
+        run.result.wall_seconds = seconds_since(wall_start);
+        return run.result;
     }
     finish_run(run, std::move(last_eval), wall_start);
     return run.result;

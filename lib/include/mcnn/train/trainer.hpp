@@ -7,10 +7,18 @@
 //   summary.txt             the model summary
 //   log.csv                 one row per report and per evaluation (see LogRow)
 //   checkpoint.safetensors  parameters + optimiser state + progress, written atomically each epoch
+//                           (and when a signal stops the run, in the middle of an epoch)
 //   curves.png              loss and accuracy against step, redrawn during training
 //   metrics.json            final metrics, per-class accuracy, confusion matrix, speed
+//   .lock                   locked (flock) while a process trains in the folder; holds its PID
 // With `resume`, fit continues the run in the folder from its checkpoint: the batch order of every
-// epoch is a function of the seed and the epoch, so the result is the same as an unbroken run.
+// epoch is a function of the seed and the epoch, so the result is the same as an unbroken run,
+// also from a checkpoint saved in the middle of an epoch (it holds the batch to continue from).
+//
+// Signals (FitOptions::handle_signals): during the epochs, SIGINT or SIGTERM lets the step in
+// progress finish, saves a checkpoint of that point (epoch, batch, the partly summed report) and
+// returns with TrainResult::stopped_by_signal set (during an evaluation: after that epoch's
+// checkpoint); a second signal ends the process at once.
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -43,6 +51,11 @@ struct FitOptions {
     std::string config_json;         // the caller's settings: written to config.json and the checkpoint
     std::string title;               // curves title; default: model name, optimiser, batch
     std::FILE* out = stdout;         // progress and reports (null: silent)
+    /// While the epochs run, SIGINT and SIGTERM stop training after the step in progress (a
+    /// checkpoint of that point is saved, see TrainResult::stopped_by_signal) instead of ending
+    /// the process; the handlers found before are restored when fit returns. A signal the process
+    /// ignores stays ignored. false: fit leaves the signals alone.
+    bool handle_signals = true;
 };
 
 /// One line of log.csv.
@@ -64,13 +77,21 @@ struct TrainResult {
     double train_seconds = 0;  // time in training steps only
     double wall_seconds = 0;   // this invocation, everything included
     std::vector<LogRow> log;
+    /// SIGINT or SIGTERM when a signal stopped the run early (FitOptions::handle_signals): the run
+    /// folder's checkpoint then holds the point reached (epochs_done whole epochs, plus
+    /// batch_in_epoch batches of the next) and resume goes on from there; `test` is empty and
+    /// metrics.json not written. 0 when the run went to the end.
+    int stopped_by_signal = 0;
+    std::size_t batch_in_epoch = 0;
     double train_images_per_second() const { return train_seconds > 0 ? static_cast<double>(train_images) / train_seconds : 0; }
 };
 
 /// Trains `model` with `optimizer` (built over model.parameters()) on `train_data`, evaluating on
 /// `eval_data` after every epoch. Throws before training when the datasets' example shapes differ,
 /// the model cannot take them, or its output is not batch x classes; when the run folder already
-/// holds a run (without resume) or holds none (with resume); and when the loss stops being finite.
+/// holds a run (without resume) or holds none (with resume), or another process trains in it (its
+/// lock names the PID); when the loss stops being finite; and when a file cannot be written (the
+/// message names it and the system's reason; the previous checkpoint stays as it was).
 TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::Dataset& train_data,
                 const data::Dataset& eval_data, const FitOptions& options);
 
