@@ -153,5 +153,79 @@ if [ -n "$user" ]; then
   expect 1 "only --what kernels can draw it" -- "$user" visualize --model user-gray --what forward --out "$tmp/pics"
 fi
 
+# train, when a run is disturbed: SIGINT in the middle of an epoch saves that point and exits 130,
+# and --resume then ends bit-exact with an unbroken run; a second signal ends the process at once; a
+# checkpoint that cannot be written (the file-size limit) leaves the last one intact and no
+# temporary file; a run folder that a process trains in is refused, naming its PID.
+# check WHAT COMMAND...: passes when COMMAND succeeds.
+check() {
+  local what=$1
+  shift
+  if "$@"; then passed=$((passed + 1)); else failures=$((failures + 1)); echo "FAILED: $what"; fi
+}
+# wait_for PATTERN FILE: until a line of FILE matches (false after ~60 s).
+wait_for() {
+  for _ in $(seq 1200); do grep -Eq -- "$1" "$2" && return 0; sleep 0.05; done
+  return 1
+}
+# The tensors of a checkpoint: its data section (the header holds timings, which differ).
+tensors() { tail -c +$((9 + $(od -An -tu8 -N8 "$1" | tr -d ' '))) "$1"; }
+if [ -f "$data/test_batch.bin" ]; then
+  quick=(--max-batches 600 --batch 4 --epochs 1 --report-every 100 --no-plots --threads 1 --data "$data")
+  expect 0 "Test accuracy" -- "$bin/train" "${quick[@]}" --run-dir "$tmp/unbroken"
+  # A script's background commands ignore SIGINT (and train leaves an ignored signal ignored): undo that.
+  ( trap - INT; exec "$bin/train" "${quick[@]}" --run-dir "$tmp/stopped" ) >"$tmp/stopped.out" 2>&1 &
+  pid=$!
+  wait_for "^\[1, +100\]" "$tmp/stopped.out"
+  kill -INT $pid
+  wait $pid
+  rc=$?
+  check "SIGINT: exit 130, got $rc" [ $rc -eq 130 ]
+  check "SIGINT: says where it stopped" grep -Eq "^Stopped by SIGINT (in epoch 1 after batch [0-9]+ of 600|after epoch 1), step [0-9]+; saved to $tmp/stopped/checkpoint.safetensors" "$tmp/stopped.out"
+  check "SIGINT: says how to go on" grep -q -- "--resume $tmp/stopped" "$tmp/stopped.out"
+  grep -q "in epoch 1 after batch" "$tmp/stopped.out" || echo "note: SIGINT came after the epoch's steps, not in the middle"
+  expect 0 "Resuming $tmp/stopped" -- "$bin/train" --resume "$tmp/stopped" --threads 1 --data "$data"
+  check "SIGINT then --resume: the tensors equal the unbroken run's, bit for bit" \
+    cmp -s <(tensors "$tmp/unbroken/checkpoint.safetensors") <(tensors "$tmp/stopped/checkpoint.safetensors")
+  check "SIGINT then --resume: the same log rows (speed and time aside)" \
+    cmp -s <(cut -d, -f1-6 "$tmp/unbroken/log.csv") <(cut -d, -f1-6 "$tmp/stopped/log.csv")
+  check "SIGINT then --resume: the same test metrics" \
+    cmp -s <(grep -E '"test_(loss|accuracy)"' "$tmp/unbroken/metrics.json") <(grep -E '"test_(loss|accuracy)"' "$tmp/stopped/metrics.json")
+
+  # Two signals: the second ends the process at once (SIGINT and SIGTERM arrive together while it
+  # is stopped; the first is handled, the second then has its default action).
+  ( trap - INT; exec "$bin/train" "${quick[@]}" --run-dir "$tmp/twice" ) >"$tmp/twice.out" 2>&1 &
+  pid=$!
+  wait_for "^\[1, +100\]" "$tmp/twice.out"
+  kill -STOP $pid; kill -INT $pid; kill -TERM $pid; kill -CONT $pid
+  wait $pid
+  rc=$?
+  check "a second signal ends the process at once: exit 143 (SIGTERM), got $rc" [ $rc -eq 143 ]
+  check "a second signal ends the process at once: nothing more printed" [ "$(grep -c 'Stopped by' "$tmp/twice.out")" = 0 ]
+
+  # The file-size limit: the checkpoint of epoch 2 cannot be written.
+  cp "$tmp/unbroken/checkpoint.safetensors" "$tmp/before.safetensors"
+  expect 1 "checkpoint.safetensors.tmp failed after [0-9]+ bytes: File too large" -- \
+    bash -c 'ulimit -f 200; exec "$@"' limit "$bin/train" --resume "$tmp/unbroken" --epochs 2 --threads 1 --data "$data"
+  check "a failed checkpoint names the one left" \
+    grep -q "the last one, $tmp/unbroken/checkpoint.safetensors (after epoch 1, step 600), is left as it was" "$tmp/out"
+  check "a failed checkpoint leaves no temporary file" [ -z "$(find "$tmp/unbroken" -name '*.tmp')" ]
+  check "a failed checkpoint leaves the last one as it was" cmp -s "$tmp/before.safetensors" "$tmp/unbroken/checkpoint.safetensors"
+
+  # The run-folder lock: a second train or resume is refused while a process trains there.
+  "$bin/train" --resume "$tmp/stopped" --epochs 40 --threads 1 --data "$data" >"$tmp/holder.out" 2>&1 &
+  holder=$!
+  wait_for "^Resuming" "$tmp/holder.out"
+  expect 1 "in use by another training process \(PID $holder\)" -- "$bin/train" --resume "$tmp/stopped" --threads 1 --data "$data"
+  expect 1 "in use by another training process \(PID $holder\)" -- "$bin/train" "${quick[@]}" --run-dir "$tmp/stopped"
+  kill -KILL $holder
+  wait $holder 2>/dev/null
+  if command -v flock >/dev/null; then
+    check "kill -9 leaves no stale lock" flock -n "$tmp/stopped/.lock" true
+  fi
+else
+  echo "train: real CIFAR-10 not found in $data; the signal, write-error and lock runs are skipped"
+fi
+
 echo "apps: $passed passed, $failures failed"
 [ $failures -eq 0 ]
