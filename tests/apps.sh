@@ -35,7 +35,7 @@ expect() {
 # train: help lists every flag; bad settings are refused before any work
 expect 0 "--resume" -- "$bin/train" --help
 for flag in --model --epochs --batch --lr --momentum --weight-decay --seed --report-every --validation \
-            --conv --normalization --max-batches --data --run-dir --threads --summary; do
+            --conv --normalization --max-batches --data --run-dir --threads --summary --reset-optimizer; do
   expect 0 "$flag" -- "$bin/train" --help
 done
 expect 0 "Registered models:" -- "$bin/train" --help
@@ -48,13 +48,54 @@ expect nonzero "conv" -- "$bin/train" --conv sideways
 expect nonzero "conv" -- "$bin/train" --conv fast --summary   # the old names are for old run folders only
 expect nonzero "--run-dir" -- "$bin/train" --resume "$tmp/a" --run-dir "$tmp/b"
 expect 1 "--data $tmp/none: no CIFAR-10" -- "$bin/train" --data "$tmp/none" --run-dir "$tmp/run"
-expect 1 "cannot read .*config.json" -- "$bin/train" --resume "$tmp/no-such-run"
+expect 1 "cannot resume $tmp/no-such-run: the run's settings '$tmp/no-such-run/config.json' does not exist" -- \
+  "$bin/train" --resume "$tmp/no-such-run"
 expect 0 "Total parameters: 62,006" -- "$bin/train" --summary
 expect 0 "Total parameters: 1,187,978" -- "$bin/train" --summary --model tuned
 expect 0 "Total parameters: 68,288" -- "$bin/train" --summary --model manual
 for conv in auto plain correlate2d im2col automatic; do
   expect 0 "Total parameters: 62,006" -- "$bin/train" --summary --conv $conv
 done
+
+# train --resume keeps the run's settings: flags that would change them are refused, not ignored
+keeps="--resume keeps the run's settings \(config.json in the run folder\), so"
+expect 1 "$keeps --batch, --lr cannot be given with it; with --resume only --epochs, --eval-batch, --threads, --data, --no-plots, --reset-optimizer may be given" -- \
+  "$bin/train" --resume "$tmp/no-such-run" --lr 0.1 --batch 8 --epochs 3 --threads 1
+for flag in "--model tuned" "--momentum 0" "--weight-decay 0.1" "--nesterov" "--seed 2" "--report-every 5" \
+            "--validation 100" "--conv plain" "--normalization dataset" "--max-batches 3" "--summary"; do
+  expect 1 "$keeps ${flag%% *} cannot be given with it" -- "$bin/train" --resume "$tmp/no-such-run" $flag
+done
+expect 1 "--reset-optimizer applies with --resume only" -- "$bin/train" --reset-optimizer --run-dir "$tmp/reset-run"
+# the run folder's files must be regular files: a FIFO is refused at once, never waited on
+mkdir -p "$tmp/fifo-run" && mkfifo "$tmp/fifo-run/config.json"
+expect 1 "config.json' is a FIFO \(named pipe\), not a regular file" -- timeout 20 "$bin/train" --resume "$tmp/fifo-run"
+if [ -f "$data/test_batch.bin" ]; then
+  quick=(--max-batches 20 --validation 100 --no-plots --threads 1 --data "$data")
+  expect 0 "Training: 80 images" -- "$bin/train" --epochs 1 --run-dir "$tmp/run1" "${quick[@]}"
+  cp "$tmp/run1/checkpoint.safetensors" "$tmp/good.safetensors"
+  expect 0 "Resuming with --eval-batch 50 \(the run evaluated in batches of 500\)" -- \
+    "$bin/train" --resume "$tmp/run1" --epochs 1 --eval-batch 50 --threads 1 --no-plots --data "$data"
+  for name in checkpoint.safetensors log.csv; do
+    mv "$tmp/run1/$name" "$tmp/kept"
+    mkfifo "$tmp/run1/$name"
+    expect 1 "$name' is a FIFO \(named pipe\), not a regular file" -- timeout 60 "$bin/train" --resume "$tmp/run1" --data "$data"
+    rm "$tmp/run1/$name"
+    mv "$tmp/kept" "$tmp/run1/$name"
+  done
+  sed -i 's/$/\r/' "$tmp/run1/log.csv"  # CRLF line endings are read as LF
+  expect 0 "Resuming $tmp/run1 after epoch 1 \(step 20\)" -- "$bin/train" --resume "$tmp/run1" --epochs 2 --data "$data"
+  # a diverged run exits non-zero naming the first non-finite tensor; its last good checkpoint stays as it was
+  cp "$tmp/run1/checkpoint.safetensors" "$tmp/good.safetensors"
+  sed -i -E 's/"lr": [0-9.e+-]+/"lr": 1000.0/' "$tmp/run1/config.json"
+  expect 1 "training diverged.*[:;] model/[a-z0-9_.]+ holds -?(nan|inf) at element [0-9]+ .*the last good checkpoint, $tmp/run1/checkpoint.safetensors \(after epoch 2, step 40\), is left as it was" -- \
+    "$bin/train" --resume "$tmp/run1" --epochs 3 --data "$data"
+  expect 0 "^same$" -- sh -c 'cmp "$1" "$2" && echo same' - "$tmp/good.safetensors" "$tmp/run1/checkpoint.safetensors"
+  expect 1 "training diverged.*[:;] model/[a-z0-9_.]+ holds -?(nan|inf) at element .*no checkpoint was written" -- \
+    "$bin/train" --lr 10 --max-batches 50 --epochs 2 --run-dir "$tmp/run2" --validation 100 --no-plots --threads 1 --data "$data"
+  expect 0 "^absent$" -- sh -c 'test ! -e "$1" && echo absent' - "$tmp/run2/checkpoint.safetensors"
+else
+  echo "train: real CIFAR-10 not found in $data; its resume and divergence runs are skipped"
+fi
 
 # gradcheck: passes on the nodes and models, fails (exit 1) naming the faulty parameter
 expect 0 "notebook_layer +[0-9]+ .* ok" -- "$bin/gradcheck" --node all

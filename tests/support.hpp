@@ -156,6 +156,11 @@ public:
 
 }  // namespace mcnn::test
 
-/// One assertion: the message `msg` contains `part` (both are shown when it does not).
-#define CHECK_MESSAGE_HAS(msg, part) \
-    BOOST_TEST(::mcnn::test::contains(msg, part), "message '" << (msg) << "' lacks '" << (part) << "'")
+/// One assertion: the message `msg` contains `part` (both are shown when it does not). Each argument
+/// is evaluated once, so `msg` may be a call with side effects (error_of(...)).
+#define CHECK_MESSAGE_HAS(msg, part)                                                                           \
+    do {                                                                                                       \
+        const std::string mcnn_message_ = (msg), mcnn_part_ = (part);                                          \
+        BOOST_TEST(::mcnn::test::contains(mcnn_message_, mcnn_part_), "message '" << mcnn_message_ << "' lacks '" \
+                                                                                   << mcnn_part_ << "'");      \
+    } while (0)

@@ -4,6 +4,9 @@
 // read back; files written and read by Python (struct + json + numpy, when available) interoperate;
 // every malformed file is refused with a message naming the file and the problem; saving is atomic
 // (temp file + rename: no leftovers, old file intact on failure, stale temp files do not matter).
+// Checkpoints of a model and its optimiser (save_checkpoint / load_checkpoint): never saved nor
+// loaded with NaN or infinity (the message names the tensor and element); every tensor the run needs
+// must be there (optimiser state that was empty when saved is listed as such), none it does not know.
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
@@ -23,7 +26,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "mcnn/nn/models.hpp"
+#include "mcnn/optim/sgd.hpp"
 #include "mcnn/train/checkpoint.hpp"
+#include "mcnn/train/trainer.hpp"
 #include "support.hpp"
 
 using namespace mcnn;
@@ -470,6 +476,203 @@ BOOST_AUTO_TEST_CASE(stale_temp_file_does_not_break_the_next_save) {
     check_same(load_safetensors(path), f);
     BOOST_TEST(!fs::exists(stale));
     BOOST_TEST(fs::file_size(path) == 8u + 56u + 12u);
+}
+
+// ---- checkpoints of a model and its optimiser -------------------------------------------------------
+
+namespace {
+
+constexpr float nan_value = std::numeric_limits<float>::quiet_NaN();
+constexpr float inf_value = std::numeric_limits<float>::infinity();
+
+/// A SimpleCNN (10 parameters) and an SGD with momentum after one step, so that every momentum
+/// buffer holds values.
+struct Trained {
+    Rng rng{3};
+    SimpleCNN<float> model{rng};
+    Sgd<float> sgd{model.parameters(), {.lr = 0.1, .momentum = 0.9}};
+    Trained() {
+        for (auto* p : model.parameters()) p->grad.fill(0.5f);
+        sgd.step();
+    }
+    Tensor<float>& momentum(const std::string& parameter) {
+        for (std::size_t i = 0; i < model.parameters().size(); ++i)
+            if (model.parameters()[i]->name == parameter) return sgd.momentum_buffers()[i];
+        BOOST_FAIL("no parameter " << parameter);
+        throw;
+    }
+};
+
+/// `file` with `name`'s element `index` set to `value`.
+TensorFile with_value(TensorFile file, const std::string& name, std::size_t index, float value) {
+    bool found = false;
+    for (auto& [n, t] : file.tensors)
+        if (n == name) {
+            t[index] = value;
+            found = true;
+        }
+    BOOST_TEST_REQUIRE(found, "no tensor " << name);
+    return file;
+}
+
+/// `file` without the tensors called `names`.
+TensorFile without(TensorFile file, const std::vector<std::string>& names) {
+    std::erase_if(file.tensors, [&](const auto& t) { return std::find(names.begin(), names.end(), t.first) != names.end(); });
+    return file;
+}
+
+/// True when every parameter and momentum buffer of `a` equals `b`'s bit for bit (NaN never does).
+bool same_state(Trained& a, Trained& b) {
+    for (std::size_t i = 0; i < a.model.parameters().size(); ++i) {
+        if (!(a.model.parameters()[i]->value.array() == b.model.parameters()[i]->value.array()).all()) return false;
+        const Tensor<float>& x = a.sgd.momentum_buffers()[i];
+        const Tensor<float>& y = b.sgd.momentum_buffers()[i];
+        if (x.shape() != y.shape() || !(x.array() == y.array()).all()) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(non_finite_values_are_never_saved_and_are_named) {
+    TempDir tmp;
+    const fs::path path = tmp.path / "c.safetensors";
+    Trained t;
+    BOOST_TEST(!first_non_finite(t.model, &t.sgd).has_value());
+    t.model.fc2.weight.value[125] = nan_value;  // fc2.weight is 84 x 120: row 1, column 5
+    const auto bad = first_non_finite(t.model, &t.sgd);
+    BOOST_TEST_REQUIRE(bad.has_value());
+    BOOST_TEST(bad->tensor == "model/fc2.weight");
+    BOOST_TEST(bad->index == 125u);
+    BOOST_TEST(bad->str() == "model/fc2.weight holds nan at element 125 (index [1, 5] of [84, 120])");
+    std::string msg = error_of([&] { save_checkpoint(path, t.model, &t.sgd, "simple", {}); });
+    CHECK_MESSAGE_HAS(msg, "not saved");
+    CHECK_MESSAGE_HAS(msg, "model/fc2.weight holds nan at element 125");
+    BOOST_TEST(!fs::exists(path));
+
+    // the optimiser's state is checked too: conv1.weight is 6 x 3 x 5 x 5, element 80 is [1, 0, 1, 0]
+    t.model.fc2.weight.value[125] = 0.5f;
+    t.momentum("conv1.weight")[80] = -inf_value;
+    msg = error_of([&] { save_checkpoint(path, t.model, &t.sgd, "simple", {}); });
+    CHECK_MESSAGE_HAS(msg, "sgd/momentum/conv1.weight holds -inf at element 80 (index [1, 0, 1, 0] of [6, 3, 5, 5])");
+    BOOST_TEST(!fs::exists(path));
+    // a parameter comes before any state; without the optimiser only parameters are looked at
+    t.model.fc3.bias.value[0] = inf_value;
+    BOOST_TEST(first_non_finite(t.model, &t.sgd)->tensor == "model/fc3.bias");
+    t.model.fc3.bias.value[0] = 0;
+    BOOST_TEST(!first_non_finite(t.model, nullptr).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(non_finite_checkpoints_are_refused_naming_the_tensor) {
+    TempDir tmp;
+    const fs::path path = tmp.path / "c.safetensors";
+    Trained saved;
+    save_checkpoint(path, saved.model, &saved.sgd, "simple", {});
+    const TensorFile good = load_safetensors(path);
+
+    // one NaN in sgd/momentum/fc2.weight: refused, and nothing changes in the model or optimiser
+    save_safetensors(path, with_value(good, "sgd/momentum/fc2.weight", 7, nan_value));
+    Trained target, before;
+    target.model.fc1.weight.value[0] = before.model.fc1.weight.value[0] = 2.0f;  // differs from the file
+    std::string msg = error_of([&] { load_checkpoint(path, target.model, &target.sgd, "simple"); });
+    CHECK_MESSAGE_HAS(msg, "cannot load a non-finite checkpoint");
+    CHECK_MESSAGE_HAS(msg, "sgd/momentum/fc2.weight holds nan at element 7");
+    BOOST_TEST(same_state(target, before));
+    // without an optimiser the state is not read: the parameters load
+    load_checkpoint(path, target.model, nullptr, "simple");
+    BOOST_TEST((target.model.fc1.weight.value.array() == saved.model.fc1.weight.value.array()).all());
+
+    save_safetensors(path, with_value(good, "model/conv2.bias", 3, -inf_value));
+    msg = error_of([&] { load_checkpoint(path, target.model, nullptr, "simple"); });
+    CHECK_MESSAGE_HAS(msg, "model/conv2.bias holds -inf at element 3 (index [3] of [16])");
+}
+
+BOOST_AUTO_TEST_CASE(missing_optimizer_state_is_refused_naming_it) {
+    TempDir tmp;
+    const fs::path path = tmp.path / "c.safetensors";
+    Trained saved;
+    save_checkpoint(path, saved.model, &saved.sgd, "simple", {});
+    const TensorFile good = load_safetensors(path);
+    BOOST_TEST(good.metadata.at("optimizer_state_empty") == "[]");
+
+    Trained target, before;
+    save_safetensors(path, without(good, {"sgd/momentum/fc3.bias", "sgd/momentum/fc2.weight"}));
+    std::string msg = error_of([&] { load_checkpoint(path, target.model, &target.sgd, "simple"); });
+    CHECK_MESSAGE_HAS(msg, "missing 2 of its 10 tensors (sgd/momentum/fc2.weight, sgd/momentum/fc3.bias)");
+    CHECK_MESSAGE_HAS(msg, "--reset-optimizer");
+    BOOST_TEST(same_state(target, before));
+
+    std::vector<std::string> state;
+    for (const auto& [name, t] : saved.sgd.state()) state.push_back(name);
+    save_safetensors(path, without(good, state));
+    msg = error_of([&] { load_checkpoint(path, target.model, &target.sgd, "simple"); });
+    CHECK_MESSAGE_HAS(msg, "missing 10 of its 10 tensors (sgd/momentum/conv1.weight, ");
+    CHECK_MESSAGE_HAS(msg, " and 4 more)");
+    load_checkpoint(path, target.model, nullptr, "simple");  // the parameters alone load
+    BOOST_TEST((target.model.fc3.bias.value.array() == saved.model.fc3.bias.value.array()).all());
+
+    // a checkpoint written before empty state was listed: a missing tensor is missing
+    TensorFile old = without(good, {"sgd/momentum/fc1.bias"});
+    old.metadata.erase("optimizer_state_empty");
+    save_safetensors(path, old);
+    CHECK_MESSAGE_HAS(error_of([&] { load_checkpoint(path, target.model, &target.sgd, "simple"); }),
+                      "missing 1 of its 10 tensors (sgd/momentum/fc1.bias)");
+}
+
+BOOST_AUTO_TEST_CASE(empty_optimizer_state_is_listed_and_restored_empty) {
+    TempDir tmp;
+    const fs::path path = tmp.path / "c.safetensors";
+    // momentum 0 keeps no buffers at all; momentum 0.9 keeps none before its first step
+    for (const double momentum : {0.0, 0.9}) {
+        Rng rng(4);
+        SimpleCNN<float> model(rng);
+        Sgd<float> sgd(model.parameters(), {.lr = 0.1, .momentum = momentum});
+        if (momentum == 0) {
+            for (auto* p : model.parameters()) p->grad.fill(0.5f);
+            sgd.step();
+        }
+        save_checkpoint(path, model, &sgd, "simple", {});
+        const TensorFile file = load_safetensors(path);
+        BOOST_TEST(file.tensors.size() == 10u);  // the parameters only
+        BOOST_TEST(contains(file.metadata.at("optimizer_state_empty"), "\"sgd/momentum/fc3.bias\""));
+        Trained target;  // buffers full: loading empties them, as they were when saved
+        load_checkpoint(path, target.model, &target.sgd, "simple");
+        for (const Tensor<float>& b : target.sgd.momentum_buffers()) BOOST_TEST(b.empty());
+    }
+    // the list must make sense
+    Trained t;
+    save_checkpoint(path, t.model, &t.sgd, "simple", {});
+    const TensorFile good = load_safetensors(path);
+    const auto with_list = [&](const std::string& list) {
+        TensorFile f = good;
+        f.metadata["optimizer_state_empty"] = list;
+        save_safetensors(path, f);
+        return error_of([&] { load_checkpoint(path, t.model, &t.sgd, "simple"); });
+    };
+    CHECK_MESSAGE_HAS(with_list("[\"sgd/momentum/fc1.bias\"]"), "'sgd/momentum/fc1.bias' is stored and also listed as empty");
+    CHECK_MESSAGE_HAS(with_list("[\"sgd/momentum/fc9.bias\"]"), "lists 'sgd/momentum/fc9.bias', which is no state of this optimiser");
+    CHECK_MESSAGE_HAS(with_list("sgd/momentum/fc1.bias"), "must be a JSON list of distinct names");
+    CHECK_MESSAGE_HAS(with_list("[1, 2]"), "must be a JSON list of distinct names");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_tensors_are_refused) {
+    TempDir tmp;
+    const fs::path path = tmp.path / "c.safetensors";
+    Trained t;
+    save_checkpoint(path, t.model, &t.sgd, "simple", {});
+    const TensorFile good = load_safetensors(path);
+    TensorFile extra = good;
+    extra.tensors.emplace_back("model/fc4.weight", Tensor<float>(Shape{2, 2}));
+    save_safetensors(path, extra);
+    std::string msg = error_of([&] { load_checkpoint(path, t.model, nullptr, "simple"); });
+    CHECK_MESSAGE_HAS(msg, "1 tensor(s) that this model do not have: model/fc4.weight");
+    // another optimiser's state: refused when loading the state, not read when loading the model only
+    extra = good;
+    extra.tensors.emplace_back("adam/m/fc1.weight", Tensor<float>(Shape{2}));
+    save_safetensors(path, extra);
+    msg = error_of([&] { load_checkpoint(path, t.model, &t.sgd, "simple"); });
+    CHECK_MESSAGE_HAS(msg, "that this model and its optimiser do not have: adam/m/fc1.weight");
+    load_checkpoint(path, t.model, nullptr, "simple");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -2,9 +2,20 @@
 // whose classes differ by colour (so a few epochs learn it).
 #include <boost/test/unit_test.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <thread>
 
 #include "mcnn/nn/summary.hpp"
 #include "mcnn/train/checkpoint.hpp"
@@ -57,6 +68,95 @@ TrainConfig small_config(const fs::path& dir) {
 std::string read(const fs::path& p) {
     std::ifstream f(p, std::ios::binary);
     return {std::istreambuf_iterator<char>(f), {}};
+}
+
+void write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary | std::ios::trunc) << text; }
+
+/// The error of `f`, run while a FIFO stands at `fifo`. Should `f` open the FIFO and wait for a writer,
+/// a writer comes after a second and leaves at once, so that the test fails instead of hanging.
+std::string error_with_fifo(const fs::path& fifo, const std::function<void()>& f) {
+    const int made = ::mkfifo(fifo.c_str(), 0600);
+    const int err = errno;
+    BOOST_TEST_REQUIRE(made == 0, "cannot make a FIFO at " << fifo << ": " << std::strerror(err));
+    std::atomic<bool> done{false}, waited{false};
+    std::thread unblock([&] {
+        for (int i = 0; i < 20 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (done) return;
+        const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // succeeds only when a reader waits
+        if (fd >= 0) {
+            waited = true;
+            ::close(fd);
+        }
+    });
+    const std::string msg = error_of(f);
+    done = true;
+    unblock.join();
+    BOOST_TEST(!waited, "something opened the FIFO " << fifo << " and waited on it");
+    return msg;
+}
+
+/// Where a PoisonedSgd writes a non-finite value: element `index` of `parameter` (or of its momentum
+/// buffer) after its `at`-th step (0: never).
+struct Poison {
+    long at = 0;
+    std::string parameter;
+    bool in_momentum = false;
+    float value = std::numeric_limits<float>::quiet_NaN();
+    std::size_t index = 0;
+};
+
+/// SGD (lr 0.01, momentum 0.9) with a divergence at a chosen step, which the loss does not show yet.
+struct PoisonedSgd : Sgd<float> {
+    PoisonedSgd(std::vector<Parameter<float>*> params, const Poison& poison)
+        : Sgd<float>(std::move(params), {.lr = 0.01, .momentum = 0.9}), poison(poison) {}
+    void step() override {
+        Sgd<float>::step();
+        if (++steps != poison.at) return;
+        for (std::size_t i = 0; i < params_.size(); ++i)
+            if (params_[i]->name == poison.parameter)
+                (poison.in_momentum ? momentum_buffers()[i] : params_[i]->value)[poison.index] = poison.value;
+    }
+    Poison poison;
+    long steps = 0;
+};
+
+/// fit() on the synthetic data with small_config's settings (30 batches of 8 per epoch).
+struct SyntheticFit {
+    data::Cifar10 cifar = synthetic_cifar();
+    data::CifarDataset train_set{cifar.train, data::Normalization::notebook(), cifar.class_names};
+    data::CifarDataset test_set{cifar.test, data::Normalization::notebook(), cifar.class_names};
+
+    /// Trains a SimpleCNN of seed 0 with a PoisonedSgd.
+    TrainResult run(const fs::path& dir, int epochs, bool resume, const Poison& poison = {}) {
+        Rng rng(0);
+        SimpleCNN<float> model(rng);
+        PoisonedSgd sgd(model.parameters(), poison);
+        FitOptions o;
+        o.epochs = epochs;
+        o.batch = 8;
+        o.report_every = 10;
+        o.eval_batch = 50;
+        o.run_dir = dir;
+        o.resume = resume;
+        o.plots = false;
+        o.model_name = "simple";
+        o.out = nullptr;
+        return fit(model, sgd, train_set, test_set, o);
+    }
+};
+
+/// A copy of the checkpoint at `path` with metadata `key` set to `value` (erased when empty).
+void set_metadata(const fs::path& path, const std::string& key, const std::string& value) {
+    TensorFile f = load_safetensors(path);
+    if (value.empty())
+        f.metadata.erase(key);
+    else
+        f.metadata[key] = value;
+    save_safetensors(path, f);
+}
+
+std::size_t test_rows(const std::vector<LogRow>& log) {
+    return static_cast<std::size_t>(std::count_if(log.begin(), log.end(), [](const LogRow& r) { return r.kind == "test"; }));
 }
 
 }  // namespace
@@ -230,6 +330,201 @@ BOOST_AUTO_TEST_CASE(resume_without_checkpoint_is_an_error) {
     const fs::path run = tmp.path / "run";  // a run folder that does not exist
     const std::string msg = error_of([&] { train(small_config(run), synthetic_cifar(), true, nullptr); });
     BOOST_TEST(contains(msg, "cannot resume"));
+}
+
+// A run whose weights stop being finite (the loss may still look fine) stops before its next
+// evaluation and checkpoint; the last good checkpoint stays byte for byte as it was.
+BOOST_AUTO_TEST_CASE(diverged_run_stops_and_keeps_the_last_good_checkpoint) {
+    const TempDir tmp;
+    const fs::path run = tmp.path / "run", ckpt = run / "checkpoint.safetensors";
+    SyntheticFit f;
+    f.run(run, 1, false);
+    const std::string good = read(ckpt);
+    // resumed for epochs 2-3; its 30th step (step 60, the last of epoch 2) puts a NaN into fc2.weight
+    std::string msg = error_of([&] { f.run(run, 3, true, {.at = 30, .parameter = "fc2.weight", .index = 125}); });
+    CHECK_MESSAGE_HAS(msg, "training diverged in epoch 2 (step 60): model/fc2.weight holds nan at element 125 (index [1, 5] of [84, 120])");
+    CHECK_MESSAGE_HAS(msg, fmt::format("the last good checkpoint, {} (after epoch 1, step 30), is left as it was", ckpt.string()));
+    BOOST_TEST(read(ckpt) == good);
+    BOOST_TEST(test_rows(read_log(run / "log.csv")) == 1u);  // epoch 2 was not evaluated
+    BOOST_TEST(!fs::exists(run / "checkpoint.safetensors.tmp"));
+
+    // a NaN in a weight that makes the next loss NaN: the loss check names the tensor and the checkpoint too
+    msg = error_of([&] { f.run(run, 3, true, {.at = 5, .parameter = "fc3.bias"}); });
+    CHECK_MESSAGE_HAS(msg, "training diverged: loss is nan at epoch 2, batch 6 (step 36); model/");
+    CHECK_MESSAGE_HAS(msg, "holds nan at element");
+    CHECK_MESSAGE_HAS(msg, "(after epoch 1, step 30), is left as it was");
+    BOOST_TEST(read(ckpt) == good);
+}
+
+BOOST_AUTO_TEST_CASE(diverged_optimizer_state_is_never_saved) {
+    const TempDir tmp;
+    const fs::path run = tmp.path / "run";
+    SyntheticFit f;
+    const std::string msg = error_of([&] {
+        const float inf = std::numeric_limits<float>::infinity();
+        f.run(run, 2, false, {.at = 30, .parameter = "fc1.bias", .in_momentum = true, .value = inf, .index = 4});
+    });
+    CHECK_MESSAGE_HAS(msg, "training diverged in epoch 1 (step 30): sgd/momentum/fc1.bias holds inf at element 4 (index [4] of [120])");
+    CHECK_MESSAGE_HAS(msg, "no checkpoint was written (none was good)");
+    BOOST_TEST(!fs::exists(run / "checkpoint.safetensors"));
+    BOOST_TEST(!fs::exists(run / "checkpoint.safetensors.tmp"));
+}
+
+// The progress in a checkpoint's metadata is read strictly and must fit the run; a refused resume
+// changes nothing in the run folder.
+BOOST_AUTO_TEST_CASE(resume_checks_the_checkpoint_progress) {
+    const data::Cifar10 cifar = synthetic_cifar();
+    const TempDir tmp;
+    const fs::path run = tmp.path / "run", ckpt = run / "checkpoint.safetensors";
+    TrainConfig first = small_config(run);
+    first.epochs = 1;  // 30 steps of 8 images
+    train(first, cifar, false, nullptr);
+    const std::string good = read(ckpt), log = read(run / "log.csv");
+    const std::string step_range = "checkpoint metadata 'step' (epochs_done 1, 30 batches each) must be an integer from 1 to 30";
+    const std::string images_range = "checkpoint metadata 'images' (step 30, batch 8) must be an integer from 30 to 240";
+    const std::string seconds = "checkpoint metadata 'train_seconds' must be a finite number >= 0";
+    const std::vector<std::tuple<std::string, std::string, std::string>> cases{
+        {"step", "-100", step_range + ", got '-100'"},
+        {"step", "31", step_range},
+        {"step", "0", step_range},
+        {"step", "9223372036854775807", step_range},
+        {"step", "99999999999999999999", step_range},
+        {"step", "30.0", step_range},
+        {"step", " 30", step_range},
+        {"step", "", "metadata lacks 'step'"},
+        {"epochs_done", "2147483647", "checkpoint metadata 'epochs_done' is 2147483647, more than the run's 3 epochs"},
+        {"epochs_done", "2147483648", "checkpoint metadata 'epochs_done' must be an integer >= 0, got '2147483648'"},
+        {"epochs_done", "-1", "checkpoint metadata 'epochs_done' must be an integer >= 0, got '-1'"},
+        {"epochs_done", "1e0", "'epochs_done' must be an integer"},
+        {"images", "241", images_range},
+        {"images", "29", images_range},
+        {"train_seconds", "nan", seconds},
+        {"train_seconds", "-1", seconds},
+        {"train_seconds", "1e999", seconds},
+        {"train_seconds", "", "metadata lacks 'train_seconds'"}};
+    for (const auto& [key, value, expected] : cases) {
+        BOOST_TEST_CONTEXT(key << " = '" << value << "'") {
+            write(ckpt, good);
+            set_metadata(ckpt, key, value);
+            const std::string changed = read(ckpt);
+            CHECK_MESSAGE_HAS(error_of([&] { train(small_config(run), cifar, true, nullptr); }), expected);
+            BOOST_TEST(read(ckpt) == changed);
+            BOOST_TEST(read(run / "log.csv") == log);
+        }
+    }
+    // a finished run resumed with its own total trains nothing; with fewer epochs than done it is refused
+    write(ckpt, good);
+    BOOST_TEST(train(first, cifar, true, nullptr).steps == 30);
+    set_metadata(ckpt, "epochs_done", "2");
+    set_metadata(ckpt, "step", "60");
+    CHECK_MESSAGE_HAS(error_of([&] { train(first, cifar, true, nullptr); }),
+                      "'epochs_done' is 2, more than the run's 1 epochs; resume with --epochs 2 or more");
+}
+
+BOOST_AUTO_TEST_CASE(missing_optimizer_state_needs_reset_optimizer) {
+    const data::Cifar10 cifar = synthetic_cifar();
+    const TempDir tmp;
+    const fs::path run = tmp.path / "run", ckpt = run / "checkpoint.safetensors";
+    TrainConfig c = small_config(run);
+    c.epochs = 1;
+    train(c, cifar, false, nullptr);
+    TensorFile f = load_safetensors(ckpt);
+    std::erase_if(f.tensors, [](const auto& t) { return t.first.starts_with("sgd/"); });
+    save_safetensors(ckpt, f);
+    const std::string without_state = read(ckpt);
+    c.epochs = 2;
+    const std::string msg = error_of([&] { train(c, cifar, true, nullptr); });
+    CHECK_MESSAGE_HAS(msg, "the optimiser's state is missing 10 of its 10 tensors");
+    CHECK_MESSAGE_HAS(msg, "--reset-optimizer");
+    BOOST_TEST(read(ckpt) == without_state);
+
+    c.reset_optimizer = true;
+    std::FILE* out = std::tmpfile();
+    const TrainResult r = train(c, cifar, true, out);
+    std::rewind(out);
+    std::string text(4096, '\0');
+    text.resize(std::fread(text.data(), 1, text.size(), out));
+    std::fclose(out);
+    BOOST_TEST(r.steps == 60);
+    CHECK_MESSAGE_HAS(text, "The optimiser's state starts afresh (reset)");
+    BOOST_TEST(load_safetensors(ckpt).contains("sgd/momentum/fc1.weight"));  // saved again after epoch 2
+    // not without resume
+    CHECK_MESSAGE_HAS(error_of([&] { train(c, cifar, false, nullptr); }), "applies to a resumed run only");
+}
+
+BOOST_AUTO_TEST_CASE(log_csv_is_read_strictly) {
+    const TempDir tmp;
+    const fs::path csv = tmp.path / "log.csv";
+    const std::string header = "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s";
+    const std::string rows = "train,1,10,80,2.302585,10.0000,1200.5,0.067\ntest,1,30,240,1.9,35.0000,5000.0,0.2\n";
+    write(csv, header + "\n" + rows);
+    const std::vector<LogRow> lf = read_log(csv);
+    BOOST_TEST_REQUIRE(lf.size() == 2u);
+    BOOST_TEST(lf[0].kind == "train");
+    BOOST_TEST(lf[0].step == 10);
+    BOOST_TEST(lf[0].loss == 2.302585);
+    BOOST_TEST(lf[1].accuracy == 35.0);
+    // CRLF line endings read as LF
+    std::string crlf;
+    for (const char c : header + "\n" + rows) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+    write(csv, crlf);
+    const std::vector<LogRow> back = read_log(csv);
+    BOOST_TEST_REQUIRE(back.size() == 2u);
+    BOOST_TEST(back[1].elapsed == 0.2);
+    BOOST_TEST(back[1].kind == "test");
+    // a header that differs is shown with what cannot be seen written out
+    write(csv, "\xef\xbb\xbf" + header + "\n" + rows);
+    CHECK_MESSAGE_HAS(error_of([&] { read_log(csv); }), "unexpected header '\\xef\\xbb\\xbfkind,epoch,");
+    write(csv, "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s\t\n" + rows);
+    CHECK_MESSAGE_HAS(error_of([&] { read_log(csv); }), "elapsed_s\\t', expected '" + header + "'");
+    // each cell strictly, naming the line and the column
+    const auto error_in = [&](const std::string& row) {
+        write(csv, header + "\n" + rows + row + "\n");
+        return error_of([&] { read_log(csv); });
+    };
+    CHECK_MESSAGE_HAS(error_in("train,2,12x,96,1.0,1.0,1.0,1.0"), "log.csv line 4, column 'step' must be an integer >= 0, got '12x'");
+    CHECK_MESSAGE_HAS(error_in("train,2,-100,96,1.0,1.0,1.0,1.0"), "column 'step' must be an integer >= 0, got '-100'");
+    CHECK_MESSAGE_HAS(error_in("train,99999999999,40,96,1.0,1.0,1.0,1.0"), "column 'epoch' must be an integer >= 1");
+    CHECK_MESSAGE_HAS(error_in("train,2,40,9223372036854775808,1.0,1.0,1.0,1.0"), "column 'images'");
+    CHECK_MESSAGE_HAS(error_in("train,2,40,320,nan,1.0,1.0,1.0"), "column 'loss' must be a finite number >= 0, got 'nan'");
+    CHECK_MESSAGE_HAS(error_in("train,2,40,320,1.0,100.5,1.0,1.0"), "column 'accuracy' must be a finite number from 0 to 100");
+    CHECK_MESSAGE_HAS(error_in("train,2,40,320,1.0,1.0,1.0"), "line 4: expected 8 columns");
+    CHECK_MESSAGE_HAS(error_in(",2,40,320,1.0,1.0,1.0,1.0"), "line 4: the column 'kind' is empty");
+    // a last line cut short by a crash (no newline) is skipped; one that is complete is read
+    write(csv, header + "\n" + rows + "train,2,4");
+    BOOST_TEST(read_log(csv).size() == 2u);
+    write(csv, header + "\n" + rows + "train,2,40,320,1.0,1.0,1.0,1.0");
+    BOOST_TEST(read_log(csv).size() == 3u);
+    write(csv, "");
+    CHECK_MESSAGE_HAS(error_of([&] { read_log(csv); }), "empty, expected the header");
+    // not a regular file: refused at once, without waiting on a FIFO
+    fs::remove(csv);
+    CHECK_MESSAGE_HAS(error_with_fifo(csv, [&] { read_log(csv); }), "is a FIFO (named pipe), not a regular file");
+    fs::remove(csv);
+    fs::create_directory(csv);
+    CHECK_MESSAGE_HAS(error_of([&] { read_log(csv); }), "is a folder, not a regular file");
+}
+
+// A FIFO in place of the checkpoint or the log is refused at once when resuming.
+BOOST_AUTO_TEST_CASE(resume_refuses_files_that_are_not_regular) {
+    const data::Cifar10 cifar = synthetic_cifar();
+    const TempDir tmp;
+    const fs::path run = tmp.path / "run";
+    TrainConfig c = small_config(run);
+    c.epochs = 1;
+    c.max_batches = 2;
+    train(c, cifar, false, nullptr);
+    for (const char* name : {"checkpoint.safetensors", "log.csv"}) {
+        BOOST_TEST_CONTEXT(name) {
+            const fs::path file = run / name, kept = tmp.path / name;
+            fs::rename(file, kept);
+            CHECK_MESSAGE_HAS(error_with_fifo(file, [&] { train(c, cifar, true, nullptr); }), "is a FIFO (named pipe), not a regular file");
+            fs::remove(file);
+            fs::rename(kept, file);
+        }
+    }
+    c.epochs = 2;
+    BOOST_TEST(train(c, cifar, true, nullptr).steps == 4);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

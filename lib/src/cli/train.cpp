@@ -2,17 +2,17 @@
 // lr 0.001, momentum 0.9, batch 4, 2 epochs).
 #include <omp.h>
 
+#include <algorithm>
 #include <csignal>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "common.hpp"
 #include "mcnn/cli.hpp"
 #include "mcnn/train/config.hpp"
+#include "../util/files.hpp"
 
 namespace mcnn::cli {
 namespace {
@@ -22,9 +22,15 @@ struct TrainFlags {
     TrainConfig config;
     std::string data_dir, run_dir, resume_dir;
     int threads = 0;
-    bool no_plots = false, summary_only = false;
+    bool no_plots = false, summary_only = false, reset_optimizer = false;
     std::string program = "train";  // how this command was started (argv[0]), for the resume hint
+    std::vector<std::string> given;  // the flags on the command line ("--lr", ...)
+    bool was_given(const std::string& flag) const { return std::find(given.begin(), given.end(), flag) != given.end(); }
 };
+
+/// The flags --resume takes besides itself: they do not change what the run computes. Every other
+/// flag is refused with --resume, never silently ignored.
+const std::vector<std::string> resume_flags{"--epochs", "--eval-batch", "--threads", "--data", "--no-plots", "--reset-optimizer"};
 
 std::string timestamp() {
     const std::time_t now = std::time(nullptr);
@@ -33,12 +39,25 @@ std::string timestamp() {
     return buf;
 }
 
-std::string read_text(const std::filesystem::path& path) {
-    std::ifstream f(path);
-    if (!f) fail("cannot read {}", path.string());
-    std::stringstream s;
-    s << f.rdbuf();
-    return s.str();
+/// A run folder's config.json: a regular file (a FIFO would block the reader) of at most 1 MiB.
+std::string read_run_config(const std::filesystem::path& run_dir) {
+    try {
+        return files::read_regular_file(run_dir / "config.json", "the run's settings", std::uint64_t(1) << 20);
+    } catch (const Error& e) {
+        fail("cannot resume {}: {}", run_dir.string(), e.what());
+    }
+}
+
+/// With --resume the run's settings are config.json's: a flag that would change them is refused.
+void refuse_settings_on_resume(const TrainFlags& f) {
+    std::vector<std::string> refused;
+    for (const std::string& flag : f.given)
+        if (flag != "--resume" && std::find(resume_flags.begin(), resume_flags.end(), flag) == resume_flags.end())
+            refused.push_back(flag);
+    if (!refused.empty())
+        fail("--resume keeps the run's settings (config.json in the run folder), so {} cannot be given with it; with --resume "
+             "only {} may be given (--epochs sets a new total)",
+             fmt::join(refused, ", "), fmt::join(resume_flags, ", "));
 }
 
 void add_training_options(CLI::App& app, TrainConfig& c) {
@@ -70,12 +89,16 @@ void add_run_options(CLI::App& app, TrainFlags& f) {
                                          "../shared/cifar10/cifar-10-batches-bin)");
     auto* run_opt = app.add_option("--run-dir", f.run_dir, "run folder (default: runs/<model>-<date>-<time>)");
     app.add_option("--resume", f.resume_dir, "continue the run in this folder from its last checkpoint "
-                                             "(its settings are kept; --epochs may raise the total)")
+                                             "(its settings are kept: with it only --epochs for a new total, --eval-batch, "
+                                             "--threads, --data, --no-plots, --reset-optimizer)")
         ->excludes(run_opt);
     app.add_option("--threads", f.threads, "OpenMP threads (0: every core; a conv layer splits its images between them, "
                                            "and work too small to split stays on one)")
         ->capture_default_str()->check(CLI::NonNegativeNumber);
     app.add_flag("--no-plots", f.no_plots, "do not draw curves.png");
+    app.add_flag("--reset-optimizer", f.reset_optimizer, "with --resume: load the parameters only and start the "
+                                                         "optimiser's state afresh (for a checkpoint that lacks it; "
+                                                         "the run then differs from an unbroken one)");
     app.add_flag("--summary", f.summary_only, "print the model summary and exit");
     app.footer("Writes to the run folder: config.json, summary.txt, log.csv, checkpoint.safetensors (each epoch), "
                "curves.png, metrics.json. Ctrl-C (SIGINT) or SIGTERM stops after the current step and saves that point "
@@ -83,29 +106,39 @@ void add_run_options(CLI::App& app, TrainFlags& f) {
                "Get the data with scripts/download-cifar10.sh.\n\n" + detail::model_table());
 }
 
-/// The run's settings: the command line's, or with --resume the run folder's (--epochs may raise them).
-TrainConfig settings(TrainFlags& f, bool epochs_given) {
+/// The run's settings: the command line's, or with --resume the run folder's, where --epochs sets a
+/// new total and --eval-batch, --no-plots apply (said on the output).
+TrainConfig settings(TrainFlags& f) {
     TrainConfig c = f.config;
     c.plots = !f.no_plots;
     if (f.resume_dir.empty()) {
         c.run_dir = f.run_dir.empty() ? std::filesystem::path("runs") / (c.model + "-" + timestamp())
                                       : std::filesystem::path(f.run_dir);
     } else {
-        c = TrainConfig::from_json(read_text(std::filesystem::path(f.resume_dir) / "config.json"));
-        if (epochs_given) c.epochs = f.config.epochs;
+        c = TrainConfig::from_json(read_run_config(f.resume_dir));
+        if (f.was_given("--epochs")) c.epochs = f.config.epochs;
+        if (f.was_given("--eval-batch") && c.eval_batch != f.config.eval_batch) {
+            fmt::print("Resuming with --eval-batch {} (the run evaluated in batches of {})\n", f.config.eval_batch, c.eval_batch);
+            c.eval_batch = f.config.eval_batch;
+        }
+        if (f.no_plots && c.plots) fmt::print("Resuming with --no-plots: curves.png is no longer drawn\n");
+        if (f.no_plots) c.plots = false;
+        c.reset_optimizer = f.reset_optimizer;
         c.run_dir = f.resume_dir;
     }
     c.validate();
     return c;
 }
 
-int run(TrainFlags& f, bool epochs_given) {
+int run(TrainFlags& f) {
+    if (!f.resume_dir.empty()) refuse_settings_on_resume(f);
+    if (f.reset_optimizer && f.resume_dir.empty()) fail("--reset-optimizer applies with --resume only");
     if (f.summary_only) {
         const TrainConfig& c = f.config;
         fmt::print("{}", detail::model_summary(c.model, c.conv, c.seed, model_info(c.model).input));
         return 0;
     }
-    const TrainConfig c = settings(f, epochs_given);
+    const TrainConfig c = settings(f);
     // A model that cannot train on CIFAR-10 fails here, naming itself, before the data is read.
     const ModelInfo& info = model_info(c.model);
     if (!detail::takes_cifar(info))
@@ -136,8 +169,10 @@ int train(int argc, char** argv) {
     add_training_options(app, flags.config);
     add_run_options(app, flags);
     CLI11_PARSE(app, argc, argv);
+    for (const CLI::Option* option : app.get_options())
+        if (option->count() > 0) flags.given.push_back(option->get_name());
     detail::keep_freed_memory();
-    return detail::run_reporting_errors("train", 1, [&] { return run(flags, app.count("--epochs") > 0); });
+    return detail::run_reporting_errors("train", 1, [&] { return run(flags); });
 }
 
 }  // namespace mcnn::cli

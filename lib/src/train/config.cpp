@@ -141,6 +141,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     o.test = config.validation ? &test_set : nullptr;
     o.run_dir = config.run_dir;
     o.resume = resume;
+    o.reset_optimizer = config.reset_optimizer;
     o.plots = config.plots;
     o.model_name = config.model;
     o.config_json = config.to_json();

@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -16,7 +15,9 @@
 #include "mcnn/plot/curves.hpp"
 #include "mcnn/train/checkpoint.hpp"
 #include "mcnn/train/progress.hpp"
+#include "../util/files.hpp"
 #include "../util/strict.hpp"
+#include "run_files.hpp"
 #include "run_lock.hpp"
 #include "stop_signals.hpp"
 
@@ -26,11 +27,10 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-constexpr const char* checkpoint_format = "manualcnn-checkpoint/1";
+using run_files::checkpoint_format;
+using run_files::csv_header;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-const std::string csv_header = "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s";
 
 std::string csv_line(const LogRow& r) {
     return fmt::format("{},{},{},{},{:.6f},{:.4f},{:.1f},{:.3f}", r.kind, r.epoch, r.step, r.images, r.loss, r.accuracy,
@@ -53,6 +53,7 @@ void check_inputs(Module<float>& model, const data::Dataset& train, const data::
     if (o.eval_batch < 1) fail("fit: the evaluation batch must be >= 1, got {}", o.eval_batch);
     if (train.size() == 0) fail("fit: the training data is empty");
     if (o.resume && o.run_dir.empty()) fail("fit: resume needs a run folder");
+    if (o.reset_optimizer && !o.resume) fail("fit: resetting the optimiser's state applies to a resumed run only");
     for (const data::Dataset* d : {&eval, o.test}) {
         if (!d) continue;
         if (d->example_shape() != train.example_shape() || d->classes() != train.classes())
@@ -209,6 +210,7 @@ struct Run {
     /// epoch's end; the report window is saved with it, so a resumed run logs the same rows).
     void checkpoint(int epochs_done, std::size_t batch_in_epoch) {
         if (!folder.enabled()) return;
+        refuse_non_finite(batch_in_epoch ? fmt::format("in epoch {}", epochs_done + 1) : fmt::format("after epoch {}", epochs_done));
         std::map<std::string, std::string> meta{{"epochs_done", std::to_string(epochs_done)},
                                                 {"batch_in_epoch", std::to_string(batch_in_epoch)},
                                                 {"step", std::to_string(result.steps)},
@@ -229,6 +231,24 @@ struct Run {
                  last_good.empty() ? "there is none from before" : fmt::format("the last one, {}, is left as it was", last_good));
         }
         last_good = fmt::format("{} ({})", folder.checkpoint().string(), point(epochs_done, batch_in_epoch, result.steps));
+    }
+
+    /// What a diverged run reports besides where it diverged: the first non-finite tensor, the last
+    /// good checkpoint (left as it was) and a hint.
+    std::string divergence_details() {
+        const auto bad = first_non_finite(model, &optimizer);
+        const std::string saved = !folder.enabled() ? "no run folder, so no checkpoint"
+                                  : last_good.empty()
+                                      ? "no checkpoint was written (none was good)"
+                                      : fmt::format("the last good checkpoint, {}, is left as it was", last_good);
+        return fmt::format("{}{}; try a smaller learning rate", bad ? bad->str() + "; " : "", saved);
+    }
+
+    /// Throws when a parameter or the optimiser's state holds NaN or infinity (a diverged run),
+    /// before it is evaluated or saved: `when` says where in the run ("after epoch 2").
+    void refuse_non_finite(const std::string& when) {
+        if (first_non_finite(model, &optimizer))
+            fail("training diverged {} (step {}): {}", when, result.steps, divergence_details());
     }
 
     /// "after epoch 2, step 60", or in the middle of an epoch "in epoch 3 after batch 15 of 30, step 75".
@@ -272,18 +292,20 @@ void open_run(Run& run) {
         return;
     }
     const fs::path ckpt = run.folder.checkpoint();
-    if (!fs::exists(ckpt)) fail("cannot resume: {} has no checkpoint (checkpoint.safetensors)", run.o.run_dir.string());
+    if (!fs::exists(fs::symlink_status(ckpt)))
+        fail("cannot resume: {} has no checkpoint (checkpoint.safetensors)", run.o.run_dir.string());
     run.folder.lock();
-    const auto meta = load_checkpoint(ckpt, run.model, &run.optimizer, run.o.model_name);
-    try {
-        run.first_epoch = std::stoi(meta.at("epochs_done"));
-        run.result.steps = std::stol(meta.at("step"));
-        run.result.train_images = std::stol(meta.at("images"));
-        run.result.train_seconds = std::stod(meta.at("train_seconds"));
-    } catch (const std::exception&) {
-        fail("{}: checkpoint metadata lacks the training progress (epochs_done, step, images, train_seconds)", ckpt.string());
-    }
-    read_position_in_epoch(run, meta, ckpt);
+    (void)files::regular_file_size(ckpt, "cannot resume: the checkpoint");  // a FIFO would block the reader
+    // With reset_optimizer the state in the checkpoint is neither read nor checked.
+    Optimizer<float>* optimizer = run.o.reset_optimizer ? nullptr : &run.optimizer;
+    const TensorFile file = run_files::checked_checkpoint(ckpt, run.model, optimizer, run.o.model_name);
+    const run_files::SavedProgress p = run_files::saved_progress(ckpt, file.metadata, run.o, run.batches);
+    run.first_epoch = p.epochs_done;
+    run.result.steps = p.step;
+    run.result.train_images = p.images;
+    run.result.train_seconds = p.train_seconds;
+    read_position_in_epoch(run, file.metadata, ckpt);
+    run_files::put_in_place(file, run.model, optimizer);
     run.last_good = fmt::format("{} ({})", ckpt.string(), run.point(run.first_epoch, run.first_batch, run.result.steps));
     run.folder.resume(run.result.steps);
     if (run.first_batch == 0)
@@ -291,6 +313,11 @@ void open_run(Run& run) {
     else
         run.progress.line(fmt::format("Resuming {} in epoch {} after batch {} of {} (step {})", run.o.run_dir.string(),
                                       run.first_epoch + 1, run.first_batch, run.batches, run.result.steps));
+    if (run.o.reset_optimizer) {
+        for (const auto& [name, t] : run.optimizer.state()) *t = Tensor<float>();
+        run.progress.line("The optimiser's state starts afresh (reset): the parameters are the checkpoint's, but the run "
+                          "will differ from an unbroken one");
+    }
 }
 
 void report(Run& run, int epoch, std::size_t batch_index, ReportWindow& w) {
@@ -337,8 +364,8 @@ std::size_t train_epoch(Run& run, data::BatchLoader& loader, int epoch) {
     for (std::size_t b = first; b < batches && loader.next(images, labels); ++b) {
         const double l = train_step(run, tape, images, labels, w);
         if (!std::isfinite(l))
-            fail("training diverged: loss is {} at epoch {}, batch {} (step {}); try a smaller learning rate", l, epoch + 1, b + 1,
-                 run.result.steps + 1);
+            fail("training diverged: loss is {} at epoch {}, batch {} (step {}); {}", l, epoch + 1, b + 1, run.result.steps + 1,
+                 run.divergence_details());
         w.loss += l;
         w.images += static_cast<long>(labels.size());
         ++w.batches;
@@ -440,6 +467,7 @@ bool run_epochs(Run& run, data::BatchLoader& loader, Evaluation& last_eval) {
             stopped = true;
             break;
         }
+        run.refuse_non_finite(fmt::format("in epoch {}", epoch + 1));  // before its evaluation is logged
         last_eval = evaluate_epoch(run, epoch);
         run.checkpoint(epoch + 1, 0);
         run.folder.redraw();
@@ -481,80 +509,54 @@ TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::D
 
 void save_checkpoint(const fs::path& path, Module<float>& model, Optimizer<float>* optimizer, const std::string& model_name,
                      const std::map<std::string, std::string>& metadata) {
+    if (const auto bad = first_non_finite(model, optimizer))
+        fail("{}: not saved, a checkpoint must hold finite values only: {}", path.string(), bad->str());
     TensorFile file;
     for (Parameter<float>* p : model.parameters()) file.tensors.emplace_back("model/" + p->name, p->value);
+    json empty_state = json::array();  // so that loading tells a state not started yet from a missing one
     if (optimizer)
-        for (const auto& [name, t] : optimizer->state())
-            if (!t->empty()) file.tensors.emplace_back(name, *t);
+        for (const auto& [name, t] : optimizer->state()) {
+            if (t->empty())
+                empty_state.push_back(name);
+            else
+                file.tensors.emplace_back(name, *t);
+        }
     file.metadata = metadata;
     file.metadata["format"] = checkpoint_format;
     file.metadata["model"] = model_name;
+    if (optimizer) file.metadata[run_files::empty_state_key] = empty_state.dump();
     save_safetensors(path, file);
 }
 
 std::map<std::string, std::string> load_checkpoint(const fs::path& path, Module<float>& model, Optimizer<float>* optimizer,
                                                    const std::string& model_name) {
-    const TensorFile file = load_safetensors(path);
-    const auto meta = [&](const std::string& key) {
-        auto it = file.metadata.find(key);
-        return it == file.metadata.end() ? std::string() : it->second;
-    };
-    if (meta("format") != checkpoint_format)
-        fail("{}: not a ManualCNN checkpoint (format '{}', expected '{}')", path.string(), meta("format"), checkpoint_format);
-    if (!model_name.empty() && meta("model") != model_name)
-        fail("{}: checkpoint of model '{}', cannot load into model '{}'", path.string(), meta("model"), model_name);
-    const auto params = model.parameters();
-    // Check everything before changing anything: a failed load leaves the model as it was.
-    for (Parameter<float>* p : params) {
-        const std::string name = "model/" + p->name;
-        if (!file.contains(name)) fail("{}: parameter '{}' is missing", path.string(), p->name);
-        if (file.at(name).shape() != p->value.shape())
-            fail("{}: parameter '{}' has shape {} in the checkpoint but {} in the model", path.string(), p->name,
-                 file.at(name).shape().str(), p->value.shape().str());
-    }
-    const auto state = optimizer ? optimizer->state() : std::vector<std::pair<std::string, Tensor<float>*>>{};
-    for (std::size_t i = 0; i < state.size(); ++i) {
-        const std::string& name = state[i].first;
-        const Shape expected = optimizer->parameters().size() == state.size() ? optimizer->parameters()[i]->value.shape() : Shape{};
-        if (file.contains(name) && expected.rank() > 0 && file.at(name).shape() != expected)
-            fail("{}: optimiser state '{}' has shape {}, expected {}", path.string(), name, file.at(name).shape().str(), expected.str());
-    }
-    for (Parameter<float>* p : params) {
-        p->value = file.at("model/" + p->name);
-        p->zero_grad();
-    }
-    for (const auto& [name, t] : state) *t = file.contains(name) ? file.at(name) : Tensor<float>();
+    const TensorFile file = run_files::checked_checkpoint(path, model, optimizer, model_name);
+    run_files::put_in_place(file, model, optimizer);
     return file.metadata;
 }
 
 std::vector<LogRow> read_log(const fs::path& csv) {
-    std::ifstream f(csv);
-    if (!f) fail("cannot read the training log {}", csv.string());
+    const std::string text = files::read_regular_file(csv, "training log", run_files::max_log_bytes);
+    if (text.empty()) fail("{}: empty, expected the header '{}'", csv.string(), csv_header);
     std::vector<LogRow> rows;
-    std::string line;
-    std::getline(f, line);
-    if (line != csv_header) fail("{}: unexpected header '{}'", csv.string(), line);
-    for (int number = 2; std::getline(f, line); ++number) {
-        if (line.empty()) continue;
-        std::istringstream in(line);
-        LogRow r;
-        std::string cell;
-        std::vector<std::string> cells;
-        while (std::getline(in, cell, ',')) cells.push_back(cell);
-        if (cells.size() != 8) fail("{}:{}: expected 8 columns, got {}", csv.string(), number, cells.size());
-        try {
-            r.kind = cells[0];
-            r.epoch = std::stoi(cells[1]);
-            r.step = std::stol(cells[2]);
-            r.images = std::stol(cells[3]);
-            r.loss = std::stod(cells[4]);
-            r.accuracy = std::stod(cells[5]);
-            r.images_per_second = std::stod(cells[6]);
-            r.elapsed = std::stod(cells[7]);
-        } catch (const std::exception&) {
-            fail("{}:{}: not a log row: '{}'", csv.string(), number, line);
+    std::size_t begin = 0;
+    for (int number = 1; begin < text.size(); ++number) {
+        const std::size_t newline = text.find('\n', begin);
+        const bool complete = newline != std::string::npos;
+        std::string_view line(text.data() + begin, (complete ? newline : text.size()) - begin);
+        begin = complete ? newline + 1 : text.size();
+        if (line.ends_with('\r')) line.remove_suffix(1);  // CRLF line endings
+        if (number == 1) {
+            if (line != csv_header)
+                fail("{}: unexpected header '{}', expected '{}'", csv.string(), run_files::escaped(line), csv_header);
+            continue;
         }
-        rows.push_back(r);
+        if (line.empty()) continue;
+        try {
+            rows.push_back(run_files::log_row(line, fmt::format("{} line {}", csv.string(), number)));
+        } catch (const Error&) {
+            if (complete) throw;  // a last line without its newline was cut short by a crash: skipped
+        }
     }
     return rows;
 }

@@ -26,6 +26,7 @@ struct TrainConfig {
     int eval_batch = 500;
     bool plots = true;
     std::filesystem::path run_dir;
+    bool reset_optimizer = false;    // with resume: parameters only, the optimiser starts afresh (not in the JSON)
 
     std::string to_json() const;
     /// Parses what to_json wrote; throws naming the field that is missing or wrong.

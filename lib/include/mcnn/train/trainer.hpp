@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,9 @@ struct FitOptions {
 
     std::filesystem::path run_dir;   // empty: no run folder (no checkpoints, curves or metrics)
     bool resume = false;             // continue the run in run_dir
+    /// With resume: load the parameters only and start the optimiser's state afresh (needed when the
+    /// checkpoint lacks it; the run then differs from an unbroken one).
+    bool reset_optimizer = false;
     bool plots = true;               // draw curves.png
     std::string model_name = "model";  // stored in the checkpoint; resume refuses another model's
     std::string config_json;         // the caller's settings: written to config.json and the checkpoint
@@ -90,22 +94,51 @@ struct TrainResult {
 /// `eval_data` after every epoch. Throws before training when the datasets' example shapes differ,
 /// the model cannot take them, or its output is not batch x classes; when the run folder already
 /// holds a run (without resume) or holds none (with resume), or another process trains in it (its
-/// lock names the PID); when the loss stops being finite; and when a file cannot be written (the
-/// message names it and the system's reason; the previous checkpoint stays as it was).
+/// lock names the PID); when the checkpoint's progress does not fit the run (epochs_done above
+/// options.epochs, step or images beyond what its epochs can hold); and when a file cannot be
+/// written (the message names it and the system's reason; the previous checkpoint stays as it was).
+/// Throws when the run diverges: the loss, a parameter or the optimiser's state stops being finite
+/// (checked after every epoch, before it is evaluated and saved). A non-finite checkpoint is never
+/// written: the message names the first non-finite tensor and element, the epoch and step, and the
+/// last good checkpoint, which is left as it was.
 TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::Dataset& train_data,
                 const data::Dataset& eval_data, const FitOptions& options);
 
+/// One element that is not finite: the tensor's checkpoint name ("model/<param>" or an optimiser
+/// state name) and shape, the element's flat index and its value.
+struct NonFiniteValue {
+    std::string tensor;
+    Shape shape;
+    std::size_t index = 0;
+    float value = 0;
+    /// "model/fc2.weight holds nan at element 17 (index [0, 17] of [84, 120])".
+    std::string str() const;
+};
+
+/// The first NaN or infinity of `tensor` (called `name` in messages); nullopt when all are finite.
+std::optional<NonFiniteValue> first_non_finite(const std::string& name, const Tensor<float>& tensor);
+/// The first NaN or infinity among the model's parameters (in parameter order), then among the
+/// optimiser's state (in state order; empty tensors hold nothing); nullopt when all are finite.
+std::optional<NonFiniteValue> first_non_finite(Module<float>& model, Optimizer<float>* optimizer);
+
 /// Saves / restores a model and its optimiser's state (tensors "model/<param>" and the
-/// optimiser's state names; `metadata` is stored beside them, with "model" = model_name).
-/// Loading checks everything before changing anything: every parameter present with its shape,
-/// the state's shapes, the model name (unless `model_name` is empty); it fails naming the first
-/// problem and leaves the model as it was.
+/// optimiser's state names; `metadata` is stored beside them, with "model" = model_name, and
+/// "optimizer_state_empty": a JSON list of the state tensors that were empty, so not stored).
+/// Saving refuses a model or state holding NaN or infinity (nothing is written).
+/// Loading checks everything before changing anything: every parameter present with its shape and
+/// finite values; with an optimiser, every state tensor present (or listed as empty) with its shape
+/// and finite values; no tensor the model and optimiser do not know ("model/..." always; others only
+/// with an optimiser: without one, the state is not read); the model name (unless `model_name` is
+/// empty). It fails naming the problem and the tensors, and leaves the model and optimiser as they were.
 void save_checkpoint(const std::filesystem::path& path, Module<float>& model, Optimizer<float>* optimizer,
                      const std::string& model_name, const std::map<std::string, std::string>& metadata);
 std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& path, Module<float>& model,
                                                    Optimizer<float>* optimizer, const std::string& model_name);
 
-/// Reads log.csv back (for resuming and plotting).
+/// Reads log.csv back (for resuming and plotting). Strict: a regular file (a FIFO is refused without
+/// opening it), the exact header, 8 cells per row, each a number in its column's range (the message
+/// names the line and column); CRLF line endings are read as LF; a last line cut short by a crash
+/// (no newline, does not parse) is skipped.
 std::vector<LogRow> read_log(const std::filesystem::path& csv);
 
 }  // namespace mcnn
