@@ -69,7 +69,9 @@ struct TrainResult {
 
 /// Trains `model` with `optimizer` (built over model.parameters()) on `train_data`, evaluating on
 /// `eval_data` after every epoch. Throws before training when the datasets' example shapes differ,
-/// the model cannot take them, or its output is not batch x classes; when the run folder already
+/// the model cannot take them, or its output is not batch x classes; when the batch is larger than
+/// the training set, or its step needs more memory than this process can get (an estimate from
+/// the model's recorded values, against MemAvailable and ulimit -v); when the run folder already
 /// holds a run (without resume) or holds none (with resume); and when the loss stops being finite.
 TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::Dataset& train_data,
                 const data::Dataset& eval_data, const FitOptions& options);
