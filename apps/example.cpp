@@ -1,23 +1,41 @@
 // A first tour of ManualCNN: build SimpleCNN as a graph on a tape, run forward and backward, and
 // check every gradient numerically.
 //   example [--batch 2] [--seed 0] [--all]
+#include <charconv>
+
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
 #include "mcnn/check/gradcheck.hpp"
+#include "mcnn/cli.hpp"
 #include "mcnn/nn/models.hpp"
 #include "mcnn/nn/module.hpp"
 #include "mcnn/ops/loss.hpp"
 
 using namespace mcnn;
 
-int main(int argc, char** argv) {
+/// The whole of `text` as a whole number in [min, max] (no sign, no wrap-around); else a message
+/// naming `flag` that stops the parse.
+std::uint64_t whole_number(const std::string& text, const std::string& flag, std::uint64_t min, std::uint64_t max) {
+    std::uint64_t v = 0;
+    const char* end = text.data() + text.size();
+    const auto [stop, ec] = std::from_chars(text.data(), end, v);
+    if (text.empty() || ec != std::errc() || stop != end || v < min || v > max)
+        throw CLI::ValidationError(fmt::format("{} must be an integer from {} to {}, got '{}'", flag, min, max, text));
+    return v;
+}
+
+int tour(int argc, char** argv) {
     CLI::App app{"Build SimpleCNN as a graph, run forward and backward, and check its gradients numerically."};
     int batch = 2;
     std::uint64_t seed = 0;
     bool all = false;
-    app.add_option("--batch", batch, "images in the batch")->check(CLI::Range(1, 64));
-    app.add_option("--seed", seed, "seed for weights, images and labels");
+    app.add_option_function<std::string>(
+        "--batch", [&](const std::string& t) { batch = static_cast<int>(whole_number(t, "--batch", 1, 64)); },
+        "images in the batch, 1 to 64 (default 2)");
+    app.add_option_function<std::string>(
+        "--seed", [&](const std::string& t) { seed = whole_number(t, "--seed", 0, UINT64_MAX); },
+        "seed for weights, images and labels (default 0)");
     app.add_flag("--all", all, "check every element (default: at most 300 per tensor)");
     CLI11_PARSE(app, argc, argv);
 
@@ -53,3 +71,6 @@ int main(int argc, char** argv) {
     fmt::print("Gradient check (eps {}, pass when |a-n| <= {} + {}*|n|):\n{}", options.eps, options.atol, options.rtol, report.table());
     return report.passed() ? 0 : 1;
 }
+
+// Any error (out of memory included) ends the program with a message, not an abort.
+int main(int argc, char** argv) { return mcnn::cli::run_main(tour, argc, argv); }

@@ -2,4 +2,4 @@
 // The command lives in the library (mcnn/cli.hpp), so a program with its own models has it too.
 #include "mcnn/cli.hpp"
 
-int main(int argc, char** argv) { return mcnn::cli::train(argc, argv); }
+int main(int argc, char** argv) { return mcnn::cli::run_main(mcnn::cli::train, argc, argv); }

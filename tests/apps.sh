@@ -32,6 +32,24 @@ expect() {
   fi
 }
 
+# refuse PATTERN -- COMMAND...: a bad flag value. The exit status is non-zero, the output matches
+# PATTERN, and it holds neither CLI11's 300-digit range bounds nor an unsigned wrap-around.
+refuse() {
+  expect nonzero "$@"
+  if grep -Eq '[0-9]{30}|18446744073709551615' "$tmp/out"; then
+    failures=$((failures + 1))
+    echo "FAILED: ${*:3}: the message shows a huge number"
+    sed 's/^/    /' "$tmp/out" | head -5
+  fi
+}
+
+# run_limited KB COMMAND...: COMMAND with its address space limited to KB kilobytes (ulimit -v).
+run_limited() {
+  local kb=$1
+  shift
+  bash -c 'ulimit -v "$0" && exec "$@"' "$kb" "$@"
+}
+
 # train: help lists every flag; bad settings are refused before any work
 expect 0 "--resume" -- "$bin/train" --help
 for flag in --model --epochs --batch --lr --momentum --weight-decay --seed --report-every --validation \
@@ -43,6 +61,32 @@ expect 0 "manual +input \[3, 32, 32\], 10 classes" -- "$bin/train" --help
 expect nonzero "epochs" -- "$bin/train" --epochs 0
 expect nonzero "batch" -- "$bin/train" --batch -3
 expect nonzero "lr" -- "$bin/train" --lr abc
+# numbers are read whole and strictly, with readable ranges: no wrap-around, no NaN, no 300 digits
+refuse "^--epochs must be an integer >= 1, got '0'" -- "$bin/train" --epochs 0
+refuse "^--batch must be an integer >= 1, got '0'" -- "$bin/train" --batch 0
+refuse "^--batch must be an integer >= 1, got '-3'" -- "$bin/train" --batch -3
+refuse "^--batch must be an integer >= 1, got '4.5'" -- "$bin/train" --batch 4.5
+refuse "^--batch must be an integer >= 1, got '0x10'" -- "$bin/train" --batch 0x10
+refuse "^--epochs must be an integer >= 1, got '99999999999999999999'" -- "$bin/train" --epochs 99999999999999999999
+refuse "^--seed must be an integer >= 0, got '-1'" -- "$bin/train" --seed -1 --summary
+refuse "^--max-batches must be an integer >= 0, got '-1'" -- "$bin/train" --max-batches -1
+refuse "^--validation must be an integer >= 0, got '-1'" -- "$bin/train" --validation -1
+refuse "^--report-every must be an integer >= 1, got '0'" -- "$bin/train" --report-every 0
+refuse "^--eval-batch must be an integer >= 1, got '2147483648'" -- "$bin/train" --eval-batch 2147483648
+refuse "^--threads must be an integer >= 0, got '-2'" -- "$bin/train" --threads -2
+refuse "^--lr must be a finite number > 0, got '0'" -- "$bin/train" --lr 0
+refuse "^--lr must be a finite number > 0, got 'nan'" -- "$bin/train" --lr nan
+refuse "^--lr must be a finite number > 0, got 'inf'" -- "$bin/train" --lr inf
+refuse "^--lr must be a finite number > 0, got '1e999'" -- "$bin/train" --lr 1e999
+refuse "^--lr must be a finite number > 0, got 'abc'" -- "$bin/train" --lr abc
+refuse "^--momentum must be a finite number >= 0, got '-0.5'" -- "$bin/train" --momentum -0.5
+refuse "^--weight-decay must be a finite number >= 0, got '-inf'" -- "$bin/train" --weight-decay -inf
+expect 0 "--batch INT=4 +images per mini-batch, .*\(>= 1\)" -- "$bin/train" --help
+expect 0 "--lr FLOAT=0.001 +SGD learning rate \(> 0\)" -- "$bin/train" --help
+expect 0 "more than the cores is capped" -- "$bin/train" --help
+# more threads than cores: capped, with a one-line notice (here before the missing data stops the run)
+expect 1 "^train: --threads 100000 is more than the [0-9]+ cores? of this machine: using [0-9]+$" -- \
+  "$bin/train" --threads 100000 --data "$tmp/none" --run-dir "$tmp/run"
 expect nonzero "unknown model 'nope'; known models: simple, tuned, manual" -- "$bin/train" --model nope
 expect nonzero "conv" -- "$bin/train" --conv sideways
 expect nonzero "conv" -- "$bin/train" --conv fast --summary   # the old names are for old run folders only
@@ -96,6 +140,22 @@ if [ -f "$data/test_batch.bin" ]; then
 else
   echo "train: real CIFAR-10 not found in $data; its resume and divergence runs are skipped"
 fi
+# resources: a batch larger than the training set, or than the memory can hold, is refused before
+# the first step; running out of memory ends with a message (exit 1), never an abort (exit 134)
+if [ -f "$data/test_batch.bin" ]; then
+  expect 1 "^train: error: fit: batch 60000 is larger than the training set \(50000 examples\): use a batch of at most 50000" -- \
+    "$bin/train" --batch 60000 --data "$data" --run-dir "$tmp/big" --no-plots
+  expect 1 "batch 100000 is larger than the training set" -- \
+    run_limited 3000000 "$bin/train" --batch 100000 --data "$data" --run-dir "$tmp/big" --no-plots
+  expect 1 "^train: error: batch 40000 needs about [0-9.]+ GB for activations and gradients; the address-space limit \(ulimit -v, 3.1 GB\) leaves this process [0-9.]+ [GM]B: use a smaller --batch" -- \
+    run_limited 3000000 "$bin/train" --batch 40000 --data "$data" --run-dir "$tmp/oom" --no-plots
+else
+  echo "train: real CIFAR-10 not found in $data; the batch and memory checks of train are skipped"
+fi
+if [ -n "$user" ]; then  # bench has no estimate: its allocation fails (random examples need no data)
+  expect 1 "^bench: error: out of memory while running bench \(an allocation failed; the address-space limit \(ulimit -v\) is 3.1 GB; this machine has [0-9.]+ [GM]B available\): use a smaller batch" -- \
+    run_limited 3000000 "$user" bench --case user-gray-infer-b5000000 --steps 1 --warmup 0 --threads 1
+fi
 
 # gradcheck: passes on the nodes and models, fails (exit 1) naming the faulty parameter
 expect 0 "notebook_layer +[0-9]+ .* ok" -- "$bin/gradcheck" --node all
@@ -106,6 +166,17 @@ expect 2 "--node NAME" -- "$bin/gradcheck"
 expect nonzero "unknown model 'resnet'; known models: simple, tuned, manual" -- "$bin/gradcheck" --model resnet
 expect 0 "PASSED" -- "$bin/gradcheck" --model manual --max-elements 20
 expect 0 "PASSED" -- "$bin/gradcheck" --model tuned --max-elements 4
+refuse "^--batch must be an integer from 1 to 64, got '0'" -- "$bin/gradcheck" --model simple --batch 0
+refuse "^--seed must be an integer >= 0, got '-1'" -- "$bin/gradcheck" --node all --seed -1
+refuse "^--max-elements must be an integer >= 0, got '-1'" -- "$bin/gradcheck" --node all --max-elements -1
+refuse "^--eps must be a finite number > 0, got '0'" -- "$bin/gradcheck" --node all --eps 0
+refuse "^--min-eps must be a finite number > 0, got 'nan'" -- "$bin/gradcheck" --node all --min-eps nan
+refuse "^--atol must be a finite number >= 0, got '-1'" -- "$bin/gradcheck" --node all --atol -1
+refuse "^--rtol must be a finite number >= 0, got 'inf'" -- "$bin/gradcheck" --node all --rtol inf
+
+# example: its flags are strict too
+refuse "^--batch must be an integer from 1 to 64, got '0'" -- "$bin/example" --batch 0
+expect nonzero "^--seed must be an integer from 0 to [0-9]+, got '-1'" -- "$bin/example" --seed -1
 
 # bench: one short case gives a RESULT line with a speed and the split of a step; bad cases are refused
 if [ -n "$bench" ]; then
@@ -114,6 +185,13 @@ if [ -n "$bench" ]; then
   expect 1 "no CIFAR-10" -- "$bench" --case simple-b4 --threads 1 --data "$tmp/none"
   expect 1 "case 'resnet-b4': unknown model 'resnet'; known models: simple" -- "$bench" --case resnet-b4
   expect 1 "unknown case 'simple-b0'" -- "$bench" --case simple-b0
+  refuse "^--threads must be an integer >= 1, got '0'" -- "$bench" --case sgemm --threads 1 0
+  refuse "^--seconds must be a finite number > 0, got '0'" -- "$bench" --seconds 0
+  refuse "^--steps must be an integer >= 0, got '-1'" -- "$bench" --steps -1
+  refuse "^--warmup must be an integer >= 0, got '-1'" -- "$bench" --warmup -1
+  refuse "^--sgemm-size must be an integer from 1 to 16384, got '0'" -- "$bench" --sgemm-size 0
+  expect 0 "bench: --threads 100000 is more than the [0-9]+ cores? of this machine: using [0-9]+" -- \
+    "$bench" --case sgemm --sgemm-size 64 --threads 100000
   if [ -f "$data/test_batch.bin" ]; then
     expect 0 "^RESULT case=simple-b4 threads=1 batch=4 img_per_s=[1-9][0-9]*\.[0-9] .*conv_fwd_ms=[0-9.]+ conv_bwd_ms=" -- \
       "$bench" --case simple-b4 --threads 1 --steps 5 --warmup 1 --data "$data"
@@ -126,8 +204,16 @@ fi
 
 # visualize: bad flags are refused
 expect nonzero "what" -- "$bin/visualize" --what everything
-expect nonzero "" -- "$bin/visualize" --checkpoint "$tmp/missing.safetensors" --what kernels --out "$tmp/pics"
+expect 1 "checkpoint '$tmp/missing.safetensors' does not exist" -- \
+  "$bin/visualize" --checkpoint "$tmp/missing.safetensors" --what kernels --out "$tmp/pics"
+mkfifo "$tmp/fifo.safetensors"  # a FIFO would block a reader forever: refused without opening it
+expect 1 "checkpoint '$tmp/fifo.safetensors' is a FIFO \(named pipe\), not a regular file" -- \
+  timeout 20 "$bin/visualize" --checkpoint "$tmp/fifo.safetensors" --what kernels --out "$tmp/pics"
 expect nonzero "unknown model 'nope'" -- "$bin/visualize" --model nope
+refuse "^--images must be an integer from 1 to 64, got '0'" -- "$bin/visualize" --images 0
+refuse "^--predictions must be an integer from 1 to 256, got '257'" -- "$bin/visualize" --predictions 257
+refuse "^--columns must be an integer from 1 to 100, got '-1'" -- "$bin/visualize" --columns -1
+refuse "^--seed must be an integer >= 0, got '-1'" -- "$bin/visualize" --seed -1
 
 # summary: the registered input shape or --input; --graph writes the .dot (and the PNG with Graphviz)
 expect 0 "Total parameters: 62,006" -- "$bin/summary"
@@ -135,6 +221,7 @@ expect 0 "input \[-1, 3, 32, 32\]" -- "$bin/summary" --model tuned
 expect 0 "Total parameters: 68,288" -- "$bin/summary" --model manual --conv im2col
 expect 1 "cannot take a batch of shape \[2, 3, 40, 40\]" -- "$bin/summary" --input 3,40,40
 expect 1 "input shape '3,a' is not C,H,W" -- "$bin/summary" --input 3,a
+refuse "^--seed must be an integer >= 0, got '-1'" -- "$bin/summary" --seed -1
 expect 1 "give a file ending in .png, .svg or .dot" -- "$bin/summary" --graph "$tmp/g.jpg"
 expect 0 "wrote $tmp/g.dot" -- "$bin/summary" --graph "$tmp/g.dot"
 expect 0 "softmax_cross_entropy" -- cat "$tmp/g.dot"

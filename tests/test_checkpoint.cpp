@@ -22,6 +22,7 @@
 
 #include <csignal>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -385,9 +386,35 @@ BOOST_AUTO_TEST_CASE(malformed_files_are_refused_naming_file_and_problem) {
 
     msg = error_of([&] { load_safetensors(tmp.path / "missing.safetensors"); });
     CHECK_MESSAGE_HAS(msg, (tmp.path / "missing.safetensors").string());
-    CHECK_MESSAGE_HAS(msg, "no such file");
+    CHECK_MESSAGE_HAS(msg, "does not exist");
     msg = error_of([&] { load_safetensors(tmp.path); });
-    CHECK_MESSAGE_HAS(msg, "is a directory");
+    CHECK_MESSAGE_HAS(msg, "is a folder, not a regular file");
+}
+
+// Only regular files are opened (a FIFO would block the reader forever), and every size in the
+// file is checked against the file's size before anything of that size is allocated.
+BOOST_AUTO_TEST_CASE(special_files_and_huge_sizes_are_refused_before_reading) {
+    TempDir tmp;
+    const fs::path fifo = tmp.path / "checkpoint.safetensors";
+    BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    std::string msg = error_of([&] { load_safetensors(fifo); });
+    CHECK_MESSAGE_HAS(msg, fifo.string());
+    CHECK_MESSAGE_HAS(msg, "is a FIFO (named pipe), not a regular file");
+    CHECK_MESSAGE_HAS(error_of([&] { load_safetensors("/dev/zero"); }), "'/dev/zero' is a character device");
+
+    // A header of 150 MB in a (sparse) file that holds it: refused before reading or parsing it.
+    const fs::path big = tmp.path / "big.safetensors";
+    write_bytes(big, le64(150'000'000) + "{");
+    fs::resize_file(big, 8 + 150'000'000);
+    msg = error_of([&] { load_safetensors(big); });
+    CHECK_MESSAGE_HAS(msg, "header says 150000000 bytes, more than the 100000000 a safetensors header may have");
+
+    // A tensor of 4 GB in a file of 8 data bytes: refused by its range, not by a failed allocation.
+    const fs::path huge = tmp.path / "huge.safetensors";
+    write_bytes(huge, st_file(R"({"x": {"dtype": "F32", "shape": [1000000000], "data_offsets": [0, 4000000000]}})",
+                              f32_bytes({1, 2})));
+    msg = error_of([&] { load_safetensors(huge); });
+    CHECK_MESSAGE_HAS(msg, "truncated: tensor \"x\" ends at byte 4000000000 of the data section, but the file has only 8");
 }
 
 BOOST_AUTO_TEST_CASE(bad_tensor_files_are_refused_on_save) {

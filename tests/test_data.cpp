@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/stat.h>
+
 #include <fmt/format.h>
 
 #include "mcnn/data/cifar10.hpp"
@@ -133,6 +135,15 @@ std::vector<int> epoch_ids(BatchLoader& loader, int epoch, std::vector<std::size
     return ids;
 }
 
+/// A fake CIFAR-10 folder of 4 records per file (read with load_cifar10(dir, 4)): data_batch_1..5
+/// hold ids 0..19, test_batch ids 100..103.
+void make_fake_folder(const fs::path& dir) {
+    fs::create_directories(dir);
+    for (int b = 1; b <= 5; ++b) write_file(dir / fmt::format("data_batch_{}.bin", b), records(4, 4 * (b - 1)));
+    write_file(dir / "test_batch.bin", records(4, 100));
+    write_text(dir / "batches.meta.txt", meta_text());
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(data)
@@ -143,7 +154,7 @@ BOOST_AUTO_TEST_CASE(batch_file_round_trip) {
     TempDir tmp;
     const fs::path file = tmp.path / "batch.bin";
     write_file(file, records(5, 20));
-    const Records d = read_batch_file(file);
+    const Records d = read_batch_file(file, 5);
     BOOST_TEST_REQUIRE(d.size() == 5u);
     BOOST_TEST_REQUIRE(d.images.size() == 5u * image_bytes);
     std::size_t wrong = 0;
@@ -191,8 +202,14 @@ BOOST_AUTO_TEST_CASE(empty_file) {
     write_file(file, {});
     const std::string msg = error_of([&] { (void)read_batch_file(file); });
     CHECK_MESSAGE_HAS(msg, file.string());
-    CHECK_MESSAGE_HAS(msg, "empty");
-    CHECK_MESSAGE_HAS(msg, "3073");
+    CHECK_MESSAGE_HAS(msg, "has 0 bytes");
+    CHECK_MESSAGE_HAS(msg, "10000 records of 3073 bytes");
+    CHECK_MESSAGE_HAS(msg, "30730000 bytes");
+    CHECK_MESSAGE_HAS(msg, "It is empty");
+    // The in-memory parser, for bytes from anywhere (the fuzz harness), says the same.
+    const std::string parsed = error_of([&] { (void)parse_records("", "memory.bin"); });
+    CHECK_MESSAGE_HAS(parsed, "'memory.bin' is empty");
+    CHECK_MESSAGE_HAS(parsed, "3073");
 }
 
 BOOST_AUTO_TEST_CASE(truncated_file) {
@@ -201,13 +218,63 @@ BOOST_AUTO_TEST_CASE(truncated_file) {
     auto bytes = records(3);
     bytes.resize(2 * record_bytes + 100);  // a download cut off in the third record
     write_file(file, bytes);
-    const std::string msg = error_of([&] { (void)read_batch_file(file); });
+    const std::string msg = error_of([&] { (void)read_batch_file(file, 3); });
     CHECK_MESSAGE_HAS(msg, file.string());
     CHECK_MESSAGE_HAS(msg, fmt::format("has {} bytes", 2 * record_bytes + 100));
-    CHECK_MESSAGE_HAS(msg, "3073-byte record");
+    CHECK_MESSAGE_HAS(msg, fmt::format("3 records of 3073 bytes (a label byte and 3072 pixel bytes): {} bytes", 3 * record_bytes));
     CHECK_MESSAGE_HAS(msg, "2 whole records and 100 bytes left over");
     CHECK_MESSAGE_HAS(msg, "truncated");
     CHECK_MESSAGE_HAS(msg, "not a CIFAR-10 binary");
+    // Whole records, but fewer than a batch file holds.
+    bytes.resize(2 * record_bytes);
+    write_file(file, bytes);
+    CHECK_MESSAGE_HAS(error_of([&] { (void)read_batch_file(file, 3); }), "It holds 2 whole records: it is probably truncated");
+    // The in-memory parser takes any whole number of records, and names the rest.
+    bytes.resize(2 * record_bytes + 100);
+    const std::string parsed =
+        error_of([&] { (void)parse_records(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), "cut.bin"); });
+    CHECK_MESSAGE_HAS(parsed, "'cut.bin' has 6246 bytes, not a multiple of the 3073-byte record");
+    CHECK_MESSAGE_HAS(parsed, "2 whole records and 100 bytes left over");
+}
+
+BOOST_AUTO_TEST_CASE(parse_records_in_memory) {
+    const auto bytes = records(3, 7);
+    const Records d = parse_records(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), "mem");
+    BOOST_TEST_REQUIRE(d.size() == 3u);
+    for (std::size_t r = 0; r < 3; ++r) {
+        BOOST_TEST(id_of(d, r) == static_cast<int>(7 + r));
+        BOOST_TEST(int{d.labels[r]} == static_cast<int>((7 + r) % 10));
+        BOOST_TEST(static_cast<int>(d.images[r * image_bytes + image_bytes - 1]) == int{pixel(7 + static_cast<int>(r), 2, plane - 1)});
+    }
+}
+
+// The size is checked before anything is allocated or read: a file of CIFAR-10's record size but
+// 700,000 records (2.15 GB), or a 2 GiB file of no record size, is refused at once. Both files are
+// sparse (truncate), so they cost no disk; reading one would take seconds and gigabytes.
+BOOST_AUTO_TEST_CASE(wrong_size_refused_before_reading) {
+    TempDir tmp;
+    const fs::path big = tmp.path / "data_batch_1.bin";
+    write_file(big, {});
+    fs::resize_file(big, std::uintmax_t{record_bytes} * 700000);
+    std::string msg = error_of([&] { (void)read_batch_file(big); });
+    CHECK_MESSAGE_HAS(msg, big.string());
+    CHECK_MESSAGE_HAS(msg, "has 2151100000 bytes, but a batch file holds 10000 records of 3073 bytes");
+    CHECK_MESSAGE_HAS(msg, "30730000 bytes");
+    CHECK_MESSAGE_HAS(msg, "It holds 700000 records, 690000 more: it is not a CIFAR-10 batch file");
+
+    const fs::path odd = tmp.path / "test_batch.bin";
+    write_file(odd, {});
+    fs::resize_file(odd, std::uintmax_t{1} << 31);
+    msg = error_of([&] { (void)read_batch_file(odd); });
+    CHECK_MESSAGE_HAS(msg, odd.string());
+    CHECK_MESSAGE_HAS(msg, "has 2147483648 bytes");
+    CHECK_MESSAGE_HAS(msg, fmt::format("{} whole records and {} bytes left over", (1ull << 31) / 3073, (1ull << 31) % 3073));
+
+    // Exactly 10,000 records (zeros: label 0, black images) is a batch file.
+    fs::resize_file(odd, std::uintmax_t{record_bytes} * records_per_file);
+    const Records d = read_batch_file(odd);
+    BOOST_TEST(d.size() == records_per_file);
+    BOOST_TEST(d.images.size() == records_per_file * image_bytes);
 }
 
 BOOST_AUTO_TEST_CASE(label_above_nine) {
@@ -217,51 +284,55 @@ BOOST_AUTO_TEST_CASE(label_above_nine) {
     const int k = 4;
     bytes[static_cast<std::size_t>(k) * record_bytes] = 10;
     write_file(file, bytes);
-    const std::string msg = error_of([&] { (void)read_batch_file(file); });
+    const std::string msg = error_of([&] { (void)read_batch_file(file, 6); });
     CHECK_MESSAGE_HAS(msg, file.string());
     CHECK_MESSAGE_HAS(msg, fmt::format("record {} (byte offset {})", k, k * record_bytes));
     CHECK_MESSAGE_HAS(msg, "label 10");
     CHECK_MESSAGE_HAS(msg, "expected 0 to 9");
 }
 
-BOOST_AUTO_TEST_CASE(directory_instead_of_file) {
+BOOST_AUTO_TEST_CASE(only_regular_files_are_read) {
     TempDir tmp;
-    const std::string msg = error_of([&] { (void)read_batch_file(tmp.path); });
+    std::string msg = error_of([&] { (void)read_batch_file(tmp.path); });
     CHECK_MESSAGE_HAS(msg, tmp.path.string());
-    CHECK_MESSAGE_HAS(msg, "directory");
+    CHECK_MESSAGE_HAS(msg, "is a folder, not a regular file");
+    // A FIFO would block the reader forever: refused without opening it.
+    const fs::path fifo = tmp.path / "data_batch_1.bin";
+    BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    msg = error_of([&] { (void)read_batch_file(fifo); });
+    CHECK_MESSAGE_HAS(msg, fifo.string());
+    CHECK_MESSAGE_HAS(msg, "FIFO");
+    msg = error_of([&] { (void)read_batch_file("/dev/zero"); });
+    CHECK_MESSAGE_HAS(msg, "'/dev/zero' is a character device");
+    // The class names too.
+    make_fake_folder(tmp.path / "set");
+    fs::remove(tmp.path / "set" / "batches.meta.txt");
+    BOOST_TEST_REQUIRE(::mkfifo((tmp.path / "set" / "batches.meta.txt").c_str(), 0600) == 0);
+    msg = error_of([&] { (void)load_cifar10(tmp.path / "set", 4); });
+    CHECK_MESSAGE_HAS(msg, "batches.meta.txt' is a FIFO");
 }
 
 // ---- the whole folder ----------------------------------------------------------------------------
 
-namespace {
-/// A fake CIFAR-10 folder: data_batch_b holds b + 1 records (ids running on), test_batch 3.
-void make_fake_folder(const fs::path& dir) {
-    fs::create_directories(dir);
-    int id = 0;
-    for (int b = 1; b <= 5; ++b) {
-        write_file(dir / fmt::format("data_batch_{}.bin", b), records(b + 1, id));
-        id += b + 1;
-    }
-    write_file(dir / "test_batch.bin", records(3, 100));
-    write_text(dir / "batches.meta.txt", meta_text());
-}
-}  // namespace
-
 BOOST_AUTO_TEST_CASE(load_fake_folder) {
     TempDir tmp;
     make_fake_folder(tmp.path);
-    const Cifar10 c = load_cifar10(tmp.path);
+    const Cifar10 c = load_cifar10(tmp.path, 4);
     BOOST_TEST(c.dir == tmp.path);
-    BOOST_TEST_REQUIRE(c.train.size() == 20u);  // 2 + 3 + 4 + 5 + 6
+    BOOST_TEST_REQUIRE(c.train.size() == 20u);  // 5 x 4
     BOOST_TEST(c.train.images.size() == 20u * image_bytes);
     for (std::size_t r = 0; r < 20; ++r) {
         BOOST_TEST(id_of(c.train, r) == static_cast<int>(r), "train record " << r);
         BOOST_TEST(int{c.train.labels[r]} == static_cast<int>(r % 10));
     }
-    BOOST_TEST_REQUIRE(c.test.size() == 3u);
+    BOOST_TEST_REQUIRE(c.test.size() == 4u);
     BOOST_TEST(id_of(c.test, 0) == 100);
-    BOOST_TEST(id_of(c.test, 2) == 102);
+    BOOST_TEST(id_of(c.test, 3) == 103);
     BOOST_TEST(c.class_names == names, boost::test_tools::per_element());
+    // The real files' count (10,000 records) is the default: these small files are refused, naming one.
+    const std::string msg = error_of([&] { (void)load_cifar10(tmp.path); });
+    CHECK_MESSAGE_HAS(msg, (tmp.path / "data_batch_1.bin").string());
+    CHECK_MESSAGE_HAS(msg, "has 12292 bytes, but a batch file holds 10000 records");
 }
 
 BOOST_AUTO_TEST_CASE(class_names_with_windows_line_ends) {
@@ -270,7 +341,7 @@ BOOST_AUTO_TEST_CASE(class_names_with_windows_line_ends) {
     std::string text;
     for (const auto& n : names) text += n + "\r\n";
     write_text(tmp.path / "batches.meta.txt", text + "\r\n");
-    BOOST_TEST(load_cifar10(tmp.path).class_names == names, boost::test_tools::per_element());
+    BOOST_TEST(load_cifar10(tmp.path, 4).class_names == names, boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(load_errors_name_the_file) {
@@ -281,34 +352,34 @@ BOOST_AUTO_TEST_CASE(load_errors_name_the_file) {
     std::string nine;
     for (int i = 0; i < 9; ++i) nine += names[static_cast<std::size_t>(i)] + (i == 4 ? "\n\n" : "\n");
     write_text(tmp.path / "batches.meta.txt", nine);
-    std::string msg = error_of([&] { (void)load_cifar10(tmp.path); });
+    std::string msg = error_of([&] { (void)load_cifar10(tmp.path, 4); });
     CHECK_MESSAGE_HAS(msg, (tmp.path / "batches.meta.txt").string());
     CHECK_MESSAGE_HAS(msg, "expected 10 class names");
     CHECK_MESSAGE_HAS(msg, "found 9");
 
     write_text(tmp.path / "batches.meta.txt", meta_text() + "extra\n");
-    msg = error_of([&] { (void)load_cifar10(tmp.path); });
+    msg = error_of([&] { (void)load_cifar10(tmp.path, 4); });
     CHECK_MESSAGE_HAS(msg, "found 11");
 
     fs::remove(tmp.path / "batches.meta.txt");
-    msg = error_of([&] { (void)load_cifar10(tmp.path); });
+    msg = error_of([&] { (void)load_cifar10(tmp.path, 4); });
     CHECK_MESSAGE_HAS(msg, (tmp.path / "batches.meta.txt").string());
     CHECK_MESSAGE_HAS(msg, "does not exist");
 
     write_text(tmp.path / "batches.meta.txt", meta_text());
     fs::remove(tmp.path / "data_batch_3.bin");
-    msg = error_of([&] { (void)load_cifar10(tmp.path); });
+    msg = error_of([&] { (void)load_cifar10(tmp.path, 4); });
     CHECK_MESSAGE_HAS(msg, (tmp.path / "data_batch_3.bin").string());
 
     write_file(tmp.path / "data_batch_3.bin", records(4));
-    auto test_bytes = records(3);
+    auto test_bytes = records(4);
     test_bytes.pop_back();
     write_file(tmp.path / "test_batch.bin", test_bytes);
-    msg = error_of([&] { (void)load_cifar10(tmp.path); });
+    msg = error_of([&] { (void)load_cifar10(tmp.path, 4); });
     CHECK_MESSAGE_HAS(msg, (tmp.path / "test_batch.bin").string());
     CHECK_MESSAGE_HAS(msg, "truncated");
 
-    msg = error_of([&] { (void)load_cifar10(tmp.path / "nowhere"); });
+    msg = error_of([&] { (void)load_cifar10(tmp.path / "nowhere", 4); });
     CHECK_MESSAGE_HAS(msg, (tmp.path / "nowhere").string());
 }
 

@@ -41,6 +41,8 @@ BOOST_AUTO_TEST_CASE(numbers_from_text) {
     BOOST_TEST(strict::number("1e-3", 0, 1, "--lr") == 1e-3);
     for (const char* bad : {"", "nan", "inf", "-inf", "1e400", "0.5x", " 1", "2"})
         BOOST_CHECK_THROW(strict::number(bad, 0, 1, "--lr"), Error);
+    BOOST_TEST(error_of([] { strict::number("x", -std::numeric_limits<double>::max(), std::numeric_limits<double>::max(), "w"); }) ==
+               "w must be a finite number, got 'x'");
     BOOST_TEST(error_of([] { strict::number("-1", 0, std::numeric_limits<double>::max(), "--momentum"); }) ==
                "--momentum must be a finite number >= 0, got '-1'");
 }

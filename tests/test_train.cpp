@@ -8,16 +8,21 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <regex>
 #include <thread>
 
+#include <sys/resource.h>
+
+#include "../lib/src/train/memory.hpp"
 #include "mcnn/nn/summary.hpp"
+#include "mcnn/threads.hpp"
 #include "mcnn/train/checkpoint.hpp"
 #include "mcnn/nn/models.hpp"
 #include "mcnn/train/config.hpp"
@@ -195,6 +200,74 @@ BOOST_AUTO_TEST_CASE(config_round_trips_and_rejects_bad_fields) {
     c.epochs = 1;
     c.model = "resnet";
     BOOST_TEST(contains(error_of([&] { c.validate(); }), "unknown model 'resnet'"));
+}
+
+// Numbers in config.json are read strictly: an integer field takes only a JSON integer within its
+// range (no truncation of 4.5, no wrap-around of 1e12 or 2^32 + 4, no undefined float-to-int
+// conversion of 1e300), a floating-point field only a finite number within its range; each refusal
+// names the field and the value.
+BOOST_AUTO_TEST_CASE(config_numbers_are_strict) {
+    const std::string good = TrainConfig().to_json();
+    const auto with = [&](const std::string& key, const std::string& raw) {
+        const std::regex field("\"" + key + "\": [^,\n]*");
+        BOOST_TEST_REQUIRE(std::regex_search(good, field), key);
+        return std::regex_replace(good, field, "\"" + key + "\": " + raw);
+    };
+    BOOST_TEST(TrainConfig::from_json(with("batch", "64")).batch == 64);
+    BOOST_TEST(TrainConfig::from_json(with("seed", "9223372036854775807")).seed == 9223372036854775807ull);
+    BOOST_TEST(TrainConfig::from_json(with("lr", "1")).sgd.lr == 1.0);  // an integer is a number too
+    struct Case {
+        std::string key, raw, message;
+    };
+    const std::vector<Case> cases = {
+        {"batch", "1e12", "field 'batch' must be an integer >= 1, got 1000000000000.0"},
+        {"batch", "1000000000000", "field 'batch' must be an integer >= 1, got 1000000000000"},
+        {"batch", "4294967300", "field 'batch' must be an integer >= 1, got 4294967300"},
+        {"batch", "4.5", "field 'batch' must be an integer >= 1, got 4.5"},
+        {"batch", "4.0", "field 'batch' must be an integer >= 1, got 4.0"},
+        {"batch", "0", "field 'batch' must be an integer >= 1, got 0"},
+        {"batch", "\"4\"", "field 'batch' must be an integer >= 1, got \"4\""},
+        {"epochs", "1e300", "field 'epochs' must be an integer >= 1, got 1e+300"},
+        {"epochs", "-3", "field 'epochs' must be an integer >= 1, got -3"},
+        {"report_every", "true", "field 'report_every' must be an integer >= 1, got true"},
+        {"eval_batch", "2147483648", "field 'eval_batch' must be an integer >= 1, got 2147483648"},
+        {"seed", "-1", "field 'seed' must be an integer >= 0, got -1"},
+        {"seed", "18446744073709551615", "field 'seed' must be an integer >= 0, got 18446744073709551615"},
+        {"validation", "-1", "field 'validation' must be an integer >= 0, got -1"},
+        {"max_batches", "-1", "field 'max_batches' must be an integer >= 0, got -1"},
+        {"lr", "0", "field 'lr' must be a finite number > 0, got 0"},
+        {"lr", "-0.1", "field 'lr' must be a finite number >= 0, got -0.1"},
+        {"lr", "\"0.1\"", "field 'lr' must be a finite number >= 0, got \"0.1\""},
+        {"momentum", "-0.5", "field 'momentum' must be a finite number >= 0, got -0.5"},
+        {"weight_decay", "null", "field 'weight_decay' must be a finite number >= 0, got null"},
+        {"dampening", "[]", "field 'dampening' must be a finite number >= 0, got []"},
+        {"nesterov", "1", "field 'nesterov' has the wrong type (1)"},
+    };
+    for (const Case& c : cases) {
+        const std::string text = with(c.key, c.raw);
+        const std::string msg = error_of([&] { TrainConfig::from_json(text); });
+        BOOST_TEST(contains(msg, "run config: " + c.message), c.key << " = " << c.raw << ": " << msg);
+    }
+    BOOST_TEST(contains(error_of([] { TrainConfig::from_json("[1, 2]"); }), "run config: not a JSON object (array)"));
+    // A number beyond double's range never reaches the fields: the JSON parser refuses it.
+    const std::string huge = error_of([&] { TrainConfig::from_json(with("lr", "1e999")); });
+    BOOST_TEST(contains(huge, "run config: not valid JSON"), huge);
+    BOOST_TEST(contains(huge, "1e999"), huge);
+
+    // validate() gives readable ranges for settings made in code.
+    TrainConfig c;
+    c.run_dir = "x";
+    c.sgd.lr = std::nan("");
+    BOOST_TEST(contains(error_of([&] { c.validate(); }), "lr must be a finite number > 0, got nan"));
+    c.sgd.lr = 0.1;
+    c.sgd.momentum = std::numeric_limits<double>::infinity();
+    BOOST_TEST(contains(error_of([&] { c.validate(); }), "momentum must be a finite number >= 0, got inf"));
+    c.sgd.momentum = 0.9;
+    c.sgd.weight_decay = -1;
+    BOOST_TEST(contains(error_of([&] { c.validate(); }), "weight decay must be a finite number >= 0, got -1"));
+    c.sgd.weight_decay = 0;
+    c.batch = 0;
+    BOOST_TEST(contains(error_of([&] { c.validate(); }), "batch must be an integer >= 1, got 0"));
 }
 
 // config.json names the conv path ("plain", "correlate2d", "im2col", "automatic"); run folders
@@ -526,5 +599,95 @@ BOOST_AUTO_TEST_CASE(resume_refuses_files_that_are_not_regular) {
     c.epochs = 2;
     BOOST_TEST(train(c, cifar, true, nullptr).steps == 4);
 }
+
+// ---- resources: batch size and memory, checked before the first step ------------------------------
+
+BOOST_AUTO_TEST_CASE(batch_larger_than_the_training_set_is_refused) {
+    const TempDir tmp;
+    TrainConfig c = small_config(tmp.path / "run");
+    c.batch = 241;  // the synthetic set has 240 training images
+    const std::string msg = error_of([&] { train(c, synthetic_cifar(), false, nullptr); });
+    BOOST_TEST(contains(msg, "fit: batch 241 is larger than the training set (240 examples): use a batch of at most 240"), msg);
+    BOOST_TEST(!fs::exists(tmp.path / "run" / "config.json"));  // refused before the run folder was written
+    c.batch = 240;  // the whole set in one batch is fine
+    c.epochs = 1;
+    BOOST_TEST(train(c, synthetic_cifar(), false, nullptr).steps == 1);
+}
+
+BOOST_AUTO_TEST_CASE(memory_figures_from_proc_files) {
+    const std::string meminfo = "MemTotal:       24683656 kB\nMemFree:         1000 kB\nMemAvailable:   21301596 kB\n";
+    BOOST_TEST(memory::mem_available_of(meminfo) == 21301596ull * 1024);
+    BOOST_TEST(memory::mem_available_of("MemTotal: 5 kB\n") == 0u);
+    BOOST_TEST(memory::mem_available_of("MemAvailable: lots kB\n") == 0u);
+    BOOST_TEST(memory::mem_available_of("MemAvailableX: 5 kB\n") == 0u);
+    BOOST_TEST(memory::vm_size_of("Name:\tx\nVmPeak:\t  900 kB\nVmSize:\t  812 kB\n") == 812ull * 1024);
+    // the machine's own figures are there on Linux
+    const memory::Available a = memory::available();
+    BOOST_TEST(a.known);
+    BOOST_TEST(a.bytes > 0u);
+    BOOST_TEST(contains(memory::limits_text(), "this machine has "));
+    BOOST_TEST(memory::human_bytes(12'345'678'901) == "12.3 GB");
+    BOOST_TEST(memory::human_bytes(512'000'000) == "512 MB");
+}
+
+// SimpleCNN's training step records, per image: conv1, its bias and relu (3 x 6 x 28 x 28), pool
+// (6 x 14 x 14), conv2, bias, relu (3 x 16 x 10 x 10), pool and flatten (2 x 400), fc1 and relu
+// (2 x 120), fc2 and relu (2 x 84), fc3 (10). The input is a constant: not recorded.
+BOOST_AUTO_TEST_CASE(memory_estimate_counts_the_recorded_values) {
+    Rng rng(0);
+    SimpleCNN<float> model(rng);
+    const std::uint64_t expected = 3 * 4704 + 1176 + 3 * 1600 + 2 * 400 + 2 * 120 + 2 * 84 + 10;
+    BOOST_TEST(memory::recorded_floats_per_example(model, Shape{3, 32, 32}) == expected);
+    BOOST_TEST(model.is_training());  // the probe leaves the mode as it was
+    model.eval();
+    BOOST_TEST(memory::recorded_floats_per_example(model, Shape{3, 32, 32}) == expected);
+    BOOST_TEST(!model.is_training());
+    // linear in the batch; saturates instead of wrapping around
+    const std::uint64_t one = memory::training_step_bytes(expected, 1);
+    BOOST_TEST(one >= expected * 8);  // at least the values and their gradients
+    BOOST_TEST(memory::training_step_bytes(expected, 1000) == 1000 * one);
+    BOOST_TEST(memory::training_step_bytes(expected, UINT64_MAX / 2) == UINT64_MAX);
+}
+
+BOOST_AUTO_TEST_CASE(memory_check_names_both_figures) {
+    const memory::Available small{9'100'000'000, true, "this machine has 9.1 GB available"};
+    const std::string msg = error_of([&] { memory::check_fits(12'300'000'000, 100000, small); });
+    BOOST_TEST(msg == "batch 100000 needs about 12.3 GB for activations and gradients; this machine has 9.1 GB available: "
+                      "use a smaller --batch");
+    memory::check_fits(9'000'000'000, 100000, small);  // fits
+    memory::check_fits(UINT64_MAX, 100000, memory::Available{});  // nothing known: nothing refused
+}
+
+#if !defined(__SANITIZE_ADDRESS__)
+// With an address-space limit (ulimit -v) too small for the step, fit refuses before the first
+// step, naming the limit. (Not under AddressSanitizer, which maps terabytes of shadow memory.)
+BOOST_AUTO_TEST_CASE(fit_refuses_a_batch_the_memory_cannot_hold) {
+    const TempDir tmp;
+    TrainConfig c = small_config(tmp.path / "run");
+    c.batch = 240;  // SimpleCNN: 240 x 21,306 recorded floats, tens of megabytes
+    const data::Cifar10 cifar = synthetic_cifar();
+    std::string msg;
+    {
+        rlimit old{};
+        BOOST_TEST_REQUIRE(::getrlimit(RLIMIT_AS, &old) == 0);
+        const std::uint64_t used = memory::vm_size_of([] {
+            std::ifstream in("/proc/self/status");
+            return std::string(std::istreambuf_iterator<char>(in), {});
+        }());
+        BOOST_TEST_REQUIRE(used > 0u);
+        const ThreadLimit one_thread(1);  // no thread is started under the limit
+        rlimit tight = old;
+        tight.rlim_cur = static_cast<rlim_t>(used + 20'000'000);  // 20 MB left
+        BOOST_TEST_REQUIRE(::setrlimit(RLIMIT_AS, &tight) == 0);
+        msg = error_of([&] { train(c, cifar, false, nullptr); });
+        const std::string limits = memory::limits_text();
+        BOOST_TEST_REQUIRE(::setrlimit(RLIMIT_AS, &old) == 0);
+        BOOST_TEST(contains(limits, "the address-space limit (ulimit -v) is "), limits);
+    }
+    BOOST_TEST(contains(msg, "batch 240 needs about "), msg);
+    BOOST_TEST(contains(msg, " MB for activations and gradients; the address-space limit (ulimit -v, "), msg);
+    BOOST_TEST(contains(msg, "use a smaller --batch"), msg);
+}
+#endif
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -13,7 +13,7 @@
 // Each command parses its own flags (--help lists them and the registered models), prints what
 // it does, and returns the process's exit status: 0 on success, 1 when the work failed (a gradient
 // check, a missing data folder, ...), non-zero on bad usage. The apps train, gradcheck, visualize
-// and bench are these functions behind a one-line main().
+// and bench are these functions behind a one-line main() (through run_main).
 namespace mcnn {
 
 /// Runs the command named by argv[1] (train, gradcheck, summary, visualize, bench) with the
@@ -37,6 +37,12 @@ int summary(int argc, char** argv);
 int visualize(int argc, char** argv);
 /// Times training steps (<model>-b<batch>) and inference (<model>-infer-b<batch>) split by node kind.
 int bench(int argc, char** argv);
+
+/// What the apps' main() returns: `command(argc, argv)` (one of the above, or run_command_line),
+/// with any exception that still escapes it (an allocation failure while parsing the flags, ...)
+/// printed as "<program>: error: <what>" and exit status 1, never an abort. The commands report
+/// their own errors the same way.
+int run_main(int (*command)(int, char**), int argc, char** argv);
 
 }  // namespace cli
 }  // namespace mcnn

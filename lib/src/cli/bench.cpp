@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -107,7 +108,7 @@ int run_in_processes(const BenchFlags& f, const std::vector<std::string>& comman
 
 int run_one(const BenchFlags& f) {
     const std::string& name = f.names[0];
-    const int threads = f.thread_counts[0];
+    const int threads = detail::capped_threads(f.thread_counts[0], "bench");
     omp_set_num_threads(threads);
     if (name == "sgemm") {
         const double gflops = detail::sgemm_gflops(f.sgemm_size, 5);
@@ -129,12 +130,15 @@ void add_options(CLI::App& app, BenchFlags& f) {
                    fmt::format("cases to run (default: {}); any <model>-b<batch> (training) or <model>-infer-b<batch> "
                                "(inference) of a registered model: {}",
                                fmt::join(default_cases(), ", "), detail::model_list()));
-    app.add_option("--threads", f.thread_counts, "thread counts to run each case with")->capture_default_str()->check(CLI::PositiveNumber);
-    app.add_option("--seconds", f.settings.min_seconds, "timed seconds per case (at least)")->capture_default_str()->check(CLI::PositiveNumber);
-    app.add_option("--steps", f.settings.fixed_steps, "timed steps per case instead of --seconds (for whole-process timing)")
-        ->check(CLI::NonNegativeNumber);
-    app.add_option("--warmup", f.settings.warmup, "untimed steps first (at least)")->capture_default_str()->check(CLI::NonNegativeNumber);
-    app.add_option("--sgemm-size", f.sgemm_size, "matrix size of the sgemm case")->capture_default_str()->check(CLI::PositiveNumber);
+    detail::add_integer_list_flag(app, "--threads", f.thread_counts,
+                                  "thread counts to run each case with (more than the cores are capped to them, with a notice)",
+                                  1, std::numeric_limits<int>::max());
+    detail::add_number_flag(app, "--seconds", f.settings.min_seconds, "timed seconds per case (at least)",
+                            {.min = 0, .above_min = true});
+    detail::add_integer_flag(app, "--steps", f.settings.fixed_steps,
+                             "timed steps per case instead of --seconds (for whole-process timing; 0: use --seconds)", 0);
+    detail::add_integer_flag(app, "--warmup", f.settings.warmup, "untimed steps first (at least)", 0);
+    detail::add_integer_flag(app, "--sgemm-size", f.sgemm_size, "matrix size of the sgemm case", 1, 16384);
     app.add_option("--data", f.data_dir, "CIFAR-10 folder (else the train command's search path)");
     app.footer(detail::model_table());
 }

@@ -59,10 +59,15 @@ int run_command_line(int argc, char** argv) {
         std::vector<char*> args{shown.data()};
         for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
         args.push_back(nullptr);
-        return c.run(static_cast<int>(args.size()) - 1, args.data());
+        return cli::run_main(c.run, static_cast<int>(args.size()) - 1, args.data());
     }
     fmt::print(stderr, "{}: unknown command '{}'\n{}", program, name, usage(program));
     return 2;
+}
+
+int cli::run_main(int (*command)(int, char**), int argc, char** argv) {
+    const std::string program = argc > 0 && argv[0] ? std::string(argv[0]) : "mcnn";
+    return cli::detail::run_reporting_errors(program, 1, [&] { return command(argc, argv); });
 }
 
 }  // namespace mcnn

@@ -1,13 +1,18 @@
 #include "common.hpp"
 
 #include <malloc.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <filesystem>
+#include <new>
 
 #include <fmt/format.h>
 
+#include "../train/memory.hpp"
+#include "../util/strict.hpp"
 #include "mcnn/nn/layers.hpp"
 #include "mcnn/nn/summary.hpp"
 #include "mcnn/train/config.hpp"
@@ -45,6 +50,96 @@ CLI::Validator registered_model() {
 CLI::Option* add_model_option(CLI::App& app, std::string& name, const std::string& what) {
     return app.add_option("--model", name, what + ": " + model_list())->check(registered_model());
 }
+
+// ---- numeric flags -----------------------------------------------------------------------------
+
+std::string NumberRange::text() const {
+    const bool no_min = std::isinf(min), no_max = std::isinf(max);
+    if (no_min && no_max) return "";
+    if (no_max) return fmt::format("{} {}", above_min ? ">" : ">=", min);
+    if (no_min) return fmt::format("<= {}", max);
+    return fmt::format("from {} ({}) to {}", min, above_min ? "excluded" : "included", max);
+}
+
+long long flag_integer(const std::string& text, const std::string& flag, long long min, long long max) {
+    return strict::integer(text, min, max, flag);
+}
+
+double flag_number(const std::string& text, const std::string& flag, const NumberRange& range) {
+    double v = 0;
+    const char* end = text.data() + text.size();
+    const auto [stop, ec] = std::from_chars(text.data(), end, v);
+    const bool in_range = v >= range.min && v <= range.max && !(range.above_min && v == range.min);
+    if (text.empty() || ec != std::errc() || stop != end || !std::isfinite(v) || !in_range) {
+        const std::string bounds = range.text();
+        fail("{} must be a finite number{}{}, got '{}'", flag, bounds.empty() ? "" : " ", bounds,
+             text.size() <= 40 ? text : text.substr(0, 40) + "...");
+    }
+    return v;
+}
+
+namespace {
+
+/// The help text with the range the values must be in: "passes over the training set (>= 1)".
+std::string help_with_range(const std::string& help, const std::string& range) {
+    return range.empty() ? help : fmt::format("{} ({})", help, range);
+}
+
+/// Runs a conversion, turning its mcnn::Error into the CLI11 error that stops the parse.
+template <class Convert>
+auto or_parse_error(const Convert& convert) {
+    try {
+        return convert();
+    } catch (const Error& e) {
+        throw CLI::ValidationError(e.what());
+    }
+}
+
+}  // namespace
+
+CLI::Option* add_integer_flag_to(CLI::App& app, const std::string& flag, std::function<void(long long)> set,
+                                 const std::string& default_text, const std::string& help, long long min, long long max) {
+    auto convert = [set = std::move(set), flag, min, max](const std::string& text) {
+        set(or_parse_error([&] { return flag_integer(text, flag, min, max); }));
+    };
+    return app.add_option_function<std::string>(flag, convert, help_with_range(help, strict::range_text(min, max)))
+        ->type_name("INT")
+        ->default_str(default_text);
+}
+
+CLI::Option* add_integer_list_flag(CLI::App& app, const std::string& flag, std::vector<int>& values,
+                                   const std::string& help, long long min, long long max) {
+    auto convert = [&values, flag, min, max](const std::vector<std::string>& texts) {
+        std::vector<int> out;
+        for (const std::string& t : texts)
+            out.push_back(static_cast<int>(or_parse_error([&] { return flag_integer(t, flag, min, max); })));
+        values = std::move(out);
+    };
+    return app.add_option_function<std::vector<std::string>>(flag, convert, help_with_range(help, strict::range_text(min, max)))
+        ->type_name("INT")
+        ->default_str(fmt::format("{}", fmt::join(values, " ")));
+}
+
+CLI::Option* add_number_flag(CLI::App& app, const std::string& flag, double& value, const std::string& help,
+                             const NumberRange& range) {
+    auto convert = [&value, flag, range](const std::string& text) {
+        value = or_parse_error([&] { return flag_number(text, flag, range); });
+    };
+    return app.add_option_function<std::string>(flag, convert, help_with_range(help, range.text()))
+        ->type_name("FLOAT")
+        ->default_str(fmt::format("{}", value));
+}
+
+int capped_threads(int requested, const std::string& command) {
+    const int cores = std::max(1, omp_get_num_procs());
+    if (requested <= 0) return cores;
+    if (requested <= cores) return requested;
+    fmt::print(stderr, "{}: --threads {} is more than the {} core{} of this machine: using {}\n", command, requested, cores,
+               cores == 1 ? "" : "s", cores);
+    return cores;
+}
+
+// ---- models ------------------------------------------------------------------------------------
 
 Shape batch_of(int batch, const Shape& example) {
     std::vector<int> dims{batch};
@@ -106,6 +201,16 @@ int run_reporting_errors(const std::string& command, int error_status, const std
         fmt::print(stderr, "{}: error: {}\n", command, e.what());
     } catch (const std::filesystem::filesystem_error& e) {
         fmt::print(stderr, "{}: error: {}\n", command, e.what());
+    } catch (const std::bad_alloc&) {
+        // The limits, to say why (nothing here allocates much).
+        const std::string limits = memory::limits_text();
+        fmt::print(stderr, "{0}: error: out of memory while running {0} (an allocation failed{1}): use a smaller batch or "
+                           "free memory\n",
+                   command, limits.empty() ? "" : "; " + limits);
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "{}: error: {}\n", command, e.what());
+    } catch (...) {
+        fmt::print(stderr, "{}: error: an exception that is not a std::exception\n", command);
     }
     return error_status;
 }

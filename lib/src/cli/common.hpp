@@ -1,8 +1,10 @@
 #pragma once
 // What the commands of cli.hpp share: the registered models as flags and help text, models built
 // and checked from the registry, error reporting. Private to the library (CLI11 stays inside).
+#include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +24,60 @@ std::string model_table();
 CLI::Validator registered_model();
 /// Adds `--model` bound to `name`, described as `what` followed by the registered models.
 CLI::Option* add_model_option(CLI::App& app, std::string& name, const std::string& what);
+
+// ---- numeric flags -----------------------------------------------------------------------------
+// CLI11's own conversions wrap "-1" around for unsigned fields, read "010" as octal and print
+// ranges with 300-digit numbers; these read the whole text strictly (util/strict.hpp) instead. A
+// bad value stops the parse like any CLI11 error (exit status 105), with a message such as
+// "--batch must be an integer >= 1, got '0'" or "--lr must be a finite number > 0, got 'nan'".
+
+/// The values a floating-point flag allows: [min, max], or (min, max] when `above_min`.
+struct NumberRange {
+    double min = -std::numeric_limits<double>::infinity();
+    double max = std::numeric_limits<double>::infinity();
+    bool above_min = false;
+    /// "> 0", ">= 0", "from 0 to 1", or "" when any finite number will do.
+    std::string text() const;
+};
+
+/// `text` (all of it, base 10) as an integer in [min, max]; else throws mcnn::Error
+/// "<flag> must be an integer >= 1, got '0'".
+long long flag_integer(const std::string& text, const std::string& flag, long long min, long long max);
+/// `text` (all of it) as a finite number within `range`; else throws mcnn::Error
+/// "<flag> must be a finite number > 0, got 'inf'".
+double flag_number(const std::string& text, const std::string& flag, const NumberRange& range);
+
+/// The largest value of Int that strict parsing can give (long long's, for 64-bit unsigned types).
+template <class Int>
+constexpr long long max_of() {
+    return static_cast<long long>(std::min<unsigned long long>(std::numeric_limits<Int>::max(),
+                                                               std::numeric_limits<long long>::max()));
+}
+
+/// Adds `flag` whose values go to `set` after flag_integer accepted them; --help shows the range
+/// and `default_text`. The typed add_integer_flag below is what commands use.
+CLI::Option* add_integer_flag_to(CLI::App& app, const std::string& flag, std::function<void(long long)> set,
+                                 const std::string& default_text, const std::string& help, long long min, long long max);
+
+/// Adds `flag` bound to `value`, an integer in [min, max] read with flag_integer; --help shows the
+/// range and `value` as the default.
+template <class Int>
+CLI::Option* add_integer_flag(CLI::App& app, const std::string& flag, Int& value, const std::string& help, long long min,
+                              long long max = max_of<Int>()) {
+    return add_integer_flag_to(app, flag, [&value](long long v) { value = static_cast<Int>(v); }, std::to_string(value),
+                               help, min, max);
+}
+/// The same for a list (`--threads 1 2`): every value in [min, max]. The given values replace `values`.
+CLI::Option* add_integer_list_flag(CLI::App& app, const std::string& flag, std::vector<int>& values,
+                                   const std::string& help, long long min, long long max);
+/// Adds `flag` bound to `value`, a finite number within `range` read with flag_number.
+CLI::Option* add_number_flag(CLI::App& app, const std::string& flag, double& value, const std::string& help,
+                             const NumberRange& range);
+
+/// The OpenMP thread count for `requested` threads (0: every core): at most the machine's cores
+/// (omp_get_num_procs()), since more threads only wait on each other. Prints a one-line notice to
+/// stderr ("<command>: --threads 1000 is more than the 2 cores of this machine: using 2") when capping.
+int capped_threads(int requested, const std::string& command);
 
 /// B x example: a batch of `batch` examples of shape `example` (C x H x W).
 Shape batch_of(int batch, const Shape& example);
@@ -43,8 +99,10 @@ std::string model_summary(const std::string& name, const std::string& conv, std:
 /// allocates the same large buffers every time, and fresh pages cost a fault each.
 void keep_freed_memory();
 
-/// Runs `body` and returns its status; an mcnn::Error or a filesystem error is printed to stderr
-/// as "<command>: error: <what>" and gives `error_status`.
+/// Runs `body` and returns its status. No exception leaves it: an mcnn::Error, a filesystem error
+/// or any std::exception is printed to stderr as "<command>: error: <what>", an allocation failure
+/// as "<command>: error: out of memory while running <command> ..." with the memory the process
+/// could have (train/memory.hpp); each gives `error_status`.
 int run_reporting_errors(const std::string& command, int error_status, const std::function<int()>& body);
 
 /// The bench command. It runs each case in a process of its own: this program (/proc/self/exe)

@@ -65,7 +65,7 @@ int summary(int argc, char** argv) {
     app.add_option("--input", f.input, "shape of one example, C,H,W (default: the model's registered input)");
     app.add_option("--conv", f.conv, "conv path of every conv layer (auto: the model's own)")
         ->capture_default_str()->check(CLI::IsMember(conv_settings()));
-    app.add_option("--seed", f.seed, "seed for the weights and the example of --graph")->capture_default_str();
+    detail::add_integer_flag(app, "--seed", f.seed, "seed for the weights and the example of --graph", 0);
     app.add_option("--graph", f.graph,
                    "also write the autodiff graph of one training step (forward, loss, backward; batch 1) to this "
                    "file: .png or .svg (drawn with Graphviz's dot; FILE's .dot is written beside it) or .dot");

@@ -61,18 +61,19 @@ void refuse_settings_on_resume(const TrainFlags& f) {
 }
 
 void add_training_options(CLI::App& app, TrainConfig& c) {
+    using detail::add_integer_flag, detail::add_number_flag;
+    const detail::NumberRange positive{.min = 0, .above_min = true}, non_negative{.min = 0};
     detail::add_model_option(app, c.model, "model to train (its input must be CIFAR-10's 3 x 32 x 32)")->capture_default_str();
-    app.add_option("--epochs", c.epochs, "passes over the training set")->capture_default_str()->check(CLI::PositiveNumber);
-    app.add_option("--batch", c.batch, "images per mini-batch")->capture_default_str()->check(CLI::PositiveNumber);
-    app.add_option("--lr", c.sgd.lr, "SGD learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-    app.add_option("--momentum", c.sgd.momentum, "SGD momentum")->capture_default_str()->check(CLI::NonNegativeNumber);
-    app.add_option("--weight-decay", c.sgd.weight_decay, "L2 penalty added to the gradient")->capture_default_str()->check(CLI::NonNegativeNumber);
+    add_integer_flag(app, "--epochs", c.epochs, "passes over the training set", 1);
+    add_integer_flag(app, "--batch", c.batch, "images per mini-batch, at most the training set (checked with the memory "
+                                              "it needs before the first step)", 1);
+    add_number_flag(app, "--lr", c.sgd.lr, "SGD learning rate", positive);
+    add_number_flag(app, "--momentum", c.sgd.momentum, "SGD momentum", non_negative);
+    add_number_flag(app, "--weight-decay", c.sgd.weight_decay, "L2 penalty added to the gradient", non_negative);
     app.add_flag("--nesterov", c.sgd.nesterov, "Nesterov momentum");
-    app.add_option("--seed", c.seed, "seed for weights, shuffling and the validation split")->capture_default_str();
-    app.add_option("--report-every", c.report_every, "batches between loss reports (the notebook: 2000)")
-        ->capture_default_str()->check(CLI::PositiveNumber);
-    app.add_option("--validation", c.validation, "training images held out to validate each epoch (0: test set)")
-        ->capture_default_str();
+    add_integer_flag(app, "--seed", c.seed, "seed for weights, shuffling and the validation split", 0);
+    add_integer_flag(app, "--report-every", c.report_every, "batches between loss reports (the notebook: 2000)", 1);
+    add_integer_flag(app, "--validation", c.validation, "training images held out to validate each epoch (0: test set)", 0);
     app.add_option("--conv", c.conv, "conv implementation: plain (the formulas' loops, slow), correlate2d (loops of the "
                                     "vectorised correlate2d), im2col (im2col + GEMM), automatic (im2col; correlate2d "
                                     "for layers with < 8 output channels), or auto: the model's default (correlate2d "
@@ -80,8 +81,8 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
         ->capture_default_str()->check(CLI::IsMember(conv_settings()));
     app.add_option("--normalization", c.normalization, "notebook: (x-0.5)/0.5; dataset: per-channel mean/std")
         ->capture_default_str()->check(CLI::IsMember({"notebook", "dataset"}));
-    app.add_option("--max-batches", c.max_batches, "stop each epoch after this many batches (0: all)")->capture_default_str();
-    app.add_option("--eval-batch", c.eval_batch, "images per batch when evaluating")->capture_default_str()->check(CLI::PositiveNumber);
+    add_integer_flag(app, "--max-batches", c.max_batches, "stop each epoch after this many batches (0: all)", 0);
+    add_integer_flag(app, "--eval-batch", c.eval_batch, "images per batch when evaluating", 1);
 }
 
 void add_run_options(CLI::App& app, TrainFlags& f) {
@@ -92,9 +93,9 @@ void add_run_options(CLI::App& app, TrainFlags& f) {
                                              "(its settings are kept: with it only --epochs for a new total, --eval-batch, "
                                              "--threads, --data, --no-plots, --reset-optimizer)")
         ->excludes(run_opt);
-    app.add_option("--threads", f.threads, "OpenMP threads (0: every core; a conv layer splits its images between them, "
-                                           "and work too small to split stays on one)")
-        ->capture_default_str()->check(CLI::NonNegativeNumber);
+    detail::add_integer_flag(app, "--threads", f.threads,
+                             "OpenMP threads (0: every core; more than the cores is capped to them, with a notice; a conv "
+                             "layer splits its images between them, and work too small to split stays on one)", 0);
     app.add_flag("--no-plots", f.no_plots, "do not draw curves.png");
     app.add_flag("--reset-optimizer", f.reset_optimizer, "with --resume: load the parameters only and start the "
                                                          "optimiser's state afresh (for a checkpoint that lacks it; "
@@ -146,7 +147,7 @@ int run(TrainFlags& f) {
              c.model, info.input.str(), info.classes);
     Rng probe_rng(c.seed);
     (void)detail::checked_model<float>(c.model, probe_rng, info.input);
-    omp_set_num_threads(f.threads > 0 ? f.threads : omp_get_num_procs());
+    omp_set_num_threads(detail::capped_threads(f.threads, "train"));
     const auto dir = data::find_cifar10(f.data_dir);
     fmt::print("Loading CIFAR-10 from {}\n", dir.string());
     const data::Cifar10 cifar = data::load_cifar10(dir);

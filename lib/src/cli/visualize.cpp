@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "../util/files.hpp"
 #include "common.hpp"
 #include "mcnn/cli.hpp"
 #include "mcnn/plot/images.hpp"
@@ -47,7 +48,7 @@ std::unique_ptr<Module<float>> load_model(VisualizeFlags& f, std::string& about)
     if (!f.checkpoint.empty()) {
         ckpt = f.checkpoint;
         if (fs::is_directory(ckpt)) ckpt /= "checkpoint.safetensors";
-        if (!fs::is_regular_file(ckpt)) fail("checkpoint {} does not exist", ckpt.string());
+        (void)files::regular_file_size(ckpt, "checkpoint");  // missing, a FIFO, a device: named before reading
         if (!f.model_given) {
             const TensorFile file = load_safetensors(ckpt);
             if (const auto it = file.metadata.find("model"); it != file.metadata.end()) f.model = it->second;
@@ -114,13 +115,13 @@ void add_options(CLI::App& app, VisualizeFlags& f) {
         ->capture_default_str();
     app.add_option("--checkpoint", f.checkpoint,
                    "a run's checkpoint.safetensors, or its run folder (without it: random weights from --seed)");
-    app.add_option("--images", f.images, "test images for forward and backward")->capture_default_str()->check(CLI::Range(1, 64));
-    app.add_option("--predictions", f.predictions, "test images for predictions")->capture_default_str()->check(CLI::Range(1, 256));
-    app.add_option("--columns", f.columns, "images per row of predictions")->capture_default_str()->check(CLI::Range(1, 100));
+    detail::add_integer_flag(app, "--images", f.images, "test images for forward and backward", 1, 64);
+    detail::add_integer_flag(app, "--predictions", f.predictions, "test images for predictions", 1, 256);
+    detail::add_integer_flag(app, "--columns", f.columns, "images per row of predictions", 1, 100);
     app.add_option("--data", f.data_dir, "CIFAR-10 folder (else $CIFAR10_DIR, ./data/cifar-10-batches-bin, "
                                          "../shared/cifar10/cifar-10-batches-bin)");
     app.add_option("--out", f.out_dir, "folder for the PNG files (made if missing)")->capture_default_str();
-    app.add_option("--seed", f.seed, "seed for random weights (without --checkpoint)")->capture_default_str();
+    detail::add_integer_flag(app, "--seed", f.seed, "seed for random weights (without --checkpoint)", 0);
     app.footer(detail::model_table());
 }
 

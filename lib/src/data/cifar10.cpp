@@ -10,6 +10,7 @@
 #include <system_error>
 #include <utility>
 
+#include "../util/files.hpp"
 #include "mcnn/error.hpp"
 #include "shuffle.hpp"
 
@@ -21,25 +22,9 @@ namespace {
 
 // ---- files ---------------------------------------------------------------------------------------
 
-/// The whole file in one read. `what` says what kind of file it is, for messages.
-std::vector<std::uint8_t> read_all(const fs::path& file, const char* what) {
-    std::error_code ec;
-    const auto status = fs::status(file, ec);
-    if (!fs::exists(status)) fail("{} '{}' does not exist", what, file.string());
-    if (fs::is_directory(status)) fail("{} '{}' is a directory, not a file", what, file.string());
-    const auto size = fs::file_size(file, ec);
-    if (ec) fail("{} '{}': cannot read its size: {}", what, file.string(), ec.message());
-    std::ifstream in(file, std::ios::binary);
-    if (!in) fail("{} '{}' cannot be opened for reading (permissions?)", what, file.string());
-    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
-    in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
-    if (static_cast<std::uintmax_t>(in.gcount()) != size)
-        fail("{} '{}': read only {} of its {} bytes", what, file.string(), in.gcount(), size);
-    return bytes;
-}
-
 std::vector<std::string> read_class_names(const fs::path& file) {
-    const auto bytes = read_all(file, "CIFAR-10 class-name file");
+    // The official file has 61 bytes; a limit keeps a wrong file from being read whole.
+    const std::string bytes = files::read_regular_file(file, "CIFAR-10 class-name file", 64 * 1024);
     std::vector<std::string> names;
     std::size_t start = 0;
     while (start <= bytes.size()) {
@@ -144,35 +129,66 @@ Records Records::subset(const std::vector<std::size_t>& indices) const {
 
 // ---- reading -------------------------------------------------------------------------------------
 
-Records read_batch_file(const fs::path& file) {
-    const auto bytes = read_all(file, "CIFAR-10 batch file");
+Records parse_records(std::string_view bytes, const std::string& name) {
     const std::size_t size = bytes.size();
     if (size == 0)
         fail("CIFAR-10 batch file '{}' is empty (0 bytes); expected a multiple of {} bytes (one record is a label "
              "byte and {} pixel bytes). The download was probably interrupted",
-             file.string(), record_bytes, image_bytes);
+             name, record_bytes, image_bytes);
     if (size % record_bytes != 0)
         fail("CIFAR-10 batch file '{}' has {} bytes, not a multiple of the {}-byte record: {} whole records and {} "
              "bytes left over. The file is probably truncated (an interrupted download) or not a CIFAR-10 binary "
              "batch file",
-             file.string(), size, record_bytes, size / record_bytes, size % record_bytes);
+             name, size, record_bytes, size / record_bytes, size % record_bytes);
     const std::size_t n = size / record_bytes;
+    const auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
     Records out;
     out.labels.resize(n);
     out.images.resize(n * image_bytes);
     for (std::size_t r = 0; r < n; ++r) {
-        const std::uint8_t* rec = bytes.data() + r * record_bytes;
+        const std::uint8_t* rec = data + r * record_bytes;
         if (rec[0] >= class_count)
             fail("CIFAR-10 batch file '{}': record {} (byte offset {}) has label {}; expected 0 to {}. The file is "
                  "damaged or not a CIFAR-10 binary batch file (CIFAR-100 files have two label bytes)",
-                 file.string(), r, r * record_bytes, int{rec[0]}, class_count - 1);
+                 name, r, r * record_bytes, int{rec[0]}, class_count - 1);
         out.labels[r] = rec[0];
         std::memcpy(out.images.data() + r * image_bytes, rec + 1, image_bytes);
     }
     return out;
 }
 
-Cifar10 load_cifar10(const fs::path& dir) {
+namespace {
+
+/// What is wrong with a batch file of `size` bytes that should hold `records` records.
+std::string wrong_size(const fs::path& file, std::uint64_t size, std::size_t records) {
+    const std::uint64_t expected = std::uint64_t{records} * record_bytes, whole = size / record_bytes;
+    std::string why;
+    if (size == 0)
+        why = "It is empty: the download was probably interrupted";
+    else if (size % record_bytes != 0)
+        why = fmt::format("It holds {} whole records and {} bytes left over: it is probably truncated (an interrupted "
+                          "download) or not a CIFAR-10 binary batch file",
+                          whole, size % record_bytes);
+    else if (whole < records)
+        why = fmt::format("It holds {} whole records: it is probably truncated (an interrupted download)", whole);
+    else
+        why = fmt::format("It holds {} records, {} more: it is not a CIFAR-10 batch file", whole, whole - records);
+    return fmt::format("CIFAR-10 batch file '{}' has {} bytes, but a batch file holds {} records of {} bytes (a label "
+                       "byte and {} pixel bytes): {} bytes. {}",
+                       file.string(), size, records, record_bytes, image_bytes, expected, why);
+}
+
+}  // namespace
+
+Records read_batch_file(const fs::path& file, std::size_t records) {
+    // Size first: a file of another size is refused before anything is allocated or read.
+    const std::uint64_t size = files::regular_file_size(file, "CIFAR-10 batch file");
+    if (records == 0 || size != std::uint64_t{records} * record_bytes) fail("{}", wrong_size(file, size, records));
+    const std::string bytes = files::read_regular_file(file, "CIFAR-10 batch file", size);
+    return parse_records(bytes, file.string());
+}
+
+Cifar10 load_cifar10(const fs::path& dir, std::size_t records_per_file) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec))
         fail("CIFAR-10 folder '{}' does not exist or is not a folder", dir.string());
@@ -180,7 +196,7 @@ Cifar10 load_cifar10(const fs::path& dir) {
     out.dir = dir;
     out.class_names = read_class_names(dir / "batches.meta.txt");
     for (int b = 1; b <= 5; ++b) {
-        Records part = read_batch_file(dir / fmt::format("data_batch_{}.bin", b));
+        Records part = read_batch_file(dir / fmt::format("data_batch_{}.bin", b), records_per_file);
         if (b == 1) {
             out.train = std::move(part);
             out.train.images.reserve(out.train.images.size() * 5);
@@ -189,7 +205,7 @@ Cifar10 load_cifar10(const fs::path& dir) {
             out.train.append(part);
         }
     }
-    out.test = read_batch_file(dir / "test_batch.bin");
+    out.test = read_batch_file(dir / "test_batch.bin", records_per_file);
     return out;
 }
 

@@ -33,6 +33,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "../util/files.hpp"
 #include "file_size_signal.hpp"
 
 namespace mcnn {
@@ -187,17 +188,11 @@ void check_tiling(const std::vector<Entry>& entries, std::uint64_t data_size, co
 
 TensorFile load_safetensors(const fs::path& path) {
     const std::string p = path.string();
-    std::error_code ec;
-    const fs::file_status status = fs::status(path, ec);
-    if (!fs::exists(status)) fail("load_safetensors {}: no such file", p);
-    if (fs::is_directory(status)) fail("load_safetensors {}: is a directory, not a safetensors file", p);
+    // A regular file only (a FIFO would block the reader), and its size known before anything is
+    // allocated: every later size is checked against it.
+    const std::uint64_t size = files::regular_file_size(path, "load_safetensors: file");
     std::ifstream in(path, std::ios::binary);
     if (!in) fail("load_safetensors {}: cannot open for reading: {}", p, errno_text(errno));
-    in.seekg(0, std::ios::end);
-    const std::streamoff end_pos = in.tellg();
-    if (end_pos < 0) fail("load_safetensors {}: cannot determine the file size", p);
-    const auto size = static_cast<std::uint64_t>(end_pos);
-    in.seekg(0);
 
     if (size < 8)
         fail("load_safetensors {}: truncated: file has {} bytes, fewer than the 8-byte header length", p, size);
@@ -209,6 +204,13 @@ TensorFile load_safetensors(const fs::path& path) {
         fail("load_safetensors {}: truncated: header says {} bytes, file has {} bytes after the 8-byte length "
              "(or it is not a safetensors file)",
              p, n, size - 8);
+    // The largest header read (safetensors' own reader has the same bound): a checkpoint's header
+    // is a few kilobytes, and parsing JSON takes several times its size in memory.
+    constexpr std::uint64_t max_header_bytes = 100'000'000;
+    if (n > max_header_bytes)
+        fail("load_safetensors {}: header says {} bytes, more than the {} a safetensors header may have (not a "
+             "safetensors file?)",
+             p, n, max_header_bytes);
 
     std::string text(static_cast<std::size_t>(n), '\0');
     if (!in.read(text.data(), static_cast<std::streamsize>(n))) fail("load_safetensors {}: cannot read the header", p);

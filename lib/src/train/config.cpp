@@ -1,10 +1,14 @@
 #include "mcnn/train/config.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "../util/strict.hpp"
 #include "mcnn/nn/layers.hpp"
 #include "mcnn/nn/registry.hpp"
 
@@ -50,6 +54,41 @@ std::string TrainConfig::to_json() const {
     return j.dump(2);
 }
 
+namespace {
+
+/// Field `key` of the run config `j`; throws naming it when it is missing.
+const json& field(const json& j, const char* key) {
+    if (!j.contains(key)) fail("run config: field '{}' is missing", key);
+    return j.at(key);
+}
+
+/// A string or boolean field (the numbers are read strictly, see from_json).
+template <class T>
+void get(const json& j, const char* key, T& out) {
+    const json& v = field(j, key);
+    try {
+        v.get_to(out);
+    } catch (const json::exception&) {
+        fail("run config: field '{}' has the wrong type ({})", key, v.dump());
+    }
+}
+
+/// An integer field from `min` to the largest value of its type; a fraction, an exponent, a string
+/// or a value out of range is refused naming the field and the value, never truncated or wrapped.
+template <class Int>
+void get_integer(const json& j, const char* key, Int& out, long long min) {
+    out = strict::integer_as<Int>(field(j, key), fmt::format("run config: field '{}'", key), min);
+}
+
+/// A finite number field >= 0 (> 0 when `positive`).
+void get_number(const json& j, const char* key, double& out, bool positive = false) {
+    const std::string what = fmt::format("run config: field '{}'", key);
+    out = strict::json_number(field(j, key), 0, std::numeric_limits<double>::max(), what);
+    if (positive && out == 0) fail("{} must be a finite number > 0, got {}", what, field(j, key).dump());
+}
+
+}  // namespace
+
 TrainConfig TrainConfig::from_json(const std::string& text) {
     json j;
     try {
@@ -57,31 +96,24 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
     } catch (const json::exception& e) {
         fail("run config: not valid JSON ({})", e.what());
     }
+    if (!j.is_object()) fail("run config: not a JSON object ({})", j.type_name());
     TrainConfig c;
-    auto get = [&](const char* key, auto& field) {
-        if (!j.contains(key)) fail("run config: field '{}' is missing", key);
-        try {
-            j.at(key).get_to(field);
-        } catch (const json::exception&) {
-            fail("run config: field '{}' has the wrong type ({})", key, j.at(key).dump());
-        }
-    };
-    get("model", c.model);
-    get("epochs", c.epochs);
-    get("batch", c.batch);
-    get("lr", c.sgd.lr);
-    get("momentum", c.sgd.momentum);
-    get("dampening", c.sgd.dampening);
-    get("weight_decay", c.sgd.weight_decay);
-    get("nesterov", c.sgd.nesterov);
-    get("seed", c.seed);
-    get("report_every", c.report_every);
-    get("validation", c.validation);
-    get("conv", c.conv);
-    get("normalization", c.normalization);
-    get("max_batches", c.max_batches);
-    get("eval_batch", c.eval_batch);
-    get("plots", c.plots);
+    get(j, "model", c.model);
+    get_integer(j, "epochs", c.epochs, 1);
+    get_integer(j, "batch", c.batch, 1);
+    get_number(j, "lr", c.sgd.lr, true);
+    get_number(j, "momentum", c.sgd.momentum);
+    get_number(j, "dampening", c.sgd.dampening);
+    get_number(j, "weight_decay", c.sgd.weight_decay);
+    get(j, "nesterov", c.sgd.nesterov);
+    get_integer(j, "seed", c.seed, 0);
+    get_integer(j, "report_every", c.report_every, 1);
+    get_integer(j, "validation", c.validation, 0);
+    get(j, "conv", c.conv);
+    get(j, "normalization", c.normalization);
+    get_integer(j, "max_batches", c.max_batches, 0);
+    get_integer(j, "eval_batch", c.eval_batch, 1);
+    get(j, "plots", c.plots);
     try {
         c.conv = normalized_conv_setting(c.conv);
     } catch (const Error& e) {
@@ -93,10 +125,14 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
 void TrainConfig::validate() const {
     (void)model_info(model);  // throws listing the known models
     (void)normalized_conv_setting(conv);
-    if (epochs < 1) fail("epochs must be >= 1, got {}", epochs);
-    if (batch < 1) fail("batch must be >= 1, got {}", batch);
-    if (report_every < 1) fail("report interval must be >= 1 batch, got {}", report_every);
-    if (eval_batch < 1) fail("evaluation batch must be >= 1, got {}", eval_batch);
+    if (epochs < 1) fail("epochs must be an integer >= 1, got {}", epochs);
+    if (batch < 1) fail("batch must be an integer >= 1, got {}", batch);
+    if (report_every < 1) fail("the report interval must be an integer >= 1 (batches), got {}", report_every);
+    if (eval_batch < 1) fail("the evaluation batch must be an integer >= 1, got {}", eval_batch);
+    if (!std::isfinite(sgd.lr) || !(sgd.lr > 0)) fail("lr must be a finite number > 0, got {}", sgd.lr);
+    for (const auto& [name, value] : {std::pair{"momentum", sgd.momentum}, std::pair{"dampening", sgd.dampening},
+                                      std::pair{"weight decay", sgd.weight_decay}})
+        if (!std::isfinite(value) || !(value >= 0)) fail("{} must be a finite number >= 0, got {}", name, value);
     if (normalization != "notebook" && normalization != "dataset")
         fail("normalization must be 'notebook' or 'dataset', got '{}'", normalization);
     if (run_dir.empty()) fail("a run folder is needed");

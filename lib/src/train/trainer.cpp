@@ -20,6 +20,7 @@
 #include "run_files.hpp"
 #include "run_lock.hpp"
 #include "stop_signals.hpp"
+#include "memory.hpp"
 
 namespace mcnn {
 namespace {
@@ -81,6 +82,13 @@ void check_inputs(Module<float>& model, const data::Dataset& train, const data::
     for (Parameter<float>* p : model.parameters())
         for (Parameter<float>* q : model.parameters())
             if (p != q && p->name == q->name) fail("fit: two parameters of model '{}' are named '{}'", o.model_name, p->name);
+    // Before the first step: a batch larger than the data, or than the memory can hold, fails now.
+    if (static_cast<std::size_t>(o.batch) > train.size())
+        fail("fit: batch {} is larger than the training set ({} examples): use a batch of at most {}", o.batch, train.size(),
+             train.size());
+    const std::uint64_t floats = memory::recorded_floats_per_example(model, train.example_shape());
+    memory::check_fits(memory::training_step_bytes(floats, static_cast<std::uint64_t>(o.batch)),
+                       static_cast<std::uint64_t>(o.batch), memory::available());
 }
 
 // ---- the run folder ------------------------------------------------------------------------------

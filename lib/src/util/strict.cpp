@@ -20,11 +20,13 @@ std::string shown(std::string_view text) {
 }
 
 [[noreturn]] void refuse_integer(std::string_view what, long long min, long long max, std::string_view got) {
-    fail("{} must be an integer {}, got {}", what, range_text(min, max), got);
+    const std::string range = range_text(min, max);
+    fail("{} must be an integer{}{}, got {}", what, range.empty() ? "" : " ", range, got);
 }
 
 [[noreturn]] void refuse_number(std::string_view what, double min, double max, std::string_view got) {
-    fail("{} must be a finite number {}, got {}", what, range_text(min, max), got);
+    const std::string range = range_text(min, max);
+    fail("{} must be a finite number{}{}, got {}", what, range.empty() ? "" : " ", range, got);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mcnn/data/dataset.hpp"
@@ -32,10 +33,20 @@ struct Records {
     Records subset(const std::vector<std::size_t>& indices) const;
 };
 
-/// Reads one batch file. Throws mcnn::Error naming the file and what is wrong: missing or
-/// unreadable, size not a positive multiple of 3,073 bytes (giving the size and the remainder, the
-/// sign of a truncated download), a label above 9 (giving the record index and its byte offset).
-Records read_batch_file(const std::filesystem::path& file);
+/// Records a CIFAR-10 batch file holds (each of data_batch_1..5.bin and test_batch.bin).
+constexpr std::size_t records_per_file = 10000;
+
+/// The records in `bytes`, the contents of a batch file called `name` (for messages): any positive
+/// number of 3,073-byte records. Throws mcnn::Error naming it and what is wrong: empty, size not a
+/// multiple of 3,073 bytes (giving the size and the remainder, the sign of a truncated download), a
+/// label above 9 (giving the record index and its byte offset).
+Records parse_records(std::string_view bytes, const std::string& name);
+
+/// Reads one batch file of `records` records (CIFAR-10's hold 10,000; tests pass small counts).
+/// Before anything is allocated or read, the file must be a regular file (not a FIFO, device or
+/// folder) of exactly records x 3,073 bytes; else throws naming the file, its size and the size
+/// expected. Then as parse_records.
+Records read_batch_file(const std::filesystem::path& file, std::size_t records = records_per_file);
 
 /// The whole data set from one folder.
 struct Cifar10 {
@@ -45,9 +56,9 @@ struct Cifar10 {
     std::vector<std::string> class_names;  // from batches.meta.txt (10 names)
 };
 
-/// Loads every file of the folder (errors as read_batch_file; batches.meta.txt must hold 10
-/// non-empty names).
-Cifar10 load_cifar10(const std::filesystem::path& dir);
+/// Loads every file of the folder, each batch file of `records_per_file` records (errors as
+/// read_batch_file; batches.meta.txt must hold 10 non-empty names).
+Cifar10 load_cifar10(const std::filesystem::path& dir, std::size_t records_per_file = data::records_per_file);
 
 /// The folder holding CIFAR-10: `flag` if not empty, then $CIFAR10_DIR, then
 /// ./data/cifar-10-batches-bin, then ../shared/cifar10/cifar-10-batches-bin (relative to the

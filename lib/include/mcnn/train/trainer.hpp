@@ -92,7 +92,9 @@ struct TrainResult {
 
 /// Trains `model` with `optimizer` (built over model.parameters()) on `train_data`, evaluating on
 /// `eval_data` after every epoch. Throws before training when the datasets' example shapes differ,
-/// the model cannot take them, or its output is not batch x classes; when the run folder already
+/// the model cannot take them, or its output is not batch x classes; when the batch is larger than
+/// the training set, or its step needs more memory than this process can get (an estimate from
+/// the model's recorded values, against MemAvailable and ulimit -v); when the run folder already
 /// holds a run (without resume) or holds none (with resume), or another process trains in it (its
 /// lock names the PID); when the checkpoint's progress does not fit the run (epochs_done above
 /// options.epochs, step or images beyond what its epochs can hold); and when a file cannot be
