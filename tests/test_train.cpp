@@ -398,6 +398,31 @@ BOOST_AUTO_TEST_CASE(checkpoint_round_trip_and_bad_checkpoints) {
     BOOST_TEST(contains(msg, "[84, 120]"));
 }
 
+// Results depend on the thread count through float rounding: a resume with another count says so.
+BOOST_AUTO_TEST_CASE(resume_with_another_thread_count_says_it_is_not_bit_exact) {
+    const data::Cifar10 cifar = synthetic_cifar();
+    const TempDir tmp;
+    TrainConfig c = small_config(tmp.path / "run");
+    c.epochs = 1;
+    {
+        const ThreadLimit one(1);
+        train(c, cifar, false, nullptr);
+    }
+    const auto resume_output = [&](int threads) {
+        const ThreadLimit limit(threads);
+        c.epochs += 1;
+        std::FILE* out = std::tmpfile();
+        train(c, cifar, true, out);
+        std::rewind(out);
+        std::string text(8192, '\0');
+        text.resize(std::fread(text.data(), 1, text.size(), out));
+        std::fclose(out);
+        return text;
+    };
+    CHECK_MESSAGE_HAS(resume_output(2), "note: the run so far used 1 threads and goes on with 2");
+    BOOST_TEST(!contains(resume_output(2), "note: the run so far used"));  // the same count: no note
+}
+
 BOOST_AUTO_TEST_CASE(resume_without_checkpoint_is_an_error) {
     const TempDir tmp;
     const fs::path run = tmp.path / "run";  // a run folder that does not exist

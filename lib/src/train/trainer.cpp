@@ -3,6 +3,8 @@
 // (final report, metrics.json). RunFolder holds everything written to disk.
 #include "mcnn/train/trainer.hpp"
 
+#include <omp.h>
+
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -221,6 +223,7 @@ struct Run {
         refuse_non_finite(batch_in_epoch ? fmt::format("in epoch {}", epochs_done + 1) : fmt::format("after epoch {}", epochs_done));
         std::map<std::string, std::string> meta{{"epochs_done", std::to_string(epochs_done)},
                                                 {"batch_in_epoch", std::to_string(batch_in_epoch)},
+                                                {"threads", std::to_string(omp_get_max_threads())},
                                                 {"step", std::to_string(result.steps)},
                                                 {"images", std::to_string(result.train_images)},
                                                 {"train_seconds", fmt::format("{:.6f}", result.train_seconds)}};
@@ -294,6 +297,18 @@ void read_position_in_epoch(Run& run, const std::map<std::string, std::string>& 
     w.start = Clock::now() - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
 }
 
+/// Results depend on the thread count through float rounding (a conv layer sums per-thread partial
+/// gradients): a resume with another count continues correctly but not bit for bit. Says so.
+void note_thread_count(Run& run, const std::map<std::string, std::string>& meta, const fs::path& ckpt) {
+    const auto it = meta.find("threads");
+    if (it == meta.end()) return;  // checkpoints written before the count was recorded
+    const long long saved = strict::integer(it->second, 1, 1 << 20, fmt::format("{}: checkpoint metadata 'threads'", ckpt.string()));
+    if (saved != omp_get_max_threads())
+        run.progress.line(fmt::format("note: the run so far used {} threads and goes on with {}: float sums then round "
+                                      "differently, so it will not match an unbroken run bit for bit (resume with "
+                                      "--threads {} for that)", saved, omp_get_max_threads(), saved));
+}
+
 void open_run(Run& run) {
     if (!run.o.resume) {
         run.folder.start(summary(run.model, batch_shape(run.train, 1), run.o.model_name));
@@ -313,6 +328,7 @@ void open_run(Run& run) {
     run.result.train_images = p.images;
     run.result.train_seconds = p.train_seconds;
     read_position_in_epoch(run, file.metadata, ckpt);
+    note_thread_count(run, file.metadata, ckpt);
     run_files::put_in_place(file, run.model, optimizer);
     run.last_good = fmt::format("{} ({})", ckpt.string(), run.point(run.first_epoch, run.first_batch, run.result.steps));
     run.folder.resume(run.result.steps);
