@@ -1,10 +1,23 @@
 #include "mcnn/ops/pool.hpp"
 
 #include <array>
+#include <cmath>
 
 #include "../parallel.hpp"
 
 namespace mcnn {
+namespace {
+
+// Whether candidate v replaces the window's best so far, m: v is larger, or v is NaN. So a window
+// holding a NaN yields NaN and its argmax is the last NaN in row-major order (PyTorch's CPU
+// max-pool: `(val > maxval) || isnan(val)`), and among equal maxima the first wins. A plain
+// `v > m` would drop every NaN after the first candidate (any comparison with NaN is false).
+template <class T>
+bool replaces(T v, T m) {
+    return v > m || std::isnan(v);
+}
+
+}  // namespace
 
 template <class T>
 void pool::max_forward(const Tensor<T>& x, int kernel, int stride, Tensor<T>& y, std::vector<std::int32_t>& argmax) {
@@ -28,18 +41,21 @@ void pool::max_forward(const Tensor<T>& x, int kernel, int stride, Tensor<T>& y,
             if (kernel == 2 && stride == 2) {  // the models' pooling: 2 x 2 windows side by side
                 for (int r = 0; r < Ho; ++r)
                     for (int c = 0; c < Wo; ++c, ++k) {
-                        // candidates in row-major order, strict >: the first maximum wins. Selects,
-                        // not branches: on activations the comparisons are coin flips.
+                        // candidates in row-major order, each taken when it replaces() the best so
+                        // far. Selects, not branches: on activations the comparisons are coin flips.
                         const std::int32_t top = base + 2 * r * W + 2 * c, bottom = top + W;
                         std::int32_t best = top;
                         T m = in[top];
                         const T b = in[top + 1], d = in[bottom], e = in[bottom + 1];
-                        best = b > m ? top + 1 : best;
-                        m = b > m ? b : m;
-                        best = d > m ? bottom : best;
-                        m = d > m ? d : m;
-                        best = e > m ? bottom + 1 : best;
-                        m = e > m ? e : m;
+                        const bool take_b = replaces(b, m);
+                        best = take_b ? top + 1 : best;
+                        m = take_b ? b : m;
+                        const bool take_d = replaces(d, m);
+                        best = take_d ? bottom : best;
+                        m = take_d ? d : m;
+                        const bool take_e = replaces(e, m);
+                        best = take_e ? bottom + 1 : best;
+                        m = take_e ? e : m;
                         arg[k] = best;
                         out[k] = m;
                     }
@@ -51,7 +67,7 @@ void pool::max_forward(const Tensor<T>& x, int kernel, int stride, Tensor<T>& y,
                     for (int u = 0; u < kernel; ++u)
                         for (int v = 0; v < kernel; ++v) {
                             const std::int32_t at = base + (r * stride + u) * W + c * stride + v;
-                            if (in[at] > in[best]) best = at;  // strict: the first maximum wins ties
+                            if (replaces(in[at], in[best])) best = at;  // the first maximum, the last NaN
                         }
                     arg[k] = best;
                     out[k] = in[best];
