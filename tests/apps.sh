@@ -35,7 +35,7 @@ expect() {
 # train: help lists every flag; bad settings are refused before any work
 expect 0 "--resume" -- "$bin/train" --help
 for flag in --model --epochs --batch --lr --momentum --weight-decay --seed --report-every --validation \
-            --conv --normalization --max-batches --data --run-dir --threads --summary; do
+            --conv --normalization --max-batches --data --run-dir --threads --summary --detect-anomaly; do
   expect 0 "$flag" -- "$bin/train" --help
 done
 expect 0 "Registered models:" -- "$bin/train" --help
@@ -55,6 +55,16 @@ expect 0 "Total parameters: 68,288" -- "$bin/train" --summary --model manual
 for conv in auto plain correlate2d im2col automatic; do
   expect 0 "Total parameters: 62,006" -- "$bin/train" --summary --conv $conv
 done
+
+# train --detect-anomaly: a run that diverges (lr 10) stops at the first NaN or inf, naming the op that
+# made it and the step; the switch is of this invocation, not a setting stored in config.json
+if [ -f "$data/test_batch.bin" ]; then
+  expect 1 "detect_anomaly: (forward|backward) of '[a-z_0-9]+' \(tape entry [0-9]+ of [0-9]+.* is -?(nan|inf).*; at epoch 1, batch [0-9]+ \(step [0-9]+\)" -- \
+    "$bin/train" --lr 10 --max-batches 50 --epochs 1 --detect-anomaly --no-plots --run-dir "$tmp/anomaly" --data "$data"
+  expect 0 "^ok$" -- bash -c "grep -q anomaly '$tmp/anomaly/config.json' || echo ok"
+else
+  echo "train --detect-anomaly: real CIFAR-10 not found in $data; its run is skipped"
+fi
 
 # gradcheck: passes on the nodes and models, fails (exit 1) naming the faulty parameter
 expect 0 "notebook_layer +[0-9]+ .* ok" -- "$bin/gradcheck" --node all

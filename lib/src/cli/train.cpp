@@ -21,7 +21,7 @@ struct TrainFlags {
     TrainConfig config;
     std::string data_dir, run_dir, resume_dir;
     int threads = 0;
-    bool no_plots = false, summary_only = false;
+    bool no_plots = false, summary_only = false, detect_anomaly = false;
 };
 
 std::string timestamp() {
@@ -75,6 +75,8 @@ void add_run_options(CLI::App& app, TrainFlags& f) {
         ->capture_default_str()->check(CLI::NonNegativeNumber);
     app.add_flag("--no-plots", f.no_plots, "do not draw curves.png");
     app.add_flag("--summary", f.summary_only, "print the model summary and exit");
+    app.add_flag("--detect-anomaly", f.detect_anomaly, "check every value and gradient of each training step and stop at "
+                                                       "the first NaN or inf, naming the op that made it (slower)");
     app.footer("Writes to the run folder: config.json, summary.txt, log.csv, checkpoint.safetensors (each epoch), "
                "curves.png, metrics.json. Get the data with scripts/download-cifar10.sh.\n\n" + detail::model_table());
 }
@@ -91,6 +93,7 @@ TrainConfig settings(TrainFlags& f, bool epochs_given) {
         if (epochs_given) c.epochs = f.config.epochs;
         c.run_dir = f.resume_dir;
     }
+    c.detect_anomaly = f.detect_anomaly;  // of this invocation, also with --resume (not in config.json)
     c.validate();
     return c;
 }

@@ -26,6 +26,7 @@ struct TrainConfig {
     int eval_batch = 500;
     bool plots = true;
     std::filesystem::path run_dir;
+    bool detect_anomaly = false;     // FitOptions::detect_anomaly; a run-time switch, not in config.json
 
     std::string to_json() const;
     /// Parses what to_json wrote; throws naming the field that is missing or wrong.

@@ -43,6 +43,10 @@ struct FitOptions {
     std::string config_json;         // the caller's settings: written to config.json and the checkpoint
     std::string title;               // curves title; default: model name, optimiser, batch
     std::FILE* out = stdout;         // progress and reports (null: silent)
+    /// Anomaly mode on every training step's tape (Tape::set_detect_anomaly): the first NaN or inf
+    /// in a forward value or a gradient stops the run with AnomalyError naming the op, its place on
+    /// the tape, the shapes and the element, and "at epoch E, batch B (step S)".
+    bool detect_anomaly = false;
 };
 
 /// One line of log.csv.
