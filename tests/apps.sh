@@ -53,7 +53,7 @@ run_limited() {
 # train: help lists every flag; bad settings are refused before any work
 expect 0 "--resume" -- "$bin/train" --help
 for flag in --model --epochs --batch --lr --momentum --weight-decay --seed --report-every --validation \
-            --conv --normalization --max-batches --data --run-dir --threads --summary --reset-optimizer; do
+            --conv --normalization --max-batches --data --run-dir --threads --summary --reset-optimizer --detect-anomaly; do
   expect 0 "$flag" -- "$bin/train" --help
 done
 expect 0 "Registered models:" -- "$bin/train" --help
@@ -103,7 +103,7 @@ done
 
 # train --resume keeps the run's settings: flags that would change them are refused, not ignored
 keeps="--resume keeps the run's settings \(config.json in the run folder\), so"
-expect 1 "$keeps --batch, --lr cannot be given with it; with --resume only --epochs, --eval-batch, --threads, --data, --no-plots, --reset-optimizer may be given" -- \
+expect 1 "$keeps --batch, --lr cannot be given with it; with --resume only --epochs, --eval-batch, --threads, --data, --no-plots, --reset-optimizer, --detect-anomaly may be given" -- \
   "$bin/train" --resume "$tmp/no-such-run" --lr 0.1 --batch 8 --epochs 3 --threads 1
 for flag in "--model tuned" "--momentum 0" "--weight-decay 0.1" "--nesterov" "--seed 2" "--report-every 5" \
             "--validation 100" "--conv plain" "--normalization dataset" "--max-batches 3" "--summary"; do
@@ -155,6 +155,15 @@ fi
 if [ -n "$user" ]; then  # bench has no estimate: its allocation fails (random examples need no data)
   expect 1 "^bench: error: out of memory while running bench \(an allocation failed; the address-space limit \(ulimit -v\) is 3.1 GB; this machine has [0-9.]+ [GM]B available\): use a smaller batch" -- \
     run_limited 3000000 "$user" bench --case user-gray-infer-b5000000 --steps 1 --warmup 0 --threads 1
+fi
+# train --detect-anomaly: a run that diverges (lr 10) stops at the first NaN or inf, naming the op that
+# made it and the step; the switch is of this invocation, not a setting stored in config.json
+if [ -f "$data/test_batch.bin" ]; then
+  expect 1 "detect_anomaly: (forward|backward) of '[a-z_0-9]+' \(tape entry [0-9]+ of [0-9]+.* is -?(nan|inf).*; at epoch 1, batch [0-9]+ \(step [0-9]+\)" -- \
+    "$bin/train" --lr 10 --max-batches 50 --epochs 1 --detect-anomaly --no-plots --run-dir "$tmp/anomaly" --data "$data"
+  expect 0 "^ok$" -- bash -c "grep -q anomaly '$tmp/anomaly/config.json' || echo ok"
+else
+  echo "train --detect-anomaly: real CIFAR-10 not found in $data; its run is skipped"
 fi
 
 # gradcheck: passes on the nodes and models, fails (exit 1) naming the faulty parameter

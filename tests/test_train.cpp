@@ -423,6 +423,41 @@ BOOST_AUTO_TEST_CASE(resume_with_another_thread_count_says_it_is_not_bit_exact) 
     BOOST_TEST(!contains(resume_output(2), "note: the run so far used"));  // the same count: no note
 }
 
+// FitOptions::detect_anomaly: a parameter that is NaN before the first step stops the run at that
+// step, naming the parameter and where in training; a run that diverges stops at the first op that
+// made a NaN or inf, with the step it happened in.
+BOOST_AUTO_TEST_CASE(detect_anomaly_stops_the_run_at_the_first_non_finite_value_naming_the_step) {
+    const data::Cifar10 cifar = synthetic_cifar();
+    Rng rng(7);
+    SimpleCNN<float> model(rng);
+    Parameter<float>& bad = model.fc2.weight;
+    bad.value[5] = std::numeric_limits<float>::quiet_NaN();
+    Sgd<float> sgd(model.parameters(), {.lr = 0.01, .momentum = 0.9});
+    const data::Normalization norm = data::Normalization::notebook();
+    const data::CifarDataset train_set(cifar.train, norm), test_set(cifar.test, norm);
+    FitOptions o;
+    o.batch = 8;
+    o.out = nullptr;
+    o.detect_anomaly = true;
+    std::string msg = error_of([&] { fit(model, sgd, train_set, test_set, o); });
+    CHECK_MESSAGE_HAS(msg, "detect_anomaly: forward: the parameter 'fc2.weight' [84, 120]");
+    CHECK_MESSAGE_HAS(msg, "element 5 is nan (set outside the tape: by the last optimiser step, or when it was loaded)");
+    CHECK_MESSAGE_HAS(msg, "; at epoch 1, batch 1 (step 1)");
+
+    // lr 10 diverges within the first epoch: the first non-finite value is named, with its op
+    const TempDir tmp;
+    TrainConfig c = small_config(tmp.path / "with");
+    c.sgd.lr = 10;
+    c.detect_anomaly = true;
+    msg = error_of([&] { train(c, cifar, false, nullptr); });
+    BOOST_TEST(std::regex_search(msg, std::regex("^detect_anomaly: (forward|backward) of '[a-z_0-9]+' \\(tape entry [0-9]+ of "
+                                                 "[0-9]+.*: element [0-9]+ is -?(nan|inf).*; at epoch 1, batch [0-9]+ \\(step [0-9]+\\)$")),
+               msg);
+    c.detect_anomaly = false;  // the same run without: the loss check stops it, later or as late
+    c.run_dir = tmp.path / "without";
+    CHECK_MESSAGE_HAS(error_of([&] { train(c, cifar, false, nullptr); }), "diverged");
+}
+
 BOOST_AUTO_TEST_CASE(resume_without_checkpoint_is_an_error) {
     const TempDir tmp;
     const fs::path run = tmp.path / "run";  // a run folder that does not exist

@@ -38,11 +38,13 @@ Var<T> Tape<T>::push(Node node) {
 
 template <class T>
 Var<T> Tape<T>::constant(Tensor<T> value) {
+    if (detect_anomaly_) check_leaf("constant", value, nullptr);
     return Var<T>(this, -1, std::make_shared<const Tensor<T>>(std::move(value)));
 }
 
 template <class T>
 Var<T> Tape<T>::input(Tensor<T> value) {
+    if (detect_anomaly_) check_leaf("input", value, nullptr);
     auto shared = std::make_shared<const Tensor<T>>(std::move(value));
     if (!recording()) return Var<T>(this, -1, std::move(shared));
     Node node;
@@ -52,6 +54,7 @@ Var<T> Tape<T>::input(Tensor<T> value) {
 
 template <class T>
 Var<T> Tape<T>::param(Parameter<T>& p) {
+    if (detect_anomaly_) check_leaf("parameter", p.value, &p);
     // Aliasing constructor with an empty owner: the tape reads the parameter in place.
     std::shared_ptr<const Tensor<T>> view(std::shared_ptr<void>(), &p.value);
     if (!recording()) return Var<T>(this, -1, std::move(view));
@@ -77,6 +80,7 @@ Var<T> Tape<T>::record(const char* op, Tensor<T> value, std::initializer_list<Va
         ++e.forward_calls;
         last_event_ = now;
     }
+    if (detect_anomaly_) check_output(op, value, inputs, recording() && any_grad);
     auto shared = std::make_shared<const Tensor<T>>(std::move(value));
     if (!recording() || !any_grad) return Var<T>(this, -1, std::move(shared));
     Node node;
@@ -105,6 +109,7 @@ void Tape<T>::backward(const Var<T>& loss) {
     if (loss.value().numel() != 1) fail("Tape::backward: the loss must be a scalar, got shape {}", loss.shape().str());
     if (backward_done_) fail("Tape::backward: called twice on one recording; clear() and record again");
     backward_done_ = true;
+    if (detect_anomaly_) check_parameter_gradients();
     grad_slot(loss.id()).fill(T(1));
     std::vector<Tensor<T>*> slots;
     for (int id = loss.id(); id >= 0; --id) {
@@ -113,17 +118,23 @@ void Tape<T>::backward(const Var<T>& loss) {
         slots.assign(node.inputs.size(), nullptr);
         for (std::size_t k = 0; k < node.inputs.size(); ++k)
             if (node.inputs[k] >= 0) slots[k] = &grad_slot(node.inputs[k]);
-        const Tensor<T>& grad_out = node.param ? node.param->grad : node.grad;
-        if (!profile_) {
-            node.backward(*node.value, grad_out, GradSlots(slots));
-            continue;
-        }
-        const auto start = std::chrono::steady_clock::now();
-        node.backward(*node.value, grad_out, GradSlots(slots));
-        OpProfile::Entry& e = profile_->at(node.op);
-        e.backward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        ++e.backward_calls;
+        run_backward(node, GradSlots(slots));
+        if (detect_anomaly_) check_gradients(id, GradSlots(slots));
     }
+}
+
+template <class T>
+void Tape<T>::run_backward(Node& node, GradSlots slots) {
+    const Tensor<T>& grad_out = node.param ? node.param->grad : node.grad;
+    if (!profile_) {
+        node.backward(*node.value, grad_out, slots);
+        return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    node.backward(*node.value, grad_out, slots);
+    OpProfile::Entry& e = profile_->at(node.op);
+    e.backward_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ++e.backward_calls;
 }
 
 template <class T>

@@ -1,6 +1,8 @@
 #include "mcnn/tensor.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -113,7 +115,27 @@ void require_rank(const char* what, const Shape& shape, int rank) {
     if (shape.rank() != rank) fail("{}: expected a {}-D tensor, got shape {}", what, rank, shape.str());
 }
 
+template <class T>
+std::ptrdiff_t first_non_finite(const Tensor<T>& t) {
+    // Blocks tested without an early exit (a loop the compiler vectorises), then the block that
+    // holds one searched element by element. |v| <= max is false exactly for NaN and +-inf.
+    constexpr std::size_t block = 1024;
+    const T* p = t.data();
+    const std::size_t n = t.numel();
+    for (std::size_t start = 0; start < n; start += block) {
+        const std::size_t end = std::min(n, start + block);
+        int bad = 0;
+        for (std::size_t i = start; i < end; ++i) bad |= !(std::abs(p[i]) <= std::numeric_limits<T>::max());
+        if (!bad) continue;
+        for (std::size_t i = start; i < end; ++i)
+            if (!std::isfinite(p[i])) return static_cast<std::ptrdiff_t>(i);
+    }
+    return -1;
+}
+
 template class Tensor<float>;
 template class Tensor<double>;
+template std::ptrdiff_t first_non_finite(const Tensor<float>&);
+template std::ptrdiff_t first_non_finite(const Tensor<double>&);
 
 }  // namespace mcnn

@@ -16,6 +16,14 @@
 // numerical gradient check compares the logs of L(x + eps) and L(x - eps) with that of L(x) to
 // notice a step that crossed a kink. Without a log the ops pay one pointer test. A new op with
 // a kink logs with one call: log_branches(x, "op", count, decision).
+//
+// Anomaly mode (like torch.autograd.detect_anomaly), switched on per tape with
+// set_detect_anomaly(true): every value put on the tape (constants, inputs, parameters, each op's
+// output) and, in backward(), every gradient slot a node has just added to is checked, and the
+// first NaN or inf throws AnomalyError saying where it arose. A slot is checked after each node
+// that adds to it, and parameter gradients once before the pass, so the node named is the one
+// whose forward or backward made the first non-finite value. Off (the default) it costs one test
+// of a flag per op and per backward node.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -45,6 +53,14 @@ struct Parameter {
 
 template <class T>
 class Tape;
+
+/// What anomaly mode throws (an mcnn::Error): the first non-finite value on a tape, with the op
+/// that made it, the op's position on the tape, forward or backward, the shapes, which input's
+/// gradient (in backward), and the index and value of the first bad element.
+class AnomalyError : public Error {
+public:
+    using Error::Error;
+};
 
 /// The branch decisions of one forward pass: for each op that logged (relu, leaky_relu,
 /// max_pool2d, ...), in the order the ops ran, its name and a hash of its decisions in element
@@ -158,6 +174,11 @@ public:
     /// Starts the clock for the next op's forward time (call it before a forward pass).
     void mark() { if (profile_) last_event_ = std::chrono::steady_clock::now(); }
 
+    /// Anomaly mode (see the top of this file): while on, the first NaN or inf among the values
+    /// put on this tape and the gradients its backward pass makes throws AnomalyError.
+    void set_detect_anomaly(bool on) { detect_anomaly_ = on; }
+    bool detect_anomaly() const { return detect_anomaly_; }
+
     /// Attaches a branch log that the following ops with kinks append to (nullptr detaches). The
     /// tape does not own it and never clears it; it works in both modes.
     void set_branch_log(BranchLog* log) { branch_log_ = log; }
@@ -191,6 +212,14 @@ private:
 
     Var<T> push(Node node);
     Tensor<T>& grad_slot(int id);
+    void run_backward(Node& node, GradSlots slots);
+
+    // Anomaly mode's checks; each throws AnomalyError at the first non-finite element.
+    void check_leaf(const char* kind, const Tensor<T>& value, const Parameter<T>* param) const;
+    void check_output(const char* op, const Tensor<T>& value, std::initializer_list<Var<T>> inputs, bool recorded) const;
+    void check_gradients(int id, GradSlots slots) const;
+    void check_parameter_gradients() const;
+    std::string describe(int id) const;
 
     Mode mode_;
     std::vector<Node> nodes_;
@@ -198,6 +227,7 @@ private:
     OpProfile* profile_ = nullptr;
     std::chrono::steady_clock::time_point last_event_;
     BranchLog* branch_log_ = nullptr;
+    bool detect_anomaly_ = false;
 };
 
 extern template class Tape<float>;

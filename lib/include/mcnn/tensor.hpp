@@ -118,6 +118,10 @@ void require_same_shape(const char* op, const Shape& a, const Shape& b);
 /// Throws unless `shape` has the given rank; `what` names the argument (e.g. "conv2d input").
 void require_rank(const char* what, const Shape& shape, int rank);
 
+/// Flat index of the first element of `t` that is NaN or infinite, or -1 when every one is finite.
+template <class T>
+std::ptrdiff_t first_non_finite(const Tensor<T>& t);
+
 extern template class Tensor<float>;
 extern template class Tensor<double>;
 

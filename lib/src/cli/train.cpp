@@ -22,7 +22,7 @@ struct TrainFlags {
     TrainConfig config;
     std::string data_dir, run_dir, resume_dir;
     int threads = 0;
-    bool no_plots = false, summary_only = false, reset_optimizer = false;
+    bool no_plots = false, summary_only = false, reset_optimizer = false, detect_anomaly = false;
     std::string program = "train";  // how this command was started (argv[0]), for the resume hint
     std::vector<std::string> given;  // the flags on the command line ("--lr", ...)
     bool was_given(const std::string& flag) const { return std::find(given.begin(), given.end(), flag) != given.end(); }
@@ -30,7 +30,8 @@ struct TrainFlags {
 
 /// The flags --resume takes besides itself: they do not change what the run computes. Every other
 /// flag is refused with --resume, never silently ignored.
-const std::vector<std::string> resume_flags{"--epochs", "--eval-batch", "--threads", "--data", "--no-plots", "--reset-optimizer"};
+const std::vector<std::string> resume_flags{"--epochs", "--eval-batch", "--threads", "--data", "--no-plots", "--reset-optimizer",
+                                            "--detect-anomaly"};
 
 std::string timestamp() {
     const std::time_t now = std::time(nullptr);
@@ -101,6 +102,8 @@ void add_run_options(CLI::App& app, TrainFlags& f) {
                                                          "optimiser's state afresh (for a checkpoint that lacks it; "
                                                          "the run then differs from an unbroken one)");
     app.add_flag("--summary", f.summary_only, "print the model summary and exit");
+    app.add_flag("--detect-anomaly", f.detect_anomaly, "check every value and gradient of each training step and stop at "
+                                                       "the first NaN or inf, naming the op that made it (slower)");
     app.footer("Writes to the run folder: config.json, summary.txt, log.csv, checkpoint.safetensors (each epoch), "
                "curves.png, metrics.json. Ctrl-C (SIGINT) or SIGTERM stops after the current step and saves that point "
                "(exit 130 or 143; --resume goes on from there, as if never stopped); a second one stops at once. "
@@ -127,6 +130,7 @@ TrainConfig settings(TrainFlags& f) {
         c.reset_optimizer = f.reset_optimizer;
         c.run_dir = f.resume_dir;
     }
+    c.detect_anomaly = f.detect_anomaly;  // of this invocation, also with --resume (not in config.json)
     c.validate();
     return c;
 }

@@ -7,9 +7,10 @@
 namespace mcnn {
 namespace {
 
-// Records y = f(x) element-wise with dx += dy * df(y), the derivative written through the output.
-template <class T, class Forward, class DerivativeFromOutput>
-Var<T> elementwise(const char* op, const Var<T>& x, Forward f, DerivativeFromOutput df) {
+// Records y = f(x) element-wise with dx += vjp(dy, y): the gradient written through the output
+// (dy * f'(x) for most; relu selects instead of multiplying, see relu).
+template <class T, class Forward, class VectorJacobianProduct>
+Var<T> elementwise(const char* op, const Var<T>& x, Forward f, VectorJacobianProduct vjp) {
     Tensor<T> y;
     y.resize(x.shape());  // every element is written below
     const T* in = x.value().data();
@@ -17,12 +18,12 @@ Var<T> elementwise(const char* op, const Var<T>& x, Forward f, DerivativeFromOut
     detail::parallel_ranges(static_cast<std::ptrdiff_t>(y.numel()), detail::min_parallel_elements, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t i = begin; i < end; ++i) out[i] = f(in[i]);
     });
-    return record<T>(op, std::move(y), {x}, [df](const Tensor<T>& y_, const Tensor<T>& gy, auto g) {
+    return record<T>(op, std::move(y), {x}, [vjp](const Tensor<T>& y_, const Tensor<T>& gy, auto g) {
         if (!g[0]) return;
         T* gx = g[0]->data();
         const T *up = gy.data(), *yv = y_.data();
         detail::parallel_ranges(static_cast<std::ptrdiff_t>(y_.numel()), detail::min_parallel_elements, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
-            for (std::ptrdiff_t i = begin; i < end; ++i) gx[i] += up[i] * df(yv[i]);
+            for (std::ptrdiff_t i = begin; i < end; ++i) gx[i] += vjp(up[i], yv[i]);
         });
     });
 }
@@ -36,10 +37,24 @@ void log_signs(const Var<T>& x, const char* op) {
 
 }  // namespace
 
+// Non-finite values, as PyTorch (2.11, CPU) treats them. Every comparison with NaN is false, so
+// how a branch is written decides where a NaN goes; each is written as PyTorch's kernel is:
+//   relu        y = (x <= 0 ? 0 : x): relu(NaN) = NaN, relu(inf) = inf, relu(-inf) = 0 (torch.relu is
+//               clamp_min(x, 0), which keeps a NaN). dx += (y <= 0 ? 0 : dy), a select, not a product
+//               (threshold_backward on the output): where y = NaN the gradient passes (NaN <= 0 is
+//               false), and a NaN or inf upstream at a unit with y <= 0 gives 0, not 0 * NaN.
+//   leaky_relu  y = (x > 0 ? x : slope * x): NaN -> NaN, -inf -> -inf (slope 0: 0 * -inf = NaN).
+//               dx += dy * (x > 0 ? 1 : slope), a product (leaky_relu_backward): a NaN input takes
+//               the slope; a NaN upstream stays NaN, also times a slope of 0. y > 0 exactly when
+//               x > 0 (slope >= 0), so the output stands in for x.
+//   tanh        tanh(NaN) = NaN, tanh(+-inf) = +-1; dx += dy * (1 - y^2): the derivative is 0 at
+//               +-inf, so an inf upstream gives inf * 0 = NaN there.
+//   sigmoid     NaN -> NaN, -inf -> 0, inf -> 1; dx += dy * y * (1 - y), likewise.
 template <class T>
 Var<T> relu(const Var<T>& x) {
     log_signs(x, "relu");
-    return elementwise<T>("relu", x, [](T v) { return v > T(0) ? v : T(0); }, [](T y) { return y > T(0) ? T(1) : T(0); });
+    return elementwise<T>(
+        "relu", x, [](T v) { return v <= T(0) ? T(0) : v; }, [](T dy, T y) { return y <= T(0) ? T(0) : dy; });
 }
 
 template <class T>
@@ -47,17 +62,19 @@ Var<T> leaky_relu(const Var<T>& x, T slope) {
     if (!(slope >= T(0))) fail("leaky_relu: slope must be >= 0, got {}", slope);
     log_signs(x, "leaky_relu");
     return elementwise<T>(
-        "leaky_relu", x, [slope](T v) { return v > T(0) ? v : slope * v; }, [slope](T y) { return y > T(0) ? T(1) : slope; });
+        "leaky_relu", x, [slope](T v) { return v > T(0) ? v : slope * v; },
+        [slope](T dy, T y) { return dy * (y > T(0) ? T(1) : slope); });
 }
 
 template <class T>
 Var<T> tanh(const Var<T>& x) {
-    return elementwise<T>("tanh", x, [](T v) { return std::tanh(v); }, [](T y) { return T(1) - y * y; });
+    return elementwise<T>("tanh", x, [](T v) { return std::tanh(v); }, [](T dy, T y) { return dy * (T(1) - y * y); });
 }
 
 template <class T>
 Var<T> sigmoid(const Var<T>& x) {
-    return elementwise<T>("sigmoid", x, [](T v) { return T(1) / (T(1) + std::exp(-v)); }, [](T y) { return y * (T(1) - y); });
+    return elementwise<T>(
+        "sigmoid", x, [](T v) { return T(1) / (T(1) + std::exp(-v)); }, [](T dy, T y) { return dy * (y * (T(1) - y)); });
 }
 
 #define MCNN_INSTANTIATE(T)                     \

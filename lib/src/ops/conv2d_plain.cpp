@@ -6,6 +6,13 @@
 // Two helpers read the planes the formulas name, without building them:
 //   Xp[b,j](m, n)          = X[b, j, m - P, n - P], or 0 in the padding
 //   dilate_S(dY[b,i])(m, n) = dY[b, i, m / S, n / S] when S divides m and n, else 0 (and 0 outside)
+//
+// Zeros and non-finite values (as PyTorch's conv: the same results on its oneDNN and im2col paths,
+// in float and double). The padding zeros of Xp are values: they multiply K in Y and dY in dK, so
+// an infinite kernel element meeting the padding gives 0 * inf = NaN in Y, and an infinite dY there
+// gives NaN in dK. The zeros of dilate_S(dY), between its elements and outside it, are not values
+// but absent terms: dX[b,j,h,w] sums only over the outputs that read X[b,j,h,w], and dK only over
+// actual outputs, so an infinite K or X meets no zero there. dilated() says which terms exist.
 #include "mcnn/ops/correlate2d.hpp"
 
 namespace mcnn::conv {
@@ -37,13 +44,15 @@ T padded(const View4<const T>& x, int b, int j, int m, int n, int P) {
     return x(b, j, r, c);
 }
 
-// dilate_S(dY[b,i])(m, n): plane (b, i) of gy with S - 1 zeros between its elements.
+// dilate_S(dY[b,i])(m, n): plane (b, i) of gy with S - 1 zeros between its elements. Returns the
+// element of gy found there, or nullptr for one of the zeros (between elements or outside): a term
+// with such a zero is left out of the sum, not multiplied (see the top of this file).
 template <class T>
-T dilated(const View4<const T>& gy, int b, int i, int m, int n, int S) {
-    if (m < 0 || n < 0 || m % S != 0 || n % S != 0) return T(0);
+const T* dilated(const View4<const T>& gy, int b, int i, int m, int n, int S) {
+    if (m < 0 || n < 0 || m % S != 0 || n % S != 0) return nullptr;
     const int r = m / S, c = n / S;
-    if (r >= gy.rows || c >= gy.cols) return T(0);
-    return gy(b, i, r, c);
+    if (r >= gy.rows || c >= gy.cols) return nullptr;
+    return &gy(b, i, r, c);
 }
 
 }  // namespace
@@ -87,8 +96,8 @@ void add_input_gradient(const Tensor<T>& k, const Tensor<T>& gy, int P, int S, T
                     T sum = 0;
                     for (int i = 0; i < D; ++i)          // sum_i over output channels
                         for (int u = 0; u < F; ++u)      // sum_{u,v}: the full convolution
-                            for (int v = 0; v < F; ++v)  // at (h + P, w + P)
-                                sum += dilated(dY, b, i, h + P - u, w + P - v, S) * K(i, j, u, v);
+                            for (int v = 0; v < F; ++v)  // at (h + P, w + P), its actual terms
+                                if (const T* g = dilated(dY, b, i, h + P - u, w + P - v, S)) sum += *g * K(i, j, u, v);
                     dX(b, j, h, w) += sum;
                 }
 }
@@ -109,8 +118,8 @@ void add_kernel_gradient(const Tensor<T>& x, const Tensor<T>& gy, int P, int S, 
                     T sum = 0;
                     for (int b = 0; b < B; ++b)           // sum_b over images
                         for (int m = 0; m < Hd; ++m)      // sum_{m,n}: the valid correlation of Xp[b,j]
-                            for (int n = 0; n < Wd; ++n)  // with the dilated gradient, at (u, v)
-                                sum += padded(X, b, j, u + m, v + n, P) * dilated(dY, b, i, m, n, S);
+                            for (int n = 0; n < Wd; ++n)  // with the dilated gradient, at (u, v), its actual terms
+                                if (const T* g = dilated(dY, b, i, m, n, S)) sum += padded(X, b, j, u + m, v + n, P) * *g;
                     dK(i, j, u, v) += sum;
                 }
 }

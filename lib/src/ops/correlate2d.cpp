@@ -433,6 +433,19 @@ void backward_correlate2d(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T
     require_same_shape("conv2d backward (dL/dY vs Y)", gy.shape(), ys);
     if (gx) require_same_shape("conv2d backward (dL/dX vs X)", gx->shape(), x.shape());
     if (gk) require_same_shape("conv2d backward (dL/dK vs K)", gk->shape(), k.shape());
+    // The loops below correlate with dY padded by zeros (and at stride > 1 dilated by them). Those
+    // zeros are absent terms of the formulas, not values (conv2d_plain.cpp): times a finite factor
+    // they add an exact 0, but times inf or NaN they would add a NaN that PyTorch's conv does not
+    // have. So a kernel holding a non-finite value has its dX computed by the im2col path, which
+    // forms only the actual terms; and so, at stride > 1, has an input holding one its dK.
+    if (gx && first_non_finite(k) >= 0) {
+        backward_im2col(x, k, gy, o, gx, nullptr);
+        gx = nullptr;
+    }
+    if (gk && o.stride > 1 && first_non_finite(x) >= 0) {
+        backward_im2col(x, k, gy, o, nullptr, gk);
+        gk = nullptr;
+    }
     if (!gx && !gk) return;
     const int B = x.dim(0), N = x.dim(1), H = x.dim(2), W = x.dim(3), D = k.dim(0), F = k.dim(2), P = o.padding, S = o.stride;
     const int Ho = ys[2], Wo = ys[3];

@@ -11,7 +11,9 @@ Tensor<T> softmax(const Tensor<T>& logits) {
     auto z = logits.matrix();
     auto pm = p.matrix();
     for (Eigen::Index n = 0; n < z.rows(); ++n) {
-        pm.row(n) = (z.row(n).array() - z.row(n).maxCoeff()).exp();  // shift by the max: no overflow
+        // shift by the max: no overflow. In a row holding NaN, whichever element maxCoeff returns,
+        // exp(NaN - m) makes the sum, and so the whole row, NaN (as in PyTorch).
+        pm.row(n) = (z.row(n).array() - z.row(n).maxCoeff()).exp();
         pm.row(n) /= pm.row(n).sum();
     }
     return p;

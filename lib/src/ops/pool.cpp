@@ -1,10 +1,52 @@
 #include "mcnn/ops/pool.hpp"
 
 #include <array>
+#include <cmath>
 
 #include "../parallel.hpp"
 
 namespace mcnn {
+namespace {
+
+// Whether candidate v replaces the window's best so far, m: v is larger, or v is NaN. So a window
+// holding a NaN yields NaN and its argmax is the last NaN in row-major order (PyTorch's CPU
+// max-pool: `(val > maxval) || isnan(val)`), and among equal maxima the first wins. A plain
+// `v > m` would drop every NaN after the first candidate (any comparison with NaN is false).
+template <class T>
+bool replaces(T v, T m) {
+    return v > m || std::isnan(v);
+}
+
+// One row of 2 x 2, stride-2 windows (the models' pooling): the window of output c has its top
+// left at in[row + 2c]; its maximum goes to out[c] and the flat index of it to arg[c]. The four
+// candidates are taken in row-major order, each when take(candidate, best so far) says so: selects,
+// not branches (on activations the comparisons are coin flips). Returns whether a window of the
+// row holds a NaN (isunordered: true when either value is NaN).
+template <class T, class Take>
+bool max_row_2x2(const T* in, std::int32_t row, int W, int Wo, T* out, std::int32_t* arg, Take take) {
+    int nan = 0;  // an int: an OR over bools stops the loop from being vectorised
+    for (int c = 0; c < Wo; ++c) {
+        const std::int32_t top = row + 2 * c, bottom = top + W;
+        std::int32_t best = top;
+        T m = in[top];
+        const T b = in[top + 1], d = in[bottom], e = in[bottom + 1];
+        nan |= std::isunordered(m, b) | std::isunordered(d, e);
+        const bool take_b = take(b, m);
+        best = take_b ? top + 1 : best;
+        m = take_b ? b : m;
+        const bool take_d = take(d, m);
+        best = take_d ? bottom : best;
+        m = take_d ? d : m;
+        const bool take_e = take(e, m);
+        best = take_e ? bottom + 1 : best;
+        m = take_e ? e : m;
+        arg[c] = best;
+        out[c] = m;
+    }
+    return nan != 0;
+}
+
+}  // namespace
 
 template <class T>
 void pool::max_forward(const Tensor<T>& x, int kernel, int stride, Tensor<T>& y, std::vector<std::int32_t>& argmax) {
@@ -25,24 +67,15 @@ void pool::max_forward(const Tensor<T>& x, int kernel, int stride, Tensor<T>& y,
         for (std::ptrdiff_t p = first; p < last; ++p) {
             const std::int32_t base = static_cast<std::int32_t>(p) * H * W;
             std::size_t k = static_cast<std::size_t>(p) * Ho * Wo;
-            if (kernel == 2 && stride == 2) {  // the models' pooling: 2 x 2 windows side by side
-                for (int r = 0; r < Ho; ++r)
-                    for (int c = 0; c < Wo; ++c, ++k) {
-                        // candidates in row-major order, strict >: the first maximum wins. Selects,
-                        // not branches: on activations the comparisons are coin flips.
-                        const std::int32_t top = base + 2 * r * W + 2 * c, bottom = top + W;
-                        std::int32_t best = top;
-                        T m = in[top];
-                        const T b = in[top + 1], d = in[bottom], e = in[bottom + 1];
-                        best = b > m ? top + 1 : best;
-                        m = b > m ? b : m;
-                        best = d > m ? bottom : best;
-                        m = d > m ? d : m;
-                        best = e > m ? bottom + 1 : best;
-                        m = e > m ? e : m;
-                        arg[k] = best;
-                        out[k] = m;
-                    }
+            if (kernel == 2 && stride == 2) {
+                // A row is pooled with a plain `>` first, the fast case; only a row that holds a
+                // NaN, which `>` never takes, is pooled again by replaces(). Checking each window
+                // for NaN along the way costs less than replaces() in every window.
+                for (int r = 0; r < Ho; ++r, k += static_cast<std::size_t>(Wo)) {
+                    const std::int32_t row = base + 2 * r * W;
+                    if (max_row_2x2(in, row, W, Wo, out + k, arg + k, [](T v, T m) { return v > m; }))
+                        max_row_2x2(in, row, W, Wo, out + k, arg + k, [](T v, T m) { return replaces(v, m); });
+                }
                 continue;
             }
             for (int r = 0; r < Ho; ++r)
@@ -51,7 +84,7 @@ void pool::max_forward(const Tensor<T>& x, int kernel, int stride, Tensor<T>& y,
                     for (int u = 0; u < kernel; ++u)
                         for (int v = 0; v < kernel; ++v) {
                             const std::int32_t at = base + (r * stride + u) * W + c * stride + v;
-                            if (in[at] > in[best]) best = at;  // strict: the first maximum wins ties
+                            if (replaces(in[at], in[best])) best = at;  // the first maximum, the last NaN
                         }
                     arg[k] = best;
                     out[k] = in[best];

@@ -183,6 +183,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     o.config_json = config.to_json();
     o.title = fmt::format("{} model, SGD lr {} momentum {}, batch {}", config.model, config.sgd.lr, config.sgd.momentum, config.batch);
     o.out = out;
+    o.detect_anomaly = config.detect_anomaly;
     return fit(*model, sgd, train_set, config.validation ? static_cast<const data::Dataset&>(validation_set) : test_set, o);
 }
 

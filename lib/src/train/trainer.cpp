@@ -360,6 +360,7 @@ void report(Run& run, int epoch, std::size_t batch_index, ReportWindow& w) {
 double train_step(Run& run, Tape<float>& tape, const Tensor<float>& images, const std::vector<int>& labels, ReportWindow& w) {
     const auto start = Clock::now();
     tape.clear();
+    tape.set_detect_anomaly(run.o.detect_anomaly);
     const Var<float> logits = run.model.forward(tape.constant(images));
     const Var<float> loss = softmax_cross_entropy(logits, labels);
     run.optimizer.zero_grad();
@@ -386,7 +387,12 @@ std::size_t train_epoch(Run& run, data::BatchLoader& loader, int epoch) {
     if (first == 0) w = ReportWindow{};
     double bar_loss = 0;
     for (std::size_t b = first; b < batches && loader.next(images, labels); ++b) {
-        const double l = train_step(run, tape, images, labels, w);
+        double l = 0;
+        try {
+            l = train_step(run, tape, images, labels, w);
+        } catch (const AnomalyError& e) {
+            throw AnomalyError(fmt::format("{}; at epoch {}, batch {} (step {})", e.what(), epoch + 1, b + 1, run.result.steps + 1));
+        }
         if (!std::isfinite(l))
             fail("training diverged: loss is {} at epoch {}, batch {} (step {}); {}", l, epoch + 1, b + 1, run.result.steps + 1,
                  run.divergence_details());

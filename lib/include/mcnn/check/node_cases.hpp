@@ -14,6 +14,9 @@
 //     (fan-out and accumulation without zero_grad), zero upstream gives zero gradients, bitwise
 //     deterministic, gradient shapes equal value shapes and are finite, every element of a
 //     parameter gradient buffer is added to (sentinel pre-fill);
+//   - given NaN and +-inf by the nonfinite tests: a NaN put into any element of an input or a
+//     parameter must come out as NaN in exactly the outputs that element can change, and a NaN
+//     upstream gradient likewise in the gradients (nothing dropped, nothing spread);
 //   - required to have a README row: every distinct `node` among node_cases() must be named, in
 //     backquotes, in the first column of the README's node table (`conv2d(x, k, ...)` names conv2d;
 //     `relu`, `tanh` names both), and every node named there must have a case.

@@ -1,10 +1,12 @@
 #pragma once
 // Element-wise activations. Each saves nothing but its output y and differentiates through it:
-//   relu        y = max(x, 0)                  dx += dy * [y > 0]
+//   relu        y = x <= 0 ? 0 : x             dx += y <= 0 ? 0 : dy
 //   leaky_relu  y = x > 0 ? x : slope * x      dx += dy * (y > 0 ? 1 : slope)      (slope >= 0)
 //   tanh        y = tanh(x)                    dx += dy * (1 - y^2)
 //   sigmoid     y = 1 / (1 + exp(-x))          dx += dy * y * (1 - y)
-// At x = 0 relu's derivative is taken as 0 (PyTorch's choice).
+// At x = 0 relu's derivative is taken as 0 (PyTorch's choice). NaN and inf go through as in
+// PyTorch: relu(NaN) = NaN with its gradient passed on; a NaN upstream gradient at a unit that relu
+// switched off gives 0 (a select), while leaky_relu multiplies it by the slope (see activation.cpp).
 // relu and leaky_relu bend at x = 0: with a branch log on the tape they log each input's side,
 // x > 0 or not (see tape.hpp).
 #include "mcnn/tape.hpp"

@@ -13,7 +13,9 @@
 //                dK[i,j]  = sum_b correlate2d(Xp[b,j], dilate_S(dY[b,i]), valid) (its top-left F x F)
 // where dilate_S puts S-1 zeros between elements. Four paths compute these sums (see ConvPath): the
 // plain loops of the formulas (the oracle), loops of the vectorised correlate2d over planes, and
-// im2col + GEMM; tests prove them equal.
+// im2col + GEMM; tests prove them equal. With NaN or inf among X, K or dY they give PyTorch's
+// results: the padding zeros of Xp multiply (0 * inf = NaN), the zeros of dilate_S and of the full
+// convolution's border are absent terms (conv2d_plain.cpp says which).
 #include <string>
 #include <type_traits>
 #include <vector>

@@ -27,6 +27,7 @@ struct TrainConfig {
     bool plots = true;
     std::filesystem::path run_dir;
     bool reset_optimizer = false;    // with resume: parameters only, the optimiser starts afresh (not in the JSON)
+    bool detect_anomaly = false;     // FitOptions::detect_anomaly; a run-time switch, not in config.json
 
     std::string to_json() const;
     /// Parses what to_json wrote; throws naming the field that is missing or wrong.

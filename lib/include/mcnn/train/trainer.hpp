@@ -60,6 +60,10 @@ struct FitOptions {
     /// the process; the handlers found before are restored when fit returns. A signal the process
     /// ignores stays ignored. false: fit leaves the signals alone.
     bool handle_signals = true;
+    /// Anomaly mode on every training step's tape (Tape::set_detect_anomaly): the first NaN or inf
+    /// in a forward value or a gradient stops the run with AnomalyError naming the op, its place on
+    /// the tape, the shapes and the element, and "at epoch E, batch B (step S)".
+    bool detect_anomaly = false;
 };
 
 /// One line of log.csv.
