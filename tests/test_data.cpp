@@ -690,7 +690,7 @@ BOOST_AUTO_TEST_CASE(real_cifar10_when_present) {
         }
     if (dir.empty()) {
         std::string looked;
-        for (const auto& c : candidates) looked += " " + fs::weakly_canonical(c).string();
+        for (const auto& c : candidates) looked.append(" ").append(fs::weakly_canonical(c).string());  // (+ trips GCC 12's -Wrestrict)
         const std::string note = "real CIFAR-10 not found (looked in" + looked + "); its checks are skipped";
         BOOST_TEST_MESSAGE(note);
         std::cout << "data/real_cifar10_when_present: " << note << "\n";
