@@ -92,7 +92,7 @@ void add_run_options(CLI::App& app, TrainFlags& f) {
     auto* run_opt = app.add_option("--run-dir", f.run_dir, "run folder (default: runs/<model>-<date>-<time>)");
     app.add_option("--resume", f.resume_dir, "continue the run in this folder from its last checkpoint "
                                              "(its settings are kept: with it only --epochs for a new total, --eval-batch, "
-                                             "--threads, --data, --no-plots, --reset-optimizer)")
+                                             "--threads, --data, --no-plots, --reset-optimizer, --detect-anomaly)")
         ->excludes(run_opt);
     detail::add_integer_flag(app, "--threads", f.threads,
                              "OpenMP threads (0: every core; more than the cores is capped to them, with a notice; a conv "
