@@ -123,5 +123,6 @@ Conv2d<T>* first_conv(Module<T>& model) {
     template Conv2d<T>* first_conv(Module<T>&);
 MCNN_INSTANTIATE(float)
 MCNN_INSTANTIATE(double)
+#undef MCNN_INSTANTIATE  // the unity build puts several files in one translation unit
 
 }  // namespace mcnn

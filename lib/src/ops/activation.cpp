@@ -84,5 +84,6 @@ Var<T> sigmoid(const Var<T>& x) {
     template Var<T> sigmoid(const Var<T>&);
 MCNN_INSTANTIATE(float)
 MCNN_INSTANTIATE(double)
+#undef MCNN_INSTANTIATE  // the unity build puts several files in one translation unit
 
 }  // namespace mcnn

@@ -170,5 +170,6 @@ void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy
                                   Tensor<T>*);
 MCNN_INSTANTIATE(float)
 MCNN_INSTANTIATE(double)
+#undef MCNN_INSTANTIATE  // the unity build puts several files in one translation unit
 
 }  // namespace mcnn::conv

@@ -548,5 +548,6 @@ Var<T> conv2d(const Var<T>& x, const Var<T>& kernels, const Conv2dOptions& optio
     template Var<T> conv2d(const Var<T>&, const Var<T>&, const Conv2dOptions&);
 MCNN_INSTANTIATE(float)
 MCNN_INSTANTIATE(double)
+#undef MCNN_INSTANTIATE  // the unity build puts several files in one translation unit
 
 }  // namespace mcnn

@@ -30,7 +30,8 @@ bool max_row_2x2(const T* in, std::int32_t row, int W, int Wo, T* out, std::int3
         std::int32_t best = top;
         T m = in[top];
         const T b = in[top + 1], d = in[bottom], e = in[bottom + 1];
-        nan |= std::isunordered(m, b) | std::isunordered(d, e);
+        nan |= std::isunordered(m, b);
+        nan |= std::isunordered(d, e);
         const bool take_b = take(b, m);
         best = take_b ? top + 1 : best;
         m = take_b ? b : m;

@@ -49,7 +49,7 @@ constexpr bool host_is_little = std::endian::native == std::endian::little;
 
 std::string errno_text(int err) { return std::system_category().message(err); }
 
-void byteswap4(char* p, std::size_t n_words) {
+[[maybe_unused]] void byteswap4(char* p, std::size_t n_words) {  // used on big-endian hosts only
     for (std::size_t i = 0; i < n_words; ++i, p += 4) {
         std::swap(p[0], p[3]);
         std::swap(p[1], p[2]);
@@ -105,6 +105,8 @@ std::optional<std::uint64_t> as_count(const Json& j, std::uint64_t max) {
 }
 
 Entry parse_entry(const std::string& name, const Json& info, std::size_t index, const std::string& p) {
+    // What the writer cannot write, the reader does not take (found by fuzz/safetensors.cpp's round trip).
+    if (name.empty()) fail("load_safetensors {}: a tensor has an empty name", p);
     if (!info.is_object())
         fail("load_safetensors {}: entry for tensor \"{}\" is a JSON {}, not an object", p, name, type_of(info));
     for (const char* field : {"dtype", "shape", "data_offsets"})
@@ -186,18 +188,49 @@ void check_tiling(const std::vector<Entry>& entries, std::uint64_t data_size, co
 
 }  // namespace
 
-TensorFile load_safetensors(const fs::path& path) {
-    const std::string p = path.string();
-    // A regular file only (a FIFO would block the reader), and its size known before anything is
-    // allocated: every later size is checked against it.
-    const std::uint64_t size = files::regular_file_size(path, "load_safetensors: file");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("load_safetensors {}: cannot open for reading: {}", p, errno_text(errno));
+namespace {
 
+/// Where the reader takes its bytes from: a file (read as it goes, so a large checkpoint is not
+/// held twice in memory) or bytes already in memory (parse_safetensors, the fuzz harness).
+class ByteSource {
+public:
+    virtual ~ByteSource() = default;
+    /// Copies the next `n` bytes to `out`; returns how many there were (fewer at the end).
+    virtual std::uint64_t read(char* out, std::uint64_t n) = 0;
+};
+
+class FileSource final : public ByteSource {
+public:
+    explicit FileSource(std::ifstream& in) : in_(in) {}
+    std::uint64_t read(char* out, std::uint64_t n) override {
+        in_.read(out, static_cast<std::streamsize>(n));
+        return static_cast<std::uint64_t>(in_.gcount());
+    }
+
+private:
+    std::ifstream& in_;
+};
+
+class MemorySource final : public ByteSource {
+public:
+    explicit MemorySource(std::string_view bytes) : rest_(bytes) {}
+    std::uint64_t read(char* out, std::uint64_t n) override {
+        const std::size_t k = std::min<std::uint64_t>(n, rest_.size());
+        if (k > 0) std::memcpy(out, rest_.data(), k);
+        rest_.remove_prefix(k);
+        return k;
+    }
+
+private:
+    std::string_view rest_;
+};
+
+/// The reader proper: `in` holds `size` bytes, `p` names them in messages.
+TensorFile read_safetensors(ByteSource& in, std::uint64_t size, const std::string& p) {
     if (size < 8)
         fail("load_safetensors {}: truncated: file has {} bytes, fewer than the 8-byte header length", p, size);
     unsigned char len_bytes[8];
-    if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) fail("load_safetensors {}: cannot read the header length", p);
+    if (in.read(reinterpret_cast<char*>(len_bytes), 8) != 8) fail("load_safetensors {}: cannot read the header length", p);
     std::uint64_t n = 0;
     for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
     if (n > size - 8)
@@ -213,7 +246,7 @@ TensorFile load_safetensors(const fs::path& path) {
              p, n, max_header_bytes);
 
     std::string text(static_cast<std::size_t>(n), '\0');
-    if (!in.read(text.data(), static_cast<std::streamsize>(n))) fail("load_safetensors {}: cannot read the header", p);
+    if (in.read(text.data(), n) != n) fail("load_safetensors {}: cannot read the header", p);
     const Json header = parse_header(text, p);
 
     TensorFile out;
@@ -244,14 +277,33 @@ TensorFile load_safetensors(const fs::path& path) {
         Tensor<float> t(e.shape);
         const std::uint64_t bytes = e.end - e.begin;
         if (bytes > 0) {
-            if (!in.read(reinterpret_cast<char*>(t.data()), static_cast<std::streamsize>(bytes)))
-                fail("load_safetensors {}: truncated: could read only {} of the {} bytes of tensor \"{}\"", p,
-                     in.gcount(), bytes, e.name);
+            const std::uint64_t got = in.read(reinterpret_cast<char*>(t.data()), bytes);
+            if (got != bytes)
+                fail("load_safetensors {}: truncated: could read only {} of the {} bytes of tensor \"{}\"", p, got,
+                     bytes, e.name);
             if constexpr (!host_is_little) byteswap4(reinterpret_cast<char*>(t.data()), t.numel());
         }
         out.tensors.emplace_back(e.name, std::move(t));
     }
     return out;
+}
+
+}  // namespace
+
+TensorFile load_safetensors(const fs::path& path) {
+    const std::string p = path.string();
+    // A regular file only (a FIFO would block the reader), and its size known before anything is
+    // allocated: every later size is checked against it.
+    const std::uint64_t size = files::regular_file_size(path, "load_safetensors: file");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail("load_safetensors {}: cannot open for reading: {}", p, errno_text(errno));
+    FileSource source(in);
+    return read_safetensors(source, size, p);
+}
+
+TensorFile parse_safetensors(std::string_view bytes, const std::string& name) {
+    MemorySource source(bytes);
+    return read_safetensors(source, bytes.size(), name);
 }
 
 // ---- writing --------------------------------------------------------------------------------
@@ -366,16 +418,17 @@ fs::path directory_of(const fs::path& path) { return path.has_parent_path() ? pa
 
 }  // namespace
 
-void save_safetensors(const fs::path& path, const TensorFile& file) {
-    const std::string p = path.string();
-    if (path.empty() || !path.has_filename()) fail("save_safetensors '{}': path names no file", p);
+namespace {
 
+/// The file's first part: the 8-byte header length, then the JSON header padded with spaces to a
+/// multiple of 8 bytes. Refuses names it cannot store; `what` starts the messages.
+std::string header_bytes(const TensorFile& file, const std::string& what) {
     std::set<std::string> names;
     for (std::size_t i = 0; i < file.tensors.size(); ++i) {
         const std::string& name = file.tensors[i].first;
-        if (name.empty()) fail("save_safetensors {}: tensor {} has an empty name", p, i);
-        if (name == metadata_key) fail("save_safetensors {}: tensor {} is named \"{}\", which is reserved", p, i, name);
-        if (!names.insert(name).second) fail("save_safetensors {}: two tensors are named \"{}\"", p, name);
+        if (name.empty()) fail("{}: tensor {} has an empty name", what, i);
+        if (name == metadata_key) fail("{}: tensor {} is named \"{}\", which is reserved", what, i, name);
+        if (!names.insert(name).second) fail("{}: two tensors are named \"{}\"", what, name);
     }
 
     Json header = Json::object();
@@ -399,18 +452,18 @@ void save_safetensors(const fs::path& path, const TensorFile& file) {
     try {
         text = header.dump();
     } catch (const Json::exception& e) {
-        fail("save_safetensors {}: a tensor name or metadata string is not valid UTF-8: {}", p, e.what());
+        fail("{}: a tensor name or metadata string is not valid UTF-8: {}", what, e.what());
     }
     text.append((8 - text.size() % 8) % 8, ' ');
 
-    char len_bytes[8];
-    for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<char>((static_cast<std::uint64_t>(text.size()) >> (8 * i)) & 0xff);
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((static_cast<std::uint64_t>(text.size()) >> (8 * i)) & 0xff);
+    return out + text;
+}
 
-    fs::path tmp = path;
-    tmp += ".tmp";
-    TempFile out(tmp, "save_safetensors", p);
-    out.write(len_bytes, 8);
-    out.write(text.data(), text.size());
+/// Calls put(bytes, size) with each tensor's data in file order, little-endian.
+template <class Put>
+void for_each_data(const TensorFile& file, Put put) {
     std::vector<char> swapped;
     for (const auto& [name, t] : file.tensors) {
         const char* bytes = reinterpret_cast<const char*>(t.data());
@@ -419,8 +472,28 @@ void save_safetensors(const fs::path& path, const TensorFile& file) {
             byteswap4(swapped.data(), t.numel());
             bytes = swapped.data();
         }
-        out.write(bytes, 4 * t.numel());
+        put(bytes, 4 * t.numel());
     }
+}
+
+}  // namespace
+
+std::string serialize_safetensors(const TensorFile& file, const std::string& name) {
+    std::string out = header_bytes(file, "save_safetensors " + name);
+    for_each_data(file, [&](const char* bytes, std::size_t n) { out.append(bytes, n); });
+    return out;
+}
+
+void save_safetensors(const fs::path& path, const TensorFile& file) {
+    const std::string p = path.string();
+    if (path.empty() || !path.has_filename()) fail("save_safetensors '{}': path names no file", p);
+    const std::string header = header_bytes(file, "save_safetensors " + p);
+
+    fs::path tmp = path;
+    tmp += ".tmp";
+    TempFile out(tmp, "save_safetensors", p);
+    out.write(header.data(), header.size());
+    for_each_data(file, [&](const char* bytes, std::size_t n) { out.write(bytes, n); });
     out.commit(path);
     sync_directory(directory_of(path), "save_safetensors", p);
 }

@@ -154,9 +154,7 @@ public:
 private:
     void write_config_and_log() {
         if (!o_.config_json.empty()) write_file_atomically(dir_ / "config.json", o_.config_json + "\n");
-        std::string text = csv_header + "\n";
-        for (const LogRow& r : log) text += csv_line(r) + "\n";
-        write_file_atomically(dir_ / "log.csv", text);
+        write_file_atomically(dir_ / "log.csv", format_log(log));
     }
 
     plot::TrainingCurves curves() const {
@@ -566,29 +564,38 @@ std::map<std::string, std::string> load_checkpoint(const fs::path& path, Module<
 }
 
 std::vector<LogRow> read_log(const fs::path& csv) {
-    const std::string text = files::read_regular_file(csv, "training log", run_files::max_log_bytes);
-    if (text.empty()) fail("{}: empty, expected the header '{}'", csv.string(), csv_header);
+    return parse_log(files::read_regular_file(csv, "training log", run_files::max_log_bytes), csv.string());
+}
+
+std::vector<LogRow> parse_log(std::string_view text, const std::string& name) {
+    if (text.empty()) fail("{}: empty, expected the header '{}'", name, csv_header);
     std::vector<LogRow> rows;
     std::size_t begin = 0;
     for (int number = 1; begin < text.size(); ++number) {
         const std::size_t newline = text.find('\n', begin);
         const bool complete = newline != std::string::npos;
-        std::string_view line(text.data() + begin, (complete ? newline : text.size()) - begin);
+        std::string_view line = text.substr(begin, (complete ? newline : text.size()) - begin);
         begin = complete ? newline + 1 : text.size();
         if (line.ends_with('\r')) line.remove_suffix(1);  // CRLF line endings
         if (number == 1) {
             if (line != csv_header)
-                fail("{}: unexpected header '{}', expected '{}'", csv.string(), run_files::escaped(line), csv_header);
+                fail("{}: unexpected header '{}', expected '{}'", name, run_files::escaped(line), csv_header);
             continue;
         }
         if (line.empty()) continue;
         try {
-            rows.push_back(run_files::log_row(line, fmt::format("{} line {}", csv.string(), number)));
+            rows.push_back(run_files::log_row(line, fmt::format("{} line {}", name, number)));
         } catch (const Error&) {
             if (complete) throw;  // a last line without its newline was cut short by a crash: skipped
         }
     }
     return rows;
+}
+
+std::string format_log(const std::vector<LogRow>& rows) {
+    std::string text = csv_header + "\n";
+    for (const LogRow& r : rows) text += csv_line(r) + "\n";
+    return text;
 }
 
 }  // namespace mcnn

@@ -31,6 +31,11 @@ struct TensorFile {
 /// Writes `file` to `path` atomically (temp file + fsync + rename). Names must be unique and non-empty.
 void save_safetensors(const std::filesystem::path& path, const TensorFile& file);
 
+/// The bytes save_safetensors writes for `file` (header padded to a multiple of 8, then the data in
+/// the order of file.tensors). Throws mcnn::Error naming `name` on names it cannot store (empty,
+/// duplicate, "__metadata__", not UTF-8).
+std::string serialize_safetensors(const TensorFile& file, const std::string& name);
+
 /// Writes `bytes` to `path` the same way (temp file + fsync + rename): readers see the old file or
 /// the new one, never half of one. Throws naming the path on failure, leaving no temp file.
 void write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
@@ -45,5 +50,9 @@ void append_to_file(const std::filesystem::path& path, std::string_view bytes);
 /// dtype, shape and byte range that disagree, data ranges that overlap or leave gaps or run past
 /// the end of the file.
 TensorFile load_safetensors(const std::filesystem::path& path);
+
+/// The same reader on a safetensors file held in memory: `bytes` is the whole file, `name` is what
+/// messages call it (the fuzz harness fuzz/safetensors.cpp calls this).
+TensorFile parse_safetensors(std::string_view bytes, const std::string& name);
 
 }  // namespace mcnn

@@ -24,6 +24,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mcnn/data/dataset.hpp"
@@ -146,5 +147,12 @@ std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& 
 /// names the line and column); CRLF line endings are read as LF; a last line cut short by a crash
 /// (no newline, does not parse) is skipped.
 std::vector<LogRow> read_log(const std::filesystem::path& csv);
+
+/// The rows of a log.csv held in memory (`text`, the whole file), with the same checks; `name` is
+/// what messages call it (read_log = read the file + parse_log; fuzz/log.cpp calls this).
+std::vector<LogRow> parse_log(std::string_view text, const std::string& name);
+
+/// The text of a log.csv holding `rows` (header, then one line per row), as fit writes it.
+std::string format_log(const std::vector<LogRow>& rows);
 
 }  // namespace mcnn
