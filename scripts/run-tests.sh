@@ -14,7 +14,7 @@ scripts/setup.sh "$build_dir"
 ctest --test-dir "$build_dir" --output-on-failure -j "$(nproc)"
 if [ "${SANITIZE:-OFF}" != ON ] && [ "${FAST_SANITIZE:-ON}" != OFF ]; then
   echo "run-tests: the fast suites and the fuzz corpus under AddressSanitizer + UBSan ($build_dir-sanitize)"
-  BUILD_TYPE=Debug SANITIZE=ON DEBUG_FLAGS="-O0 -g1" TARGETS="mcnn_tests fuzz_replay_safetensors fuzz_replay_cifar10 fuzz_replay_config fuzz_replay_log" \
+  BUILD_TYPE=Debug SANITIZE=ON DEBUG_FLAGS="-O0 -g1" TARGETS="mcnn_tests fuzz_replay" \
     scripts/setup.sh "$build_dir-sanitize"
   ctest --test-dir "$build_dir-sanitize" -L fast --output-on-failure -j "$(nproc)"
 fi
