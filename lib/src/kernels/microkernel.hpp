@@ -1,0 +1,28 @@
+#pragma once
+// The micro-kernels behind sgemm (sgemm.hpp) and the blocking that suits each.
+#include <cstddef>
+
+namespace mcnn::kernels::detail {
+
+/// c (MR x NR, element (i, j) at c[i * ldc + j]) = T, or += T with `accumulate`, where
+/// T(i, j) = sum over p < kc of a[p * MR + i] * b[p * NR + j], summed in order of p from zero:
+/// a is a packed MR-tall panel of op(A), b a packed NR-wide panel of op(B). With accumulate, C is
+/// added to the finished sum T (not used as its start), so a tile computed in scratch and added
+/// to C afterwards rounds exactly the same.
+using MicroKernel = void (*)(int kc, const float* a, const float* b, float* c, std::ptrdiff_t ldc, bool accumulate);
+
+/// A micro-kernel, its tile (mr x nr) and its blocks: kc x nr of packed B is meant to stay in L1,
+/// mc x kc of packed A in L2, kc x nc of packed B in L3.
+struct KernelSpec {
+    int mr, nr, kc, mc, nc;
+    MicroKernel run;
+};
+
+/// 4 x 16, plain C++ (sgemm.cpp).
+KernelSpec portable_spec();
+/// 6 x 16, AVX2 + FMA intrinsics, compiled for those instructions only (sgemm_avx2.cpp).
+KernelSpec avx2_spec();
+/// 12 x 32, AVX-512F intrinsics, compiled for those instructions only (sgemm_avx512.cpp).
+KernelSpec avx512_spec();
+
+}  // namespace mcnn::kernels::detail

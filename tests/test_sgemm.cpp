@@ -1,0 +1,167 @@
+// The SGEMM of our own (lib/src/kernels/sgemm.hpp): the plain triple loop gives a known product
+// exactly; every micro-kernel this CPU can run (set_sgemm_kernel, so the portable one always runs
+// too) equals the plain loops on many odd shapes (tile and block edges, transposes, strides wider
+// than the matrix, overwrite and accumulate) within a rounding bound, and writes nothing outside C;
+// kernel names, unsupported kernels and bad sizes are refused with messages that name them.
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "../lib/src/kernels/sgemm.hpp"
+#include "support.hpp"
+
+using namespace mcnn;
+using namespace mcnn::kernels;
+
+namespace {
+
+// Sets the kernel sgemm runs while it lives, then restores the previous one.
+class KernelChoice {
+public:
+    explicit KernelChoice(CpuKernel k) : saved_(sgemm_kernel()) { set_sgemm_kernel(k); }
+    ~KernelChoice() { set_sgemm_kernel(saved_); }
+    KernelChoice(const KernelChoice&) = delete;
+    KernelChoice& operator=(const KernelChoice&) = delete;
+
+private:
+    CpuKernel saved_;
+};
+
+std::vector<CpuKernel> supported_kernels() {
+    std::vector<CpuKernel> out;
+    for (CpuKernel k : {CpuKernel::portable, CpuKernel::avx2, CpuKernel::avx512})
+        if (cpu_supports(k)) out.push_back(k);
+        else BOOST_TEST_MESSAGE("sgemm: this CPU cannot run the " << cpu_kernel_name(k) << " kernel; its test is skipped");
+    return out;
+}
+
+struct Case {
+    int M, N, K;
+    bool ta, tb, accumulate;
+    int pad;  // extra columns in every row of A, B and C (strides wider than the matrices)
+};
+
+std::vector<float> random_floats(std::size_t n, std::mt19937& rng) {
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng);
+    return v;
+}
+
+// Runs one case on the current kernel and on the plain loops and compares them element by element.
+// Both sum K products in float, each within K * u * sum_k |a_ik b_kj| (+ |C_ij| when accumulating)
+// of the exact value (u = 2^-24; the standard bound for a recursive sum, FMA or not). So the two
+// differ by at most twice that; elements of C outside M x N (the stride's padding) stay untouched.
+void check_case(const Case& t, std::mt19937& rng) {
+    const int a_rows = t.ta ? t.K : t.M, a_cols = t.ta ? t.M : t.K, b_rows = t.tb ? t.N : t.K, b_cols = t.tb ? t.K : t.N;
+    const Operand a_shape{nullptr, a_cols + t.pad, t.ta}, b_shape{nullptr, b_cols + t.pad, t.tb};
+    const std::vector<float> a = random_floats(std::size_t(a_rows) * a_shape.stride, rng),
+                             b = random_floats(std::size_t(b_rows) * b_shape.stride, rng),
+                             c0 = random_floats(std::size_t(t.M) * (t.N + t.pad), rng);
+    const Operand A{a.data(), a_shape.stride, t.ta}, B{b.data(), b_shape.stride, t.tb};
+    const std::ptrdiff_t ldc = t.N + t.pad;
+    std::vector<float> fast = c0, plain = c0;
+    sgemm(t.M, t.N, t.K, A, B, fast.data(), ldc, t.accumulate);
+    sgemm_reference(t.M, t.N, t.K, A, B, plain.data(), ldc, t.accumulate);
+    const double u = std::numeric_limits<float>::epsilon() / 2;
+    int bad = 0;
+    for (int i = 0; i < t.M && bad == 0; ++i)
+        for (int j = 0; j < t.N + t.pad && bad == 0; ++j) {
+            const std::size_t at = std::size_t(i) * ldc + j;
+            if (j >= t.N) {
+                bad += fast[at] != c0[at];
+                continue;
+            }
+            double magnitude = t.accumulate ? std::abs(c0[at]) : 0.0;
+            for (int p = 0; p < t.K; ++p) {
+                const float ai = t.ta ? a[std::size_t(p) * A.stride + i] : a[std::size_t(i) * A.stride + p];
+                const float bj = t.tb ? b[std::size_t(j) * B.stride + p] : b[std::size_t(p) * B.stride + j];
+                magnitude += std::abs(double(ai) * bj);
+            }
+            const double bound = 2 * (t.K + 1) * u * magnitude;
+            if (!(std::abs(double(fast[at]) - plain[at]) <= bound)) {
+                ++bad;
+                BOOST_TEST_MESSAGE("C(" << i << "," << j << ") = " << fast[at] << ", plain loops " << plain[at] << ", bound " << bound);
+            }
+        }
+    BOOST_TEST(bad == 0, cpu_kernel_name(sgemm_kernel()) << " M" << t.M << " N" << t.N << " K" << t.K << " ta" << t.ta << " tb"
+                                                          << t.tb << " acc" << t.accumulate << " pad" << t.pad);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(sgemm_kernels)
+
+BOOST_AUTO_TEST_CASE(plain_loops_give_a_known_product) {
+    // A = [1 2 3; 4 5 6], B = [1 0; 0 1; 2 -1]: A * B = [7 -1; 16 -1]; A^T stored as 3 x 2, B^T as 2 x 3.
+    const float a[] = {1, 2, 3, 4, 5, 6}, at[] = {1, 4, 2, 5, 3, 6}, b[] = {1, 0, 0, 1, 2, -1}, bt[] = {1, 0, 2, 0, 1, -1};
+    const std::vector<float> expected = {7, -1, 16, -1};
+    for (bool ta : {false, true})
+        for (bool tb : {false, true}) {
+            std::vector<float> c(4, 100.0f);
+            sgemm_reference(2, 2, 3, {ta ? at : a, ta ? 2 : 3, ta}, {tb ? bt : b, tb ? 3 : 2, tb}, c.data(), 2, false);
+            BOOST_TEST(c == expected, boost::test_tools::per_element());
+            sgemm_reference(2, 2, 3, {ta ? at : a, ta ? 2 : 3, ta}, {tb ? bt : b, tb ? 3 : 2, tb}, c.data(), 2, true);
+            BOOST_TEST(c == std::vector<float>({14, -2, 32, -2}), boost::test_tools::per_element());
+        }
+}
+
+BOOST_AUTO_TEST_CASE(every_kernel_equals_the_plain_loops_on_odd_shapes) {
+    std::mt19937 rng(5);
+    // Sizes around every kernel's tile (4/6/12 rows, 16/32 columns) and blocks (KC 192/256, MC
+    // 128/144/240), and 1 x 1 x 1.
+    const int Ms[] = {1, 5, 6, 7, 12, 13, 25, 145, 241}, Ns[] = {1, 15, 16, 17, 33, 65}, Ks[] = {1, 3, 17, 193, 257};
+    for (CpuKernel k : supported_kernels()) {
+        const KernelChoice choice(k);
+        int n = 0;
+        for (int M : Ms)
+            for (int N : Ns)
+                for (int K : Ks) {
+                    // Transposes, accumulation and padding vary with the case number, so every
+                    // combination of them meets many shapes without running all 8 x 2 per shape.
+                    const Case t{M, N, K, (n & 1) != 0, (n & 2) != 0, (n & 4) != 0, (n % 3)};
+                    check_case(t, rng);
+                    ++n;
+                }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(every_kernel_handles_wider_than_one_column_block) {
+    std::mt19937 rng(6);
+    for (CpuKernel k : supported_kernels()) {
+        const KernelChoice choice(k);
+        for (bool accumulate : {false, true}) check_case({13, 4200, 20, false, true, accumulate, 1}, rng);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(zero_k_writes_zeros_or_leaves_c) {
+    std::vector<float> c = {1, 2, 3, 4};
+    const float dummy = 0;
+    sgemm(2, 2, 0, {&dummy, 1}, {&dummy, 2}, c.data(), 2, true);
+    BOOST_TEST(c == std::vector<float>({1, 2, 3, 4}), boost::test_tools::per_element());
+    sgemm(2, 2, 0, {&dummy, 1}, {&dummy, 2}, c.data(), 2, false);
+    BOOST_TEST(c == std::vector<float>(4, 0.0f), boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(kernel_names_round_trip_and_bad_choices_are_refused) {
+    for (CpuKernel k : {CpuKernel::portable, CpuKernel::avx2, CpuKernel::avx512})
+        BOOST_TEST((cpu_kernel_from_name(cpu_kernel_name(k)) == k), cpu_kernel_name(k));
+    const std::string unknown = test::error_of([] { cpu_kernel_from_name("sse9"); });
+    CHECK_MESSAGE_HAS(unknown, "'sse9'");
+    CHECK_MESSAGE_HAS(unknown, "avx512, avx2, portable");
+    BOOST_TEST(cpu_supports(CpuKernel::portable));
+    for (CpuKernel k : {CpuKernel::avx2, CpuKernel::avx512})
+        if (!cpu_supports(k)) {
+            const std::string refused = test::error_of([k] { set_sgemm_kernel(k); });
+            CHECK_MESSAGE_HAS(refused, cpu_kernel_name(k));
+            CHECK_MESSAGE_HAS(refused, "cannot run");
+        }
+    const float x = 1;
+    float c = 0;
+    CHECK_MESSAGE_HAS(test::error_of([&] { sgemm(-1, 1, 1, {&x, 1}, {&x, 1}, &c, 1, false); }), "sgemm: negative size M -1");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
