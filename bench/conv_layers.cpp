@@ -1,0 +1,80 @@
+// Times the im2col conv path on the conv layers that matter (TunedCNN's three 5x5 layers at batch
+// 64, the modern network's six 3x3 layers at batch 256), forward, backward data (dL/dX) and
+// backward weights (dL/dK) apart, and prints each one's GFLOP/s and its fraction of the FMA peak.
+//   bench_conv_layers [--set tuned|modern|all] [--reps 5] [--peak 209]
+// Threads follow OMP_NUM_THREADS; 1 thread measures one core against one core's peak.
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include "mcnn/nn/init.hpp"
+#include "mcnn/ops/correlate2d.hpp"
+
+using namespace mcnn;
+
+namespace {
+
+struct Layer {
+    std::string set;
+    int batch, in, out, size, kernel, pad;
+};
+
+// TunedCNN: 5x5 pad 3, 3->16 at 32x32, 16->64 at 17x17, 64->128 at 9x9 (after 2x2 pools).
+// Modern network: 3x3 pad 1, batch 256.
+const std::vector<Layer> layers = {
+    {"tuned", 64, 3, 16, 32, 5, 3},     {"tuned", 64, 16, 64, 17, 5, 3},     {"tuned", 64, 64, 128, 9, 5, 3},
+    {"modern", 256, 24, 64, 31, 3, 1},  {"modern", 256, 64, 64, 15, 3, 1},   {"modern", 256, 64, 256, 15, 3, 1},
+    {"modern", 256, 256, 256, 7, 3, 1}, {"modern", 256, 256, 256, 3, 3, 1},
+};
+
+template <class F>
+double best_ms(int reps, F&& f) {
+    double best = 1e300;
+    for (int r = 0; r < reps; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        f();
+        best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+}
+
+// Times one layer's three products and prints a row.
+void time_layer(const Layer& l, int reps, double peak) {
+    Rng rng(0);
+    Tensor<float> x(Shape{l.batch, l.in, l.size, l.size}), k(Shape{l.out, l.in, l.kernel, l.kernel});
+    uniform_fill(x, 1.0, rng);
+    uniform_fill(k, 0.2, rng);
+    const Conv2dOptions opt{l.pad, 1, ConvPath::im2col};
+    const Shape ys = conv::output_shape(x.shape(), k.shape(), opt);
+    Tensor<float> y, gy(ys, 1.0f), gx(x.shape()), gk(k.shape());
+    const double gflop = 2.0 * static_cast<double>(ys.numel()) * l.in * l.kernel * l.kernel / 1e9;
+    const double ms[3] = {best_ms(reps, [&] { conv::forward_im2col(x, k, opt, y); }),
+                          best_ms(reps, [&] { conv::backward_im2col(x, k, gy, opt, &gx, nullptr); }),
+                          best_ms(reps, [&] { conv::backward_im2col(x, k, gy, opt, nullptr, &gk); })};
+    fmt::print("{:<7} {:>4} {:>4}->{:<4} {:>3}x{:<3} k{} p{} {:>7.2f}", l.set, l.batch, l.in, l.out, l.size, l.size, l.kernel,
+               l.pad, gflop);
+    for (double t : ms) fmt::print(" | {:>7.2f} ms {:>6.1f} {:>4.0f}%", t, gflop / t * 1e3, 100 * gflop / t * 1e3 / peak);
+    fmt::print("\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"Conv layers of TunedCNN and the modern network on the im2col path: GFLOP/s and fraction of the FMA peak."};
+    std::string set = "all";
+    int reps = 5;
+    double peak = 209;
+    app.add_option("--set", set, "tuned, modern or all")->check(CLI::IsMember({"tuned", "modern", "all"}));
+    app.add_option("--reps", reps, "repetitions; the best is reported")->check(CLI::PositiveNumber);
+    app.add_option("--peak", peak, "FMA peak of the cores used, GFLOP/s (fp32)")->check(CLI::PositiveNumber);
+    CLI11_PARSE(app, argc, argv);
+    fmt::print("im2col conv path, float, best of {}; % of the {:.0f} GFLOP/s peak\n", reps, peak);
+    fmt::print("{:<7} {:>4} {:>10} {:>7} {:<4} {:>7} | {:^22} | {:^22} | {:^22}\n", "set", "B", "N->D", "size", "", "GFLOP",
+               "forward", "backward data", "backward weights");
+    for (const Layer& l : layers)
+        if (set == "all" || set == l.set) time_layer(l, reps, peak);
+}
