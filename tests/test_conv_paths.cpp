@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../lib/src/kernels/sgemm.hpp"
 #include "mcnn/check/gradcheck.hpp"
 #include "mcnn/ops/correlate2d.hpp"
 #include "mcnn/ops/elementwise.hpp"
@@ -527,6 +528,38 @@ BOOST_AUTO_TEST_CASE(im2col_path_does_not_depend_on_the_thread_count) {
     check_close(y2, y1, "y, 2 threads vs 1");
     check_close(gx2, gx1, "dX, 2 threads vs 1");
     check_close(gk2, gk1, "dK, 2 threads vs 1");
+}
+
+BOOST_AUTO_TEST_CASE(im2col_groups_equal_the_plain_loops_on_every_sgemm_kernel) {
+    // Shapes whose planes put 1 image (24x24), 2 (16x16: groups 2, 2, 1), 4 (9x9 at F5 P3) and all
+    // 7 (3x3 at stride 2) into one GEMM (see conv2d_im2col.cpp), on every micro-kernel this CPU
+    // runs and on 1 and 2 threads: Y and dX the same whatever the thread count, dK up to rounding.
+    const ConvCase cases[] = {{3, 2, 24, 24, 5, 3, 1, 1}, {5, 3, 16, 16, 7, 3, 1, 1}, {4, 3, 9, 9, 17, 5, 3, 1},
+                              {7, 4, 5, 5, 13, 3, 1, 2}};
+    const kernels::CpuKernel saved = kernels::sgemm_kernel();
+    std::mt19937 rng(12);
+    for (const ConvCase& c : cases) {
+        const Tensor<float> x = uniform<float>(c.x(), rng), k = uniform<float>(c.k(), rng), gy = uniform<float>(c.y(), rng);
+        const Expected<float> want = plain_results(x, k, gy, c.options());
+        for (kernels::CpuKernel kernel : {kernels::CpuKernel::portable, kernels::CpuKernel::avx2, kernels::CpuKernel::avx512}) {
+            if (!kernels::cpu_supports(kernel)) continue;
+            kernels::set_sgemm_kernel(kernel);
+            std::vector<Tensor<float>> y(2), gx(2, Tensor<float>(c.x())), gk(2, Tensor<float>(c.k()));
+            for (int threads : {1, 2}) {
+                const ThreadLimit limit(threads);
+                conv::forward_im2col(x, k, c.options(), y[threads - 1]);
+                conv::backward_im2col(x, k, gy, c.options(), &gx[threads - 1], &gk[threads - 1]);
+            }
+            const std::string what = c.str() + " on " + kernels::cpu_kernel_name(kernel);
+            check_close(y[0], want.y, what + ": Y");
+            check_close(gx[0], want.gx, what + ": dX");
+            check_close(gk[0], want.gk, what + ": dK");
+            check_equal(y[1], y[0], what + ": Y, 2 threads vs 1");
+            check_equal(gx[1], gx[0], what + ": dX, 2 threads vs 1");
+            check_close(gk[1], gk[0], what + ": dK, 2 threads vs 1");
+        }
+    }
+    kernels::set_sgemm_kernel(saved);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,18 +1,29 @@
-// The im2col path of the conv layer: im2col + GEMM (Eigen), the same sums as the plain loops
-// (conv2d_plain.cpp), one image at a time.
+// The im2col path of the conv layer: im2col + GEMM, the same sums as the plain loops
+// (conv2d_plain.cpp), a group of images at a time.
 //
 // For image b, cols_b is (N*F*F) x (Ho*Wo): row (c, u, v), column (oy, ox) holds
-// Xp[b, c, oy*S + u, ox*S + v]. Then
-//   Y[b]   (D x Ho*Wo)   = K (D x N*F*F) * cols_b          (written straight into Y: NCHW is D x Ho*Wo per image)
-//   dK    += dY[b] * cols_b^T
-//   dcols  = K^T * dY[b], and col2im scatters dcols back onto dX[b].
-// Working image by image keeps cols_b in the cache (a whole batch's column matrix is megabytes),
-// lets the backward rebuild cols_b instead of keeping it, and gives threads whole images to work
-// on: one parallel region per call, images split between threads, each thread with its own
-// column scratch and (for dK) its own partial sum, added up in thread order at the end.
+// Xp[b, c, oy*S + u, ox*S + v]. A group of g images puts their cols_b side by side, cols_G
+// ((N*F*F) x g*Ho*Wo), and dY_G (D x g*Ho*Wo) likewise. Then
+//   Y_G    (D x g*Ho*Wo)  = K (D x N*F*F) * cols_G     (copied out to Y's images; for g = 1 written
+//                                                        straight into Y: NCHW is D x Ho*Wo per image)
+//   dK    += dY_G * cols_G^T
+//   dcols  = K^T * dY_G, and col2im scatters dcols back onto dX's images.
+// Groups are as small as keep the GEMM's N at least batched_columns wide (whole images when
+// Ho*Wo is that large already): small planes (9x9, 7x7, 3x3) then still fill the GEMM's tiles and
+// pay its packing once per group, while cols_G stays small enough for the cache. Working group by
+// group lets the backward rebuild cols_G instead of keeping it, and gives threads whole groups:
+// one parallel region per call, groups split between threads, each thread with its own scratch
+// and (for dK) its own partial sum, added up in thread order at the end. Y and dX do not depend
+// on the thread count at all; dK only through the rounding of that final sum.
+//
+// float runs our own SGEMM (kernels/sgemm.hpp, its micro-kernel chosen for the CPU at run time);
+// double (the gradient checks) runs Eigen's GEMM.
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
+
+#include "../kernels/sgemm.hpp"
 
 #include "mcnn/ops/correlate2d.hpp"
 
@@ -47,31 +58,80 @@ Span inside(int count, int offset, int size, int S) {
     return {lo, hi};
 }
 
-// Threads for a call: all allowed ones when there are several images and enough work, else one.
-int threads_for(const Dims& d) {
-    if (d.B < 2 || d.flops() < parallel_min_flops || omp_in_parallel()) return 1;
-    return std::min(omp_get_max_threads(), d.B);
+// A group of images is multiplied by one GEMM at least this many columns wide (see above).
+constexpr int batched_columns = 512;
+
+// Images per GEMM and the number of GEMMs for a call: groups of `size` images, the last one
+// possibly smaller. Depends on the shapes only, never on the thread count.
+struct Groups {
+    int size, count;
+    int first(int g) const { return g * size; }
+    int images(int g, int B) const { return std::min(size, B - g * size); }
+};
+Groups groups_of(const Dims& d) {
+    const auto plane = static_cast<int>(d.plane());
+    const int size = std::clamp((batched_columns + plane - 1) / std::max(plane, 1), 1, std::max(d.B, 1));
+    return {size, (d.B + size - 1) / size};
 }
 
-// A per-thread scratch matrix whose storage only grows: no allocation in the steady state.
+// Threads for a call: all allowed ones when there are several groups and enough work, else one.
+int threads_for(const Dims& d, const Groups& g) {
+    if (g.count < 2 || d.flops() < parallel_min_flops || omp_in_parallel()) return 1;
+    return std::min(omp_get_max_threads(), g.count);
+}
+
+// A per-thread scratch buffer of at least n elements whose storage only grows: no allocation in
+// the steady state.
 template <class T>
-MatrixMap<T> scratch(int which, Eigen::Index rows, Eigen::Index cols) {
-    thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[2];
+T* scratch(int which, std::ptrdiff_t n) {
+    thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[3];
     auto& buffer = buffers[which];
-    if (buffer.size() < static_cast<std::size_t>(rows * cols)) buffer.resize(static_cast<std::size_t>(rows * cols));
-    return MatrixMap<T>(buffer.data(), rows, cols);
+    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
+    return buffer.data();
 }
 
-// cols_b from one image x (N x H x W).
+// C (M x N, row stride ldc) = op(A) (M x K) * op(B) (K x N), or += with `accumulate`; op(X) is X or,
+// with the flag, the transpose of the row-major X stored with row stride ldx. float: our SGEMM;
+// double: Eigen.
+void gemm(int M, int N, int K, const float* a, std::ptrdiff_t lda, bool ta, const float* b, std::ptrdiff_t ldb, bool tb,
+          float* c, std::ptrdiff_t ldc, bool accumulate) {
+    kernels::sgemm(M, N, K, {a, lda, ta}, {b, ldb, tb}, c, ldc, accumulate);
+}
+void gemm(int M, int N, int K, const double* a, std::ptrdiff_t lda, bool ta, const double* b, std::ptrdiff_t ldb, bool tb,
+          double* c, std::ptrdiff_t ldc, bool accumulate) {
+    using Strided = Eigen::Map<const Matrix<double>, Eigen::Unaligned, Eigen::OuterStride<>>;
+    const Strided am(a, ta ? K : M, ta ? M : K, Eigen::OuterStride<>(lda)), bm(b, tb ? N : K, tb ? K : N, Eigen::OuterStride<>(ldb));
+    Eigen::Map<Matrix<double>, Eigen::Unaligned, Eigen::OuterStride<>> cm(c, M, N, Eigen::OuterStride<>(ldc));
+    if (!accumulate) cm.setZero();
+    if (ta && tb) cm.noalias() += am.transpose() * bm.transpose();
+    else if (ta) cm.noalias() += am.transpose() * bm;
+    else if (tb) cm.noalias() += am * bm.transpose();
+    else cm.noalias() += am * bm;
+}
+
+// Copies n images' planes from the batch layout (image j's D x Ho*Wo at batch + j * y_image) into
+// a group matrix (D x n*Ho*Wo, image j's columns from j * Ho*Wo), or with `to_batch` back.
 template <class T>
-void im2col(const T* x, const Dims& d, T* cols) {
+void copy_group(const Dims& d, int n, const T* from, T* to, bool to_batch) {
+    const std::ptrdiff_t plane = d.plane(), ld = plane * n;
+    for (int j = 0; j < n; ++j)
+        for (int i = 0; i < d.D; ++i) {
+            const std::ptrdiff_t in_batch = j * d.y_image() + i * plane, in_group = i * ld + j * plane;
+            const T* src = from + (to_batch ? in_group : in_batch);
+            std::copy(src, src + plane, to + (to_batch ? in_batch : in_group));
+        }
+}
+
+// cols_b from one image x (N x H x W), into the columns from `cols` of a matrix with row stride ld.
+template <class T>
+void im2col(const T* x, const Dims& d, T* cols, std::ptrdiff_t ld) {
     for (int c = 0; c < d.N; ++c) {
         const T* plane = x + static_cast<std::ptrdiff_t>(c) * d.H * d.W;
         for (int u = 0; u < d.F; ++u) {
             const Span ys = inside(d.Ho, u - d.P, d.H, d.S);
             for (int v = 0; v < d.F; ++v) {
                 const Span xs = inside(d.Wo, v - d.P, d.W, d.S);
-                T* dst = cols + ((c * d.F + u) * d.F + v) * d.plane();
+                T* dst = cols + ((c * d.F + u) * d.F + v) * ld;
                 std::fill(dst, dst + static_cast<std::ptrdiff_t>(ys.lo) * d.Wo, T(0));
                 for (int oy = ys.lo; oy < ys.hi; ++oy) {
                     T* row = dst + static_cast<std::ptrdiff_t>(oy) * d.Wo;
@@ -89,16 +149,17 @@ void im2col(const T* x, const Dims& d, T* cols) {
     }
 }
 
-// dX[b] += the entries of dcols_b that im2col copied from it.
+// dX[b] += the entries of dcols_b (the columns from `dcols` of a matrix with row stride ld) that
+// im2col copied from it.
 template <class T>
-void col2im_add(const T* dcols, const Dims& d, T* gx) {
+void col2im_add(const T* dcols, const Dims& d, std::ptrdiff_t ld, T* gx) {
     for (int c = 0; c < d.N; ++c) {
         T* plane = gx + static_cast<std::ptrdiff_t>(c) * d.H * d.W;
         for (int u = 0; u < d.F; ++u) {
             const Span ys = inside(d.Ho, u - d.P, d.H, d.S);
             for (int v = 0; v < d.F; ++v) {
                 const Span xs = inside(d.Wo, v - d.P, d.W, d.S);
-                const T* src = dcols + ((c * d.F + u) * d.F + v) * d.plane();
+                const T* src = dcols + ((c * d.F + u) * d.F + v) * ld;
                 for (int oy = ys.lo; oy < ys.hi; ++oy) {
                     const T* row = src + static_cast<std::ptrdiff_t>(oy) * d.Wo;
                     T* dst = plane + static_cast<std::ptrdiff_t>(oy * d.S + u - d.P) * d.W + (v - d.P);
@@ -118,14 +179,19 @@ template <class T>
 void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& o, Tensor<T>& y) {
     const Dims d = dims_of(x.shape(), k.shape(), o);
     y.resize(Shape{d.B, d.D, d.Ho, d.Wo});
-    const ConstMatrixMap<T> km = k.matrix(d.D, d.rows());
-#pragma omp parallel num_threads(threads_for(d))
+    const Groups g = groups_of(d);
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane());
+#pragma omp parallel num_threads(threads_for(d, g))
     {
-        MatrixMap<T> cols = scratch<T>(0, d.rows(), d.plane());
+        T* cols = scratch<T>(0, d.rows() * P * g.size);
+        T* yg = g.size > 1 ? scratch<T>(1, static_cast<std::ptrdiff_t>(d.D) * P * g.size) : nullptr;
 #pragma omp for schedule(static)
-        for (int b = 0; b < d.B; ++b) {
-            im2col(x.data() + b * d.x_image(), d, cols.data());
-            MatrixMap<T>(y.data() + b * d.y_image(), d.D, d.plane()).noalias() = km * cols;
+        for (int gi = 0; gi < g.count; ++gi) {
+            const int b0 = g.first(gi), n = g.images(gi, d.B), ld = n * P;
+            for (int j = 0; j < n; ++j) im2col(x.data() + (b0 + j) * d.x_image(), d, cols + j * P, ld);
+            T* yb = y.data() + b0 * d.y_image();
+            gemm(d.D, ld, R, k.data(), R, false, cols, ld, false, n == 1 ? yb : yg, ld, false);
+            if (n > 1) copy_group(d, n, static_cast<const T*>(yg), yb, true);
         }
     }
 }
@@ -138,26 +204,33 @@ void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy
     if (gk) require_same_shape("conv2d backward (dL/dK vs K)", gk->shape(), k.shape());
     if (gx) require_same_shape("conv2d backward (dL/dX vs X)", gx->shape(), x.shape());
     if (!gx && !gk) return;
-    const ConstMatrixMap<T> km = k.matrix(d.D, d.rows());
-    const int threads = threads_for(d);
+    const Groups g = groups_of(d);
+    const int threads = threads_for(d, g);
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane());
     // dK: thread 0 adds straight into gk; the others into partial sums added at the end, in order.
     std::vector<Matrix<T>> partial(gk ? static_cast<std::size_t>(threads - 1) : 0, Matrix<T>::Zero(d.D, d.rows()));
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
-        MatrixMap<T> cols = scratch<T>(0, d.rows(), d.plane());
-        MatrixMap<T> dcols = scratch<T>(1, gx ? d.rows() : 0, gx ? d.plane() : 0);
+        T* cols = scratch<T>(0, gk ? d.rows() * P * g.size : 0);
+        T* dcols = scratch<T>(1, gx ? d.rows() * P * g.size : 0);
+        T* gyg = scratch<T>(2, g.size > 1 ? static_cast<std::ptrdiff_t>(d.D) * P * g.size : 0);
+        T* dk = !gk ? nullptr : t == 0 ? gk->data() : partial[static_cast<std::size_t>(t - 1)].data();
 #pragma omp for schedule(static)
-        for (int b = 0; b < d.B; ++b) {
-            const ConstMatrixMap<T> gyb(gy.data() + b * d.y_image(), d.D, d.plane());
+        for (int gi = 0; gi < g.count; ++gi) {
+            const int b0 = g.first(gi), n = g.images(gi, d.B), ld = n * P;
+            const T* dy = gy.data() + b0 * d.y_image();
+            if (n > 1) {
+                copy_group(d, n, dy, gyg, false);
+                dy = gyg;
+            }
             if (gk) {
-                im2col(x.data() + b * d.x_image(), d, cols.data());
-                if (t == 0) gk->matrix(d.D, d.rows()).noalias() += gyb * cols.transpose();
-                else partial[static_cast<std::size_t>(t - 1)].noalias() += gyb * cols.transpose();
+                for (int j = 0; j < n; ++j) im2col(x.data() + (b0 + j) * d.x_image(), d, cols + j * P, ld);
+                gemm(d.D, R, ld, dy, ld, false, cols, ld, true, dk, R, true);
             }
             if (gx) {
-                dcols.noalias() = km.transpose() * gyb;
-                col2im_add(dcols.data(), d, gx->data() + b * d.x_image());
+                gemm(R, ld, d.D, k.data(), R, true, dy, ld, false, dcols, ld, false);
+                for (int j = 0; j < n; ++j) col2im_add(dcols + j * P, d, ld, gx->data() + (b0 + j) * d.x_image());
             }
         }
     }
