@@ -28,11 +28,17 @@ constexpr int portable_mr = 4, portable_nr = 16;
 
 // The portable micro-kernel: the same sums as the SIMD ones, written as loops over a register
 // tile that the compiler vectorises along j for whatever the build targets.
-void kernel_portable(int kc, const float* a, const float* b, float* c, std::ptrdiff_t ldc, bool accumulate) {
+void kernel_portable(int kc, const float* __restrict a, const float* __restrict b, float* c, std::ptrdiff_t ldc,
+                     bool accumulate) {
     float acc[portable_mr][portable_nr] = {};
-    for (int p = 0; p < kc; ++p, a += portable_mr, b += portable_nr)
-        for (int i = 0; i < portable_mr; ++i)
-            for (int j = 0; j < portable_nr; ++j) acc[i][j] += a[i] * b[j];
+    for (int p = 0; p < kc; ++p, a += portable_mr, b += portable_nr) {
+#pragma GCC unroll 4
+        for (int i = 0; i < portable_mr; ++i) {
+            const float ai = a[i];
+#pragma GCC unroll 16
+            for (int j = 0; j < portable_nr; ++j) acc[i][j] += ai * b[j];
+        }
+    }
     for (int i = 0; i < portable_mr; ++i)
         for (int j = 0; j < portable_nr; ++j) c[i * ldc + j] = accumulate ? acc[i][j] + c[i * ldc + j] : acc[i][j];
 }
@@ -217,9 +223,12 @@ CpuKernel kernel_from_environment() {
             if (cpu_supports(k)) return k;
         return CpuKernel::portable;
     }
-    const CpuKernel k = cpu_kernel_from_name(env);
-    if (!cpu_supports(k)) fail("MCNN_CPU={}: this CPU cannot run the {} kernel (portable runs everywhere)", env, env);
-    return k;
+    for (CpuKernel k : all_kernels) {
+        if (std::string(env) != cpu_kernel_name(k)) continue;
+        if (!cpu_supports(k)) fail("MCNN_CPU={}: this CPU cannot run the {} kernel (portable runs everywhere)", env, env);
+        return k;
+    }
+    fail("MCNN_CPU={}: unknown kernel; known: avx512, avx2, portable", env);
 }
 
 std::atomic<int> chosen{-1};  // a CpuKernel, or -1 before the first call
