@@ -17,8 +17,8 @@
 // of each kind: conv, bias, activation, pool, linear, loss, other), "optimiser" (zero_grad + step),
 // "tape" (the backward pass's own work outside the nodes: allocating and zeroing gradient buffers)
 // and "rest" (what none of these covers). Every line starting "RESULT" is one case, as key=value
-// pairs, for scripts (bench/compare.py). A model case also measures the FMA peak at its thread
-// count and gives its conv layers' GFLOP/s as a percentage of it.
+// pairs, for scripts (bench/compare.py). A model case also measures one core's FMA peak and gives
+// its conv layers' GFLOP/s as a percentage of that peak times its thread count.
 #include <omp.h>
 
 #include <algorithm>
@@ -140,7 +140,9 @@ int run_one(const BenchFlags& f) {
     (void)detail::checked_model<float>(c.model, probe_rng, model_info(c.model).input);
     const std::unique_ptr<data::Dataset> examples = detail::bench_data(c, f.data_dir);
     const detail::BenchTiming timing = detail::run_case(c, *examples, f.settings);
-    const double peak = detail::measure_fma_peak(detail::best_fma_isa(), threads, 0.05, 3).gflops;
+    // The peak of `threads` cores: one core's, measured alone, times the threads (a peak measured
+    // on all threads at once would drop whenever another process holds a core).
+    const double peak = threads * detail::measure_fma_peak(detail::best_fma_isa(), 1, 0.05, 3).gflops;
     detail::print_case(c, threads, timing, peak);
     return 0;
 }

@@ -227,7 +227,7 @@ void print_case(const BenchCase& c, int threads, const BenchTiming& t, double fm
     const double gf_fwd = fwd_s > 0 ? t.conv_flops_fwd * static_cast<double>(t.steps) / fwd_s / 1e9 : 0;
     const double gf_bwd = bwd_s > 0 ? t.conv_flops_bwd * static_cast<double>(t.steps) / bwd_s / 1e9 : 0;
     const double pct_fwd = 100 * gf_fwd / fma_peak_gflops, pct_bwd = 100 * gf_bwd / fma_peak_gflops;
-    fmt::print("  conv layers: {:.1f} GFLOP/s forward ({:.0f} % of the FMA peak){}; FMA peak {:.1f} GFLOP/s on {} thread{}\n", gf_fwd,
+    fmt::print("  conv layers: {:.1f} GFLOP/s forward ({:.0f} % of the FMA peak){}; FMA peak {:.1f} GFLOP/s for {} core{}\n", gf_fwd,
                pct_fwd, c.training ? fmt::format(", {:.1f} GFLOP/s backward ({:.0f} %)", gf_bwd, pct_bwd) : "", fma_peak_gflops,
                threads, threads == 1 ? "" : "s");
     fmt::print("RESULT case={} threads={} batch={} img_per_s={:.1f} ms_per_step={:.4f} rss_mib={:.1f} conv_fwd_gflops={:.2f} "

@@ -38,7 +38,7 @@ std::unique_ptr<data::Dataset> bench_data(const BenchCase& c, const std::string&
 BenchTiming run_case(const BenchCase& c, const data::Dataset& examples, const BenchSettings& settings);
 
 /// Prints the case's speed, the split of a step, the conv GFLOP/s (and their percentage of
-/// `fma_peak_gflops`, the FMA peak at the case's thread count) and the RESULT line.
+/// `fma_peak_gflops`, the FMA peak of the case's threads) and the RESULT line.
 void print_case(const BenchCase& c, int threads, const BenchTiming& t, double fma_peak_gflops);
 
 /// Eigen's single-precision GEMM on n x n matrices: the best of `reps`, in GFLOP/s.
