@@ -1,75 +1,293 @@
 #!/usr/bin/python3
-"""ManualCNN against its PyTorch peers, side by side on this machine.
+"""ManualCNN against its fair PyTorch peers, side by side on this machine.
 
-Runs each case with ManualCNN's `bench` app and with the PyTorch peer scripts in ../shared/bench
-(Debian's python3-torch), one after the other, for several rounds, and prints the median images/s
-of each and their ratio against the issue's targets, the peak memory (RSS) of SimpleCNN training,
-and the conv layers' GFLOP/s as a fraction of this machine's Eigen SGEMM peak.
+Runs each case with ManualCNN's `bench` app and with both fair peers of ../shared/bench (see its
+README): the C++ one (libtorch's seed_models, built from ../shared/bench/libtorch) and the Python
+one (torch_seed_models.py), both on Debian's PyTorch with OpenBLAS, on 1 and 2 threads. Rounds are
+interleaved (ours, libtorch, Python, ours, ...) and the medians over rounds are reported; each
+ratio is ours over the FASTER peer of the same round. It prints a markdown table for the README
+(case, ours, libtorch, Python, ratio, target, met?), the FMA peak and the conv layers' fraction of
+it, the modern network's peer (torch_fast_net.py), and the date, CPU and commands.
 
-  bench/compare.py                       # 3 rounds (about 6 minutes on 2 cores)
-  bench/compare.py --rounds 1            # a quick look
-  bench/compare.py --build build-other   # another build folder
+  bench/compare.py                        # 3 rounds (about 10 minutes on 2 cores)
+  bench/compare.py --rounds 1             # a quick look
+  bench/compare.py --build build-other    # another ManualCNN build folder
+  bench/compare.py --libtorch ~/build-libtorch   # where seed_models was built
 
-Timings on a shared machine drift: the ratio of each round is taken from runs made back to back,
-and the median over rounds is reported. Run it on an otherwise idle machine.
+The peers run in the peer-only environment: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (on
+machines that set them they force a slower OpenBLAS kernel); ManualCNN's runs keep the environment
+as it is. Before anything else the script measures a 2048 x 2048 float matmul in the peer's own
+environment (PyTorch, one thread) and refuses to report (exit 1) when it looks like the reference
+BLAS rather than OpenBLAS. Run it on an otherwise idle machine.
 """
 import argparse
 import datetime
 import os
 import platform
-import re
+import shlex
 import statistics
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_BENCH = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench"))
+PEER_ONLY_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+MIN_PEER_MATMUL_GFLOPS = 30.0  # the reference BLAS does ~6; OpenBLAS 70-130 on these machines
+THREADS = (1, 2)
 
-# case: (ours: bench case, threads), (peer: script, args, figure), target ratio (None: reported only)
-# Peer arguments: torch_seed_models.py DATA MODEL EPOCHS BATCH LR MOMENTUM MAX_BATCHES THREADS;
-# seed_manual_conv.py DATA BATCHES BATCH THREADS. Its eval figure is a batch-500 pass over the test set.
+# One case: name, ours (bench case), libtorch (model, batch, steps, infer?), Python (model, batch,
+# max batches, figure: "train" or "eval"), target ratio against the faster peer.
+# Python's eval figure is one pass over the test set at batch 500, from the same run as its training.
 CASES = [
-    ("SimpleCNN training, batch 4", ("simple-b4", 2), ("torch", ["simple", "1", "4", "0.001", "0.9", "2500", "2"], "train"), 3.0),
-    ("SimpleCNN training, batch 64", ("simple-b64", 2), ("torch", ["simple", "1", "64", "0.001", "0.9", "300", "2"], "train"), 1.5),
-    ("TunedCNN training, batch 4", ("tuned-b4", 2), ("torch", ["changed", "1", "4", "0.0007", "0.9", "300", "2"], "train"), None),
-    ("TunedCNN training, batch 64", ("tuned-b64", 2), ("torch", ["changed", "1", "64", "0.0007", "0.9", "30", "2"], "train"), 1.0),
-    ("TunedCNN training, batch 64, 1 thread", ("tuned-b64", 1), ("torch", ["changed", "1", "64", "0.0007", "0.9", "30", "1"], "train"), None),
-    ("SimpleCNN inference, batch 500", ("simple-infer-b500", 2), ("torch", ["simple", "1", "4", "0.001", "0.9", "2500", "2"], "eval"), 1.0),
-    ("TunedCNN inference, batch 500", ("tuned-infer-b500", 2), ("torch", ["changed", "1", "64", "0.0007", "0.9", "30", "2"], "eval"), 1.0),
-    ("ManualCNN (correlate2d conv) vs the notebook's scipy layer, batch 4", ("manual-b4", 2), ("manual", ["150", "4", "2"], "train"), 50.0),
+    ("TunedCNN training, batch 64", "tuned-b64", ("changed", 64, 30, False), ("changed", 64, 30, "train"), 1.5),
+    ("SimpleCNN training, batch 4", "simple-b4", ("simple", 4, 2500, False), ("simple", 4, 2500, "train"), 3.0),
+    ("SimpleCNN training, batch 64", "simple-b64", ("simple", 64, 300, False), ("simple", 64, 300, "train"), 2.0),
+    ("SimpleCNN inference, batch 500", "simple-infer-b500", ("simple", 500, 20, True), ("simple", 64, 300, "eval"), 1.5),
+    ("TunedCNN inference, batch 500", "tuned-infer-b500", ("changed", 500, 20, True), ("changed", 64, 30, "eval"), 1.5),
 ]
+SCALING = ("TunedCNN training, batch 64", 1.8)  # ours, 2 threads over 1
 
 
-def run(cmd):
-    """Runs cmd; returns (output, peak RSS in MiB of that process)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+# ---- pure functions (tests/test_compare.py) ----
+
+def parse_results(text):
+    """Every "RESULT k=v k=v ..." line of `text`, as a list of dicts of strings."""
+    results = []
+    for line in text.splitlines():
+        if line.startswith("RESULT"):
+            results.append(dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv))
+    return results
+
+
+def result_value(text, key, what):
+    """The number `key` of the first RESULT line holding it; exits naming `what` when none does."""
+    for r in parse_results(text):
+        if key in r:
+            return float(r[key])
+    raise ValueError(f"{what}: no RESULT line with {key}= in its output:\n{text[-2000:]}")
+
+
+def faster_peer(figures):
+    """(name, img/s) of the fastest peer in {name: img/s or None}; ValueError when none has a figure."""
+    known = [(v, k) for k, v in figures.items() if v is not None and v > 0]
+    if not known:
+        raise ValueError(f"no peer gave a figure: {figures}")
+    v, k = max(known)
+    return k, v
+
+
+def blas_verdict(gflops, minimum=MIN_PEER_MATMUL_GFLOPS):
+    """None when the peer's matmul speed shows an optimised BLAS; else the message refusing to report."""
+    if gflops >= minimum:
+        return None
+    return (f"compare: the peer's 2048 x 2048 float matmul runs at {gflops:.1f} GFLOP/s on one thread (below {minimum:g}): "
+            "PyTorch is on the reference BLAS, not OpenBLAS, so the comparison would not be fair. Install OpenBLAS "
+            "(apt-get install -y libopenblas0-pthread) and check that `update-alternatives --display "
+            "libblas.so.3-x86_64-linux-gnu` points to it; see ../shared/bench/README.md. Not reporting.")
+
+
+def busy_core_note(peak_one, peak_two):
+    """A warning when two threads at once reach less than 1.8x one core's FMA peak (another process held
+    a core: the 2-thread figures of this run understate every contender); else None."""
+    if peak_two >= 1.8 * peak_one:
+        return None
+    return (f"**Warning**: 2 threads at once reached only {peak_two / peak_one:.2f}x one core's FMA peak: another process held a "
+            "core during this run, so its 2-thread figures are not reliable.")
+
+
+def peer_env(env):
+    """A copy of `env` without the variables that force a slower OpenBLAS kernel (peer commands only)."""
+    return {k: v for k, v in env.items() if k not in PEER_ONLY_UNSET}
+
+
+def verdict(ratio, target):
+    """"yes" / "**no**" for a ratio against a target (None: reported only, "")."""
+    if target is None:
+        return ""
+    return "yes" if ratio >= target else "**no**"
+
+
+def median_known(values):
+    """The median of the values that are not None; None when there are none."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def table_row(cells):
+    return "| " + " | ".join(cells) + " |"
+
+
+def img_s(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+
+# ---- running ----
+
+def run(cmd, env=None):
+    """Runs cmd from the repository root; returns (output, peak RSS in MiB of that process)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"compare: {' '.join(cmd)} failed (exit {p.returncode}):\n{out}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"compare: {shlex.join(cmd)} failed (exit {code}):\n{out[-4000:]}")
     return out, usage.ru_maxrss / 1024.0
 
 
-def fields(line):
-    return dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+def peer_matmul_gflops(python):
+    """A 2048 x 2048 float matmul in PyTorch, one thread, best of 3, in the peer-only environment."""
+    code = ("import time, torch\ntorch.set_num_threads(1)\na = torch.randn(2048, 2048); b = torch.randn(2048, 2048)\n"
+            "a @ b\nbest = 1e9\nfor _ in range(3):\n    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
+            "print(f'RESULT peer=pytorch matmul=2048 gflops={2 * 2048 ** 3 / best / 1e9:.2f}')\n")
+    out, _ = run([python, "-c", code], env=peer_env(os.environ))
+    return result_value(out, "gflops", "the peer's matmul check")
 
 
-def ours(bench, case, threads, seconds, data):
-    cmd = [bench, "--case", case, "--threads", str(threads), "--seconds", str(seconds)] + (["--data", data] if data else [])
-    out, rss = run(cmd)
-    result = fields(next(l for l in out.splitlines() if l.startswith("RESULT")))
-    return float(result["img_per_s"]), rss, result
+class Runner:
+    """The three contenders' commands; results of one round are cached per distinct command."""
+
+    def __init__(self, a):
+        self.a = a
+        self.bench = os.path.join(ROOT, a.build, "bench", "bench")
+        self.seed_models = a.libtorch_bin
+        self.env = peer_env(os.environ)
+        self.cache = {}
+
+    def ours_cmd(self, case, threads):
+        return [self.bench, "--case", case, "--threads", str(threads), "--seconds", f"{self.a.seconds:g}", "--data", self.a.data]
+
+    def libtorch_cmd(self, spec, threads):
+        model, batch, steps, infer = spec
+        return [self.seed_models, self.a.data, model, str(batch), str(steps), str(threads)] + (["infer"] if infer else [])
+
+    def python_cmd(self, spec, threads):
+        model, batch, max_batches, _ = spec
+        lr = "0.001" if model == "simple" else "0.0007"
+        return [self.a.python, os.path.join(SHARED_BENCH, "torch_seed_models.py"), self.a.data, model, "1", str(batch), lr, "0.9",
+                str(max_batches), str(threads)]
+
+    def ours(self, case, threads):
+        out, rss = run(self.ours_cmd(case, threads))
+        r = next(x for x in parse_results(out) if x.get("case") == case)
+        return float(r["img_per_s"]), rss, r
+
+    def libtorch(self, spec, threads):
+        out, rss = run(self.libtorch_cmd(spec, threads), env=self.env)
+        return result_value(out, "img_per_s", "libtorch seed_models"), rss
+
+    def python(self, spec, threads):
+        cmd = self.python_cmd(spec, threads)
+        key = tuple(cmd)
+        if key not in self.cache:  # one run gives both its training and its eval figure
+            out, rss = run(cmd, env=self.env)
+            ev = [l.split()[1] for l in out.splitlines() if l.startswith("eval ") and l.endswith("img/s")]
+            self.cache[key] = {"train": result_value(out, "train_img_per_s", "torch_seed_models.py"),
+                               "eval": float(ev[0]) if ev else None, "rss": rss}
+        c = self.cache[key]
+        return c[spec[3]], c["rss"]
+
+    def fma_peak(self, threads):
+        out, _ = run([self.bench, "--case", "fma-peak", "--threads", str(threads)])
+        r = next(x for x in parse_results(out) if x.get("case") == "fma-peak")
+        return float(r["gflops"]), r["isa"]
+
+    def fast_net(self, threads):
+        cmd = [self.a.python, os.path.join(SHARED_BENCH, "torch_fast_net.py"), self.a.data, str(self.a.fast_net_batch),
+               str(self.a.fast_net_steps), str(threads)]
+        out, _ = run(cmd, env=self.env)
+        return next(x for x in parse_results(out) if "train_img_per_s" in x), cmd
 
 
-def peer(kind, args, figure, data, cache):
-    key = (kind, tuple(args))
-    if key not in cache:  # one peer run gives both its training and its eval figure
-        script = "torch_seed_models.py" if kind == "torch" else "seed_manual_conv.py"
-        out, rss = run(["/usr/bin/python3", os.path.join(ROOT, "..", "shared", "bench", script), data] + args)
-        result = fields(next(l for l in out.splitlines() if l.startswith("RESULT")))
-        ev = re.search(r"^eval (\d+) img/s", out, re.M)
-        cache[key] = {"train": float(result["train_img_per_s"]), "eval": float(ev.group(1)) if ev else None, "rss": rss}
-    return cache[key][figure], cache[key]["rss"]
+# Earlier targets kept beside the issue's: ManualCNN's correlate2d conv against the notebook's
+# scipy layer (seed_manual_conv.py), and the peak memory of SimpleCNN training at batch 4.
+MANUAL = ("ManualCNN (correlate2d conv) vs the notebook's scipy layer, batch 4", "manual-b4", ["150", "4"], 50.0)
+
+
+def run_rounds(runner, rounds, extras):
+    """Interleaved rounds; returns {(case name, threads): [per-round dicts]} and the extras' rounds."""
+    records = {(c[0], t): [] for c in CASES for t in THREADS}
+    extra = {"manual": [], "rss": []}
+    for r in range(rounds):
+        runner.cache = {}
+        for name, case, lt, py, _ in CASES:
+            for threads in THREADS:
+                o, o_rss, result = runner.ours(case, threads)
+                l, l_rss = runner.libtorch(lt, threads)
+                p, p_rss = runner.python(py, threads)
+                faster, f = faster_peer({"libtorch": l, "Python": p})
+                records[(name, threads)].append({"ours": o, "libtorch": l, "python": p, "ratio": o / f, "faster": faster,
+                                                 "result": result})
+                if case == "simple-b4" and threads == 2:
+                    extra["rss"].append((o_rss, l_rss, p_rss))
+                print(f"round {r + 1}: {name}, {threads} thread(s): ours {o:,.0f} img/s, libtorch {l:,.0f}, "
+                      f"Python {img_s(p)}; {o / f:.2f}x the faster ({faster})", flush=True)
+        if extras:
+            o, _, _ = runner.ours(MANUAL[1], 2)
+            out, _ = run([runner.a.python, os.path.join(SHARED_BENCH, "seed_manual_conv.py"), runner.a.data] + MANUAL[2] + ["2"],
+                         env=runner.env)
+            p = result_value(out, "train_img_per_s", "seed_manual_conv.py")
+            extra["manual"].append((o, p))
+            print(f"round {r + 1}: {MANUAL[0]}: ours {o:,.0f} img/s, scipy layer {p:,.0f}", flush=True)
+    return records, extra
+
+
+def main_table(records):
+    med = statistics.median
+    print(table_row(["case", "threads", "ManualCNN img/s", "libtorch img/s", "PyTorch (Python) img/s", "ratio vs faster peer",
+                     "target", "met?"]))
+    print(table_row(["---"] * 8))
+    for name, _, _, _, target in CASES:
+        for threads in THREADS:
+            rs = records[(name, threads)]
+            ratio = med(x["ratio"] for x in rs)
+            faster = statistics.mode(x["faster"] for x in rs)
+            print(table_row([name, str(threads), img_s(med(x["ours"] for x in rs)), img_s(med(x["libtorch"] for x in rs)),
+                             img_s(median_known(x["python"] for x in rs)), f"{ratio:.2f}x ({faster})", f">= {target:g}x",
+                             verdict(ratio, target)]))
+    name, target = SCALING
+    one, two = records[(name, 1)], records[(name, 2)]
+    scale = {k: med(b[k] / a[k] for a, b in zip(one, two)) for k in ("ours", "libtorch", "python")}
+    print(table_row([f"{name}: 2 threads vs 1", "2 / 1", f"{scale['ours']:.2f}x", f"{scale['libtorch']:.2f}x",
+                     f"{scale['python']:.2f}x", "(ours)", f">= {target:g}x", verdict(scale["ours"], target)]))
+
+
+def conv_table(records):
+    """The conv layers' GFLOP/s and their % of the FMA peak (one core's, times the threads) as each case measured them."""
+    med = statistics.median
+    print(table_row(["case", "threads", "conv forward GFLOP/s", "% of FMA peak", "conv backward GFLOP/s", "% of FMA peak"]))
+    print(table_row(["---"] * 6))
+    for name, case, _, _, _ in CASES:
+        for threads in THREADS:
+            rs = [x["result"] for x in records[(name, threads)]]
+            f, b, pf, pb = (med(float(x[k]) for x in rs)
+                            for k in ("conv_fwd_gflops", "conv_bwd_gflops", "conv_fwd_peak_pct", "conv_bwd_peak_pct"))
+            back = [f"{b:.1f}", f"{pb:.0f} %"] if b > 0 else ["", ""]
+            print(table_row([case, str(threads), f"{f:.1f}", f"{pf:.0f} %"] + back))
+
+
+def extras_table(extra):
+    med = statistics.median
+    print(table_row(["earlier target", "threads", "ManualCNN", "libtorch", "PyTorch (Python)", "ratio", "target", "met?"]))
+    print(table_row(["---"] * 8))
+    if extra["manual"]:
+        ratio = med(o / p for o, p in extra["manual"])
+        print(table_row([MANUAL[0], "2", img_s(med(o for o, _ in extra["manual"])), "", img_s(med(p for _, p in extra["manual"])),
+                         f"{ratio:.2f}x", f">= {MANUAL[3]:g}x", verdict(ratio, MANUAL[3])]))
+    o, l, p = (med(x[i] for x in extra["rss"]) for i in range(3))
+    print(table_row(["peak RSS, SimpleCNN training batch 4 (whole process)", "2", f"{o:,.0f} MiB", f"{l:,.0f} MiB", f"{p:,.0f} MiB",
+                     f"{o / min(l, p):.2f}x (vs smaller)", "<= 1x", "yes" if o <= min(l, p) else "**no**"]))
+
+
+def fast_net_table(runner):
+    print(table_row(["modern network's peer (torch_fast_net.py)", "threads", "training img/s", "inference img/s", "s per epoch"]))
+    print(table_row(["---"] * 5))
+    commands = []
+    for threads in THREADS:
+        r, cmd = runner.fast_net(threads)
+        commands.append(cmd)
+        print(table_row([f"PyTorch (Python), batch {r.get('batch', '?')}", str(threads), r["train_img_per_s"], r["infer_img_per_s"],
+                         r["epoch_s"]]), flush=True)
+    return commands
 
 
 def cpu_model():
@@ -83,75 +301,92 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
-def main():
+def default_libtorch():
+    for d in ("/work/build-libtorch", os.path.join(ROOT, "..", "build-libtorch")):
+        if os.path.isdir(d):
+            return d
+    return os.path.normpath(os.path.join(ROOT, "..", "build-libtorch"))
+
+
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="ManualCNN build folder (default: build)")
+    ap.add_argument("--libtorch", default=default_libtorch(),
+                    help="build folder of ../shared/bench/libtorch, or its seed_models binary "
+                         "(default: /work/build-libtorch if present, else ../build-libtorch)")
+    ap.add_argument("--python", default="/usr/bin/python3", help="the Python with Debian's torch (default: /usr/bin/python3)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every case (default: 3)")
     ap.add_argument("--seconds", type=float, default=3, help="timed seconds per ManualCNN case (default: 3)")
-    ap.add_argument("--data", default="", help="CIFAR-10 binary folder (default: the bench app's search path; "
-                                                "the peers get ../shared/cifar10/cifar-10-batches-bin)")
+    ap.add_argument("--data", default=os.path.normpath(os.path.join(ROOT, "..", "shared", "cifar10", "cifar-10-batches-bin")),
+                    help="CIFAR-10 binary folder (default: ../shared/cifar10/cifar-10-batches-bin)")
+    ap.add_argument("--fast-net-batch", type=int, default=256, help="batch of torch_fast_net.py (default: 256)")
+    ap.add_argument("--fast-net-steps", type=int, default=3, help="timed steps of torch_fast_net.py (default: 3; 0: skip it)")
+    ap.add_argument("--no-extras", action="store_true", help="skip the earlier targets (scipy conv layer, peak RSS)")
     a = ap.parse_args()
+    if a.rounds < 1 or not a.seconds > 0 or a.fast_net_steps < 0 or a.fast_net_batch < 1:
+        sys.exit("compare: --rounds and --fast-net-batch must be >= 1, --seconds > 0, --fast-net-steps >= 0")
     bench = os.path.join(ROOT, a.build, "bench", "bench")
     if not os.access(bench, os.X_OK):
-        sys.exit(f"compare: {bench} not found; build first (scripts/setup.sh)")
-    peer_data = a.data or os.path.join(ROOT, "..", "shared", "cifar10", "cifar-10-batches-bin")
-    if not os.path.isfile(os.path.join(peer_data, "test_batch.bin")):
-        sys.exit(f"compare: no CIFAR-10 binary files in {peer_data}; give --data")
+        sys.exit(f"compare: {bench} not found; build it first (cmake --build {a.build} --target bench)")
+    a.libtorch_bin = a.libtorch if os.path.isfile(a.libtorch) else os.path.join(a.libtorch, "seed_models")
+    if not os.access(a.libtorch_bin, os.X_OK):
+        sys.exit(f"compare: the libtorch peer {a.libtorch_bin} not found; build it: cmake -S ../shared/bench/libtorch "
+                 f"-B {a.libtorch} -DCMAKE_BUILD_TYPE=Release && cmake --build {a.libtorch} (needs libtorch-dev); or give --libtorch")
+    if not os.path.isfile(os.path.join(a.data, "test_batch.bin")):
+        sys.exit(f"compare: no CIFAR-10 binary files in {a.data}; give --data")
+    return a
 
-    print(f"# ManualCNN vs PyTorch, {datetime.date.today()}, {os.cpu_count()} cores, {cpu_model()}")
-    print(f"# command: bench/compare.py --rounds {a.rounds} --seconds {a.seconds:g}" + (f" --data {a.data}" if a.data else ""))
-    ratios = {name: [] for name, *_ in CASES}
-    figures = {name: ([], []) for name, *_ in CASES}
-    ours_results = {}
-    rss = {"ours": [], "peer": []}
-    for r in range(a.rounds):
-        cache = {}
-        for name, (case, threads), (kind, args, figure), _ in CASES:
-            o, o_rss, result = ours(bench, case, threads, a.seconds, a.data)
-            p, p_rss = peer(kind, args, figure, peer_data, cache)
-            ratios[name].append(o / p)
-            figures[name][0].append(o)
-            figures[name][1].append(p)
-            ours_results.setdefault((case, threads), []).append(result)
-            if case == "simple-b4":
-                rss["ours"].append(o_rss)
-                rss["peer"].append(p_rss)
-            print(f"round {r + 1}: {name}: ours {o:.0f} img/s, PyTorch {p:.0f} img/s, ratio {o / p:.2f}", flush=True)
 
-    med = statistics.median
+def print_commands(runner, fast_net_commands):
     print()
-    print("| case | threads | ours img/s | PyTorch img/s | ratio | target | met |")
-    print("|---|---|---|---|---|---|---|")
-    for name, (case, threads), _, target in CASES:
-        ratio = med(ratios[name])
-        met = "" if target is None else ("yes" if ratio >= target else "**no**")
-        print(f"| {name} | {threads} | {med(figures[name][0]):,.0f} | {med(figures[name][1]):,.0f} | {ratio:.2f}x | "
-              f"{'' if target is None else f'>= {target:g}x'} | {met} |")
-    two = med(figures["TunedCNN training, batch 64"][0]) / med(figures["TunedCNN training, batch 64, 1 thread"][0])
-    peer_two = med(figures["TunedCNN training, batch 64"][1]) / med(figures["TunedCNN training, batch 64, 1 thread"][1])
-    print(f"| TunedCNN batch 64, 2 threads vs 1 | 2 / 1 | {two:.2f}x | {peer_two:.2f}x | | >= 1.7x (ours) | "
-          f"{'yes' if two >= 1.7 else '**no**'} |")
-    o_rss, p_rss = med(rss["ours"]), med(rss["peer"])
-    print(f"| peak RSS, SimpleCNN training batch 4 (whole process) | 2 | {o_rss:,.0f} MiB | {p_rss:,.0f} MiB | "
-          f"{o_rss / p_rss:.2f}x | <= 1x | {'yes' if o_rss <= p_rss else '**no**'} |")
+    print("Commands (from the repository root; each case also with threads 2; peers with "
+          f"`env {' '.join('-u ' + v for v in PEER_ONLY_UNSET)}`):")
+    print()
+    print("    " + shlex.join(sys.argv))
+    name, case, lt, py, _ = CASES[0]
+    print("    " + shlex.join(runner.ours_cmd(case, 1)))
+    print("    " + shlex.join(runner.libtorch_cmd(lt, 1)))
+    print("    " + shlex.join(runner.python_cmd(py, 1)))
+    for cmd in fast_net_commands[:1]:
+        print("    " + shlex.join(cmd))
 
-    # conv GFLOP/s against Eigen's SGEMM peak at the same thread count
+
+def main():
+    a = parse_args()
+    runner = Runner(a)
+    gflops = peer_matmul_gflops(a.python)
+    refusal = blas_verdict(gflops)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        sys.exit(1)
     peak = {}
-    for threads in (1, 2):
-        out, _ = run([bench, "--case", "sgemm", "--threads", str(threads)])
-        peak[threads] = float(fields(next(l for l in out.splitlines() if l.startswith("RESULT")))["gflops"])
+    for threads in THREADS:
+        peak[threads], isa = runner.fma_peak(threads)
+    start = datetime.datetime.now()
+    records, extra = run_rounds(runner, a.rounds, not a.no_extras)
     print()
-    print(f"Conv layers (automatic path unless said) against Eigen's SGEMM peak (2048 x 2048 float): "
-          f"{peak[1]:.1f} GFLOP/s on 1 thread, {peak[2]:.1f} on 2")
+    print(f"## ManualCNN vs the fair PyTorch peers, {start:%Y-%m-%d %H:%M}, {os.cpu_count()} cores, {cpu_model()}")
     print()
-    print("| case | threads | conv forward GFLOP/s | % of peak | conv backward GFLOP/s | % of peak |")
-    print("|---|---|---|---|---|---|")
-    for (case, threads), results in ours_results.items():
-        f = med(float(x["conv_fwd_gflops"]) for x in results)
-        b = med(float(x["conv_bwd_gflops"]) for x in results)
-        back = f"{b:.1f} | {100 * b / peak[threads]:.0f} %" if b > 0 else "| "
-        print(f"| {case}{' (correlate2d conv)' if case.startswith('manual') else ''} | {threads} | {f:.1f} | "
-              f"{100 * f / peak[threads]:.0f} % | {back} |")
+    print(f"FMA peak (bench --case fma-peak, {isa}): {peak[1]:.1f} GFLOP/s on one core, {peak[2]:.1f} on 2 threads at once; "
+          "the conv table takes one core's peak, measured by each case, times its threads. "
+          f"Peer's matmul (PyTorch, 2048 x 2048 float, 1 thread, peer-only environment): {gflops:.1f} GFLOP/s. "
+          f"Medians of {a.rounds} round(s); ratios are against the faster peer of each round.")
+    note = busy_core_note(peak[1], peak[2])
+    if note:
+        print()
+        print(note)
+    print()
+    main_table(records)
+    print()
+    conv_table(records)
+    if not a.no_extras:
+        print()
+        extras_table(extra)
+    fast_net_commands = []
+    if a.fast_net_steps:
+        print()
+        fast_net_commands = fast_net_table(runner)
+    print_commands(runner, fast_net_commands)
 
 
 if __name__ == "__main__":

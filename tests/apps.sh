@@ -190,7 +190,7 @@ expect nonzero "^--seed must be an integer from 0 to [0-9]+, got '-1'" -- "$bin/
 # bench: one short case gives a RESULT line with a speed and the split of a step; bad cases are refused
 if [ -n "$bench" ]; then
   expect 0 "sgemm" -- "$bench" --help
-  expect 1 "unknown case 'nope'; known cases: simple-b4" -- "$bench" --case nope
+  expect 1 "unknown case 'nope'; known cases: fma-peak, simple-b4" -- "$bench" --case nope
   expect 1 "no CIFAR-10" -- "$bench" --case simple-b4 --threads 1 --data "$tmp/none"
   expect 1 "case 'resnet-b4': unknown model 'resnet'; known models: simple" -- "$bench" --case resnet-b4
   expect 1 "unknown case 'simple-b0'" -- "$bench" --case simple-b0
@@ -199,10 +199,15 @@ if [ -n "$bench" ]; then
   refuse "^--steps must be an integer >= 0, got '-1'" -- "$bench" --steps -1
   refuse "^--warmup must be an integer >= 0, got '-1'" -- "$bench" --warmup -1
   refuse "^--sgemm-size must be an integer from 1 to 16384, got '0'" -- "$bench" --sgemm-size 0
+  # fma-peak: the cores' FMA peak with the widest instructions this CPU has (chosen at run time)
+  expect 0 "^fma peak \((avx512f|avx2\+fma|portable), independent chains, 1 thread\): [1-9][0-9]*\.[0-9] GFLOP/s" -- \
+    "$bench" --case fma-peak --threads 1
+  expect 0 "^RESULT case=fma-peak threads=1 isa=(avx512f|avx2\+fma|portable) gflops=(0\.[0-9]*[1-9]|[1-9][0-9]*\.[0-9]+)" -- \
+    "$bench" --case fma-peak --threads 1
   expect 0 "bench: --threads 100000 is more than the [0-9]+ cores? of this machine: using [0-9]+" -- \
     "$bench" --case sgemm --sgemm-size 64 --threads 100000
   if [ -f "$data/test_batch.bin" ]; then
-    expect 0 "^RESULT case=simple-b4 threads=1 batch=4 img_per_s=[1-9][0-9]*\.[0-9] .*conv_fwd_ms=[0-9.]+ conv_bwd_ms=" -- \
+    expect 0 "^RESULT case=simple-b4 threads=1 batch=4 img_per_s=[1-9][0-9]*\.[0-9] .*fma_peak_gflops=[1-9][0-9.]* conv_fwd_peak_pct=[0-9.]+ conv_bwd_peak_pct=[0-9.]+ .*conv_fwd_ms=[0-9.]+ conv_bwd_ms=" -- \
       "$bench" --case simple-b4 --threads 1 --steps 5 --warmup 1 --data "$data"
     expect 0 "^RESULT case=tuned-infer-b500 threads=1 batch=500 img_per_s=[1-9]" -- \
       "$bench" --case tuned-infer-b500 --threads 1 --steps 1 --warmup 0 --data "$data"

@@ -5,6 +5,7 @@
 //   bench --case simple-b4 --threads 2      one case, in this process
 //   bench --case tiny-b64 --case tiny-infer-b500   a training and an inference case of model "tiny"
 //   bench --case sgemm                      Eigen's single-precision GEMM on large square matrices
+//   bench --case fma-peak                   the cores' single-precision FMA peak (fma_peak.hpp)
 //
 // A case is <model>-b<batch> (training) or <model>-infer-b<batch> (inference), read from the right
 // so that model names may hold '-'. A training step is what train does per batch: fetch and
@@ -16,7 +17,8 @@
 // of each kind: conv, bias, activation, pool, linear, loss, other), "optimiser" (zero_grad + step),
 // "tape" (the backward pass's own work outside the nodes: allocating and zeroing gradient buffers)
 // and "rest" (what none of these covers). Every line starting "RESULT" is one case, as key=value
-// pairs, for scripts (bench/compare.py).
+// pairs, for scripts (bench/compare.py). A model case also measures one core's FMA peak and gives
+// its conv layers' GFLOP/s as a percentage of that peak times its thread count.
 #include <omp.h>
 
 #include <algorithm>
@@ -30,13 +32,14 @@
 
 #include "bench_case.hpp"
 #include "common.hpp"
+#include "fma_peak.hpp"
 #include "mcnn/cli.hpp"
 
 namespace mcnn::cli {
 namespace {
 
 const std::vector<std::string>& default_cases() {
-    static const std::vector<std::string> names = {"simple-b4", "simple-b64", "tuned-b4", "tuned-b64", "manual-b4",
+    static const std::vector<std::string> names = {"fma-peak", "simple-b4", "simple-b64", "tuned-b4", "tuned-b64", "manual-b4",
                                                    "simple-infer-b500", "tuned-infer-b500", "sgemm"};
     return names;
 }
@@ -106,10 +109,25 @@ int run_in_processes(const BenchFlags& f, const std::vector<std::string>& comman
     return 0;
 }
 
+/// The fma-peak case: prints the peak of `threads` threads and its RESULT line.
+void print_fma_peak(int threads) {
+    const detail::FmaPeak p = detail::measure_fma_peak(detail::best_fma_isa(), threads, 0.2, 5);
+    fmt::print("fma peak ({}, independent chains, {} thread{}): {:.1f} GFLOP/s single precision\n", isa_name(p.isa), threads,
+               threads == 1 ? "" : "s", p.gflops);
+    fmt::print("RESULT case=fma-peak threads={} isa={} gflops={:.2f}\n", threads, isa_name(p.isa), p.gflops);
+}
+
+/// Non-case names: "sgemm" and "fma-peak".
+bool is_special(const std::string& name) { return name == "sgemm" || name == "fma-peak"; }
+
 int run_one(const BenchFlags& f) {
     const std::string& name = f.names[0];
     const int threads = detail::capped_threads(f.thread_counts[0], "bench");
     omp_set_num_threads(threads);
+    if (name == "fma-peak") {
+        print_fma_peak(threads);
+        return 0;
+    }
     if (name == "sgemm") {
         const double gflops = detail::sgemm_gflops(f.sgemm_size, 5);
         fmt::print("sgemm (Eigen, {0}x{0} float, {1} thread{2}): {3:.1f} GFLOP/s\n", f.sgemm_size, threads, threads == 1 ? "" : "s",
@@ -121,7 +139,11 @@ int run_one(const BenchFlags& f) {
     Rng probe_rng(0);  // a wrong model fails here, naming itself, before the data is read
     (void)detail::checked_model<float>(c.model, probe_rng, model_info(c.model).input);
     const std::unique_ptr<data::Dataset> examples = detail::bench_data(c, f.data_dir);
-    detail::print_case(c, threads, detail::run_case(c, *examples, f.settings));
+    const detail::BenchTiming timing = detail::run_case(c, *examples, f.settings);
+    // The peak of `threads` cores: one core's, measured alone, times the threads (a peak measured
+    // on all threads at once would drop whenever another process holds a core).
+    const double peak = threads * detail::measure_fma_peak(detail::best_fma_isa(), 1, 0.05, 3).gflops;
+    detail::print_case(c, threads, timing, peak);
     return 0;
 }
 
@@ -156,7 +178,7 @@ int bench(int argc, char** argv, const std::vector<std::string>& command_words) 
     return run_reporting_errors("bench", 1, [&] {
         if (f.names.empty()) f.names = default_cases();
         for (const std::string& n : f.names)
-            if (n != "sgemm") (void)parse_case(n);
+            if (!is_special(n)) (void)parse_case(n);
         if (f.names.size() * f.thread_counts.size() > 1) return run_in_processes(f, command_words);
         return run_one(f);
     });

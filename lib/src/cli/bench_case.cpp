@@ -213,7 +213,7 @@ void split_of_step(const BenchTiming& t, double ms, std::string& split, std::str
 
 }  // namespace
 
-void print_case(const BenchCase& c, int threads, const BenchTiming& t) {
+void print_case(const BenchCase& c, int threads, const BenchTiming& t, double fma_peak_gflops) {
     const double ms = 1e3 / static_cast<double>(t.steps);
     const double img_s = static_cast<double>(t.images) / t.step_s;
     fmt::print("{} ({}, batch {}, {} thread{}{}): {:.0f} img/s, {:.3f} ms per {}, peak RSS {:.0f} MiB\n", c.name,
@@ -226,10 +226,13 @@ void print_case(const BenchCase& c, int threads, const BenchTiming& t) {
     const double bwd_s = t.seconds.count("conv bwd") ? t.seconds.at("conv bwd") : 0;
     const double gf_fwd = fwd_s > 0 ? t.conv_flops_fwd * static_cast<double>(t.steps) / fwd_s / 1e9 : 0;
     const double gf_bwd = bwd_s > 0 ? t.conv_flops_bwd * static_cast<double>(t.steps) / bwd_s / 1e9 : 0;
-    fmt::print("  conv layers: {:.1f} GFLOP/s forward{}\n", gf_fwd, c.training ? fmt::format(", {:.1f} GFLOP/s backward", gf_bwd) : "");
+    const double pct_fwd = 100 * gf_fwd / fma_peak_gflops, pct_bwd = 100 * gf_bwd / fma_peak_gflops;
+    fmt::print("  conv layers: {:.1f} GFLOP/s forward ({:.0f} % of the FMA peak){}; FMA peak {:.1f} GFLOP/s for {} core{}\n", gf_fwd,
+               pct_fwd, c.training ? fmt::format(", {:.1f} GFLOP/s backward ({:.0f} %)", gf_bwd, pct_bwd) : "", fma_peak_gflops,
+               threads, threads == 1 ? "" : "s");
     fmt::print("RESULT case={} threads={} batch={} img_per_s={:.1f} ms_per_step={:.4f} rss_mib={:.1f} conv_fwd_gflops={:.2f} "
-               "conv_bwd_gflops={:.2f}{} data={}\n",
-               c.name, threads, c.batch, img_s, t.step_s * ms, peak_rss_mib(), gf_fwd, gf_bwd, kv,
+               "conv_bwd_gflops={:.2f} fma_peak_gflops={:.2f} conv_fwd_peak_pct={:.1f} conv_bwd_peak_pct={:.1f}{} data={}\n",
+               c.name, threads, c.batch, img_s, t.step_s * ms, peak_rss_mib(), gf_fwd, gf_bwd, fma_peak_gflops, pct_fwd, pct_bwd, kv,
                t.random_data ? "random" : "cifar10");
     std::fflush(stdout);
 }

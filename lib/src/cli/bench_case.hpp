@@ -37,8 +37,9 @@ std::unique_ptr<data::Dataset> bench_data(const BenchCase& c, const std::string&
 /// Warms up, then times steps of case `c` on `examples` (a profile on the tape splits them by node).
 BenchTiming run_case(const BenchCase& c, const data::Dataset& examples, const BenchSettings& settings);
 
-/// Prints the case's speed, the split of a step, the conv GFLOP/s and the RESULT line.
-void print_case(const BenchCase& c, int threads, const BenchTiming& t);
+/// Prints the case's speed, the split of a step, the conv GFLOP/s (and their percentage of
+/// `fma_peak_gflops`, the FMA peak of the case's threads) and the RESULT line.
+void print_case(const BenchCase& c, int threads, const BenchTiming& t, double fma_peak_gflops);
 
 /// Eigen's single-precision GEMM on n x n matrices: the best of `reps`, in GFLOP/s.
 double sgemm_gflops(int n, int reps);
