@@ -215,6 +215,10 @@ void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const Pa
     run_blocks(spec, M, N, K, a, b, {nullptr, 0, &c}, true);
 }
 
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand b, const TileSink& c) {
+    run_blocks(spec, M, N, K, a, OperandPanels(b), {nullptr, 0, &c}, true);
+}
+
 }  // namespace detail
 
 void sgemm(int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool accumulate) {

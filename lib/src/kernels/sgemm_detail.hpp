@@ -39,5 +39,7 @@ void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const Pa
                 std::ptrdiff_t ldc, bool accumulate);
 /// C += op(A) * op(B) with op(B) packed by `b` and C's tiles added by `c` (not stored anywhere).
 void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, const TileSink& c);
+/// C += op(A) * op(B) with C's tiles added by `c`.
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand b, const TileSink& c);
 
 }  // namespace mcnn::kernels::detail

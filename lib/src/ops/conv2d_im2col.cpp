@@ -16,16 +16,20 @@
 // and (for dK) its own partial sum, added up in thread order at the end. Y and dX do not depend
 // on the thread count at all; dK only through the rounding of that final sum.
 //
-// float runs our own SGEMM (kernels/sgemm.hpp, its micro-kernel chosen for the CPU at run time);
-// double (the gradient checks) runs Eigen's GEMM.
+// float runs our own SGEMM (kernels/sgemm.hpp, its micro-kernel chosen for the CPU at run time)
+// without building cols_G or dcols_G: sgemm packs its panels of cols_G straight from the images and
+// hands back dcols_G a tile at a time to be added onto dX (conv2d_columns.hpp). double (the
+// gradient checks) runs Eigen's GEMM on cols buffers built by im2col, and col2im: the plain form
+// of the same sums.
 #include <omp.h>
 
 #include <algorithm>
 #include <type_traits>
 
 #include "../kernels/sgemm.hpp"
-
 #include "mcnn/ops/correlate2d.hpp"
+
+#include "conv2d_columns.hpp"
 
 namespace mcnn::conv {
 namespace {
@@ -33,29 +37,9 @@ namespace {
 // Below this many multiply-adds a parallel region costs more than it saves.
 constexpr double parallel_min_flops = 2e5;
 
-struct Dims {
-    int B, N, H, W, D, F, P, S, Ho, Wo;
-    Eigen::Index rows() const { return static_cast<Eigen::Index>(N) * F * F; }
-    Eigen::Index plane() const { return static_cast<Eigen::Index>(Ho) * Wo; }
-    std::ptrdiff_t x_image() const { return static_cast<std::ptrdiff_t>(N) * H * W; }
-    std::ptrdiff_t y_image() const { return static_cast<std::ptrdiff_t>(D) * Ho * Wo; }
-    double flops() const { return static_cast<double>(B) * D * static_cast<double>(rows()) * static_cast<double>(plane()); }
-};
-
 Dims dims_of(const Shape& x, const Shape& k, const Conv2dOptions& o) {
     const Shape y = output_shape(x, k, o);
     return {x[0], x[1], x[2], x[3], k[0], k[2], o.padding, o.stride, y[2], y[3]};
-}
-
-// The outputs o in [0, count) whose input position o*S + offset falls inside [0, size).
-struct Span {
-    int lo, hi;
-};
-Span inside(int count, int offset, int size, int S) {
-    int lo = 0, hi = count;
-    while (lo < hi && lo * S + offset < 0) ++lo;
-    while (hi > lo && (hi - 1) * S + offset >= size) --hi;
-    return {lo, hi};
 }
 
 // A group of images is multiplied by one GEMM at least this many columns wide (see above).
@@ -91,12 +75,7 @@ T* scratch(int which, std::ptrdiff_t n) {
 }
 
 // C (M x N, row stride ldc) = op(A) (M x K) * op(B) (K x N), or += with `accumulate`; op(X) is X or,
-// with the flag, the transpose of the row-major X stored with row stride ldx. float: our SGEMM;
-// double: Eigen.
-void gemm(int M, int N, int K, const float* a, std::ptrdiff_t lda, bool ta, const float* b, std::ptrdiff_t ldb, bool tb,
-          float* c, std::ptrdiff_t ldc, bool accumulate) {
-    kernels::sgemm(M, N, K, {a, lda, ta}, {b, ldb, tb}, c, ldc, accumulate);
-}
+// with the flag, the transpose of the row-major X stored with row stride ldx. Eigen, for double.
 void gemm(int M, int N, int K, const double* a, std::ptrdiff_t lda, bool ta, const double* b, std::ptrdiff_t ldb, bool tb,
           double* c, std::ptrdiff_t ldc, bool accumulate) {
     using Strided = Eigen::Map<const Matrix<double>, Eigen::Unaligned, Eigen::OuterStride<>>;
@@ -173,6 +152,47 @@ void col2im_add(const T* dcols, const Dims& d, std::ptrdiff_t ld, T* gx) {
     }
 }
 
+// The three products of one group of n images (x, dy and gx at the group's first image), double:
+// im2col into a cols buffer, Eigen's GEMM, col2im from a dcols buffer.
+// Y_G (D x n*Ho*Wo, into c) = K * cols_G.
+void group_forward(const Dims& d, int n, const double* x, const double* k, double* c) {
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
+    double* cols = scratch<double>(0, d.rows() * ld);
+    for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
+    gemm(d.D, ld, R, k, R, false, cols, ld, false, c, ld, false);
+}
+// dK (D x R) += dY_G (D x n*Ho*Wo) * cols_G^T.
+void group_weights(const Dims& d, int n, const double* x, const double* dy, double* dk) {
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
+    double* cols = scratch<double>(0, d.rows() * ld);
+    for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
+    gemm(d.D, R, ld, dy, ld, false, cols, ld, true, dk, R, true);
+}
+// dX of the group's images += col2im(K^T * dY_G).
+void group_data(const Dims& d, int n, const double* k, const double* dy, double* gx) {
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
+    double* dcols = scratch<double>(1, d.rows() * ld);
+    gemm(R, ld, d.D, k, R, true, dy, ld, false, dcols, ld, false);
+    for (int j = 0; j < n; ++j) col2im_add(dcols + j * P, d, ld, gx + j * d.x_image());
+}
+
+// The same products in float on our SGEMM, without cols buffers: the column matrix is packed
+// straight from the images and dcols added onto dX a tile at a time (conv2d_columns.hpp).
+void group_forward(const Dims& d, int n, const float* x, const float* k, float* c) {
+    const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
+    kernels::detail::sgemm_with(kernels::detail::current_spec(), d.D, ld, R, {k, R, false}, ColumnPanels(d, x), c, ld, false);
+}
+void group_weights(const Dims& d, int n, const float* x, const float* dy, float* dk) {
+    const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
+    kernels::detail::sgemm_with(kernels::detail::current_spec(), d.D, R, ld, {dy, ld, false}, TransposedColumnPanels(d, x), dk,
+                                R, true);
+}
+void group_data(const Dims& d, int n, const float* k, const float* dy, float* gx) {
+    const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
+    kernels::detail::sgemm_with(kernels::detail::current_spec(), R, ld, d.D, {k, R, true}, {dy, ld, false},
+                                ColumnTilesToImage(d, gx));
+}
+
 }  // namespace
 
 template <class T>
@@ -180,17 +200,15 @@ void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions&
     const Dims d = dims_of(x.shape(), k.shape(), o);
     y.resize(Shape{d.B, d.D, d.Ho, d.Wo});
     const Groups g = groups_of(d);
-    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane());
+    const auto P = static_cast<int>(d.plane());
 #pragma omp parallel num_threads(threads_for(d, g))
     {
-        T* cols = scratch<T>(0, d.rows() * P * g.size);
         T* yg = g.size > 1 ? scratch<T>(1, static_cast<std::ptrdiff_t>(d.D) * P * g.size) : nullptr;
 #pragma omp for schedule(static)
         for (int gi = 0; gi < g.count; ++gi) {
-            const int b0 = g.first(gi), n = g.images(gi, d.B), ld = n * P;
-            for (int j = 0; j < n; ++j) im2col(x.data() + (b0 + j) * d.x_image(), d, cols + j * P, ld);
+            const int b0 = g.first(gi), n = g.images(gi, d.B);
             T* yb = y.data() + b0 * d.y_image();
-            gemm(d.D, ld, R, k.data(), R, false, cols, ld, false, n == 1 ? yb : yg, ld, false);
+            group_forward(d, n, x.data() + b0 * d.x_image(), k.data(), n == 1 ? yb : yg);
             if (n > 1) copy_group(d, n, static_cast<const T*>(yg), yb, true);
         }
     }
@@ -206,32 +224,24 @@ void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy
     if (!gx && !gk) return;
     const Groups g = groups_of(d);
     const int threads = threads_for(d, g);
-    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane());
+    const auto P = static_cast<int>(d.plane());
     // dK: thread 0 adds straight into gk; the others into partial sums added at the end, in order.
     std::vector<Matrix<T>> partial(gk ? static_cast<std::size_t>(threads - 1) : 0, Matrix<T>::Zero(d.D, d.rows()));
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
-        T* cols = scratch<T>(0, gk ? d.rows() * P * g.size : 0);
-        T* dcols = scratch<T>(1, gx ? d.rows() * P * g.size : 0);
         T* gyg = scratch<T>(2, g.size > 1 ? static_cast<std::ptrdiff_t>(d.D) * P * g.size : 0);
         T* dk = !gk ? nullptr : t == 0 ? gk->data() : partial[static_cast<std::size_t>(t - 1)].data();
 #pragma omp for schedule(static)
         for (int gi = 0; gi < g.count; ++gi) {
-            const int b0 = g.first(gi), n = g.images(gi, d.B), ld = n * P;
+            const int b0 = g.first(gi), n = g.images(gi, d.B);
             const T* dy = gy.data() + b0 * d.y_image();
             if (n > 1) {
                 copy_group(d, n, dy, gyg, false);
                 dy = gyg;
             }
-            if (gk) {
-                for (int j = 0; j < n; ++j) im2col(x.data() + (b0 + j) * d.x_image(), d, cols + j * P, ld);
-                gemm(d.D, R, ld, dy, ld, false, cols, ld, true, dk, R, true);
-            }
-            if (gx) {
-                gemm(R, ld, d.D, k.data(), R, true, dy, ld, false, dcols, ld, false);
-                for (int j = 0; j < n; ++j) col2im_add(dcols + j * P, d, ld, gx->data() + (b0 + j) * d.x_image());
-            }
+            if (gk) group_weights(d, n, x.data() + b0 * d.x_image(), dy, dk);
+            if (gx) group_data(d, n, k.data(), dy, gx->data() + b0 * d.x_image());
         }
     }
     for (const Matrix<T>& p : partial) gk->matrix(d.D, d.rows()) += p;
