@@ -12,9 +12,11 @@
 // Ho*Wo is that large already): small planes (9x9, 7x7, 3x3) then still fill the GEMM's tiles and
 // pay its packing once per group, while cols_G stays small enough for the cache. Working group by
 // group lets the backward rebuild cols_G instead of keeping it, and gives threads whole groups:
-// one parallel region per call, groups split between threads, each thread with its own scratch
-// and (for dK) its own partial sum, added up in thread order at the end. Y and dX do not depend
-// on the thread count at all; dK only through the rounding of that final sum.
+// one parallel region per call, groups split between threads, each thread with its own scratch.
+// Y and dX do not depend on the thread count at all (each element is summed by one thread, in one
+// order). Nor does dK: the groups form a fixed number of chunks (dk_chunks, whatever the thread
+// count), each chunk sums its groups in order into its own partial (chunk 0 straight into dK),
+// and the partials are added to dK in chunk order at the end; threads take whole chunks.
 //
 // float runs our own SGEMM (kernels/sgemm.hpp, its micro-kernel chosen for the CPU at run time)
 // without building cols_G or dcols_G: sgemm packs its panels of cols_G straight from the images and
@@ -58,6 +60,15 @@ Groups groups_of(const Dims& d) {
     return {size, (d.B + size - 1) / size};
 }
 
+// The backward's chunks: groups [first(c), first(c + 1)) form chunk c, dk_chunks of them (fewer
+// when there are fewer groups), whatever the thread count, so that dK is too (see the top).
+constexpr int dk_chunks = 4;
+struct Chunks {
+    int count, groups;
+    int first(int c) const { return static_cast<int>(static_cast<long>(c) * groups / count); }
+};
+Chunks chunks_of(const Groups& g) { return {std::clamp(g.count, 1, dk_chunks), g.count}; }
+
 // Threads for a call: all allowed ones when there are several groups and enough work, else one.
 int threads_for(const Dims& d, const Groups& g) {
     if (g.count < 2 || d.flops() < parallel_min_flops || omp_in_parallel()) return 1;
@@ -68,7 +79,7 @@ int threads_for(const Dims& d, const Groups& g) {
 // the steady state.
 template <class T>
 T* scratch(int which, std::ptrdiff_t n) {
-    thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[3];
+    thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[4];
     auto& buffer = buffers[which];
     if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
     return buffer.data();
@@ -161,12 +172,12 @@ void group_forward(const Dims& d, int n, const double* x, const double* k, doubl
     for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
     gemm(d.D, ld, R, k, R, false, cols, ld, false, c, ld, false);
 }
-// dK (D x R) += dY_G (D x n*Ho*Wo) * cols_G^T.
-void group_weights(const Dims& d, int n, const double* x, const double* dy, double* dk) {
+// dK (D x R) = dY_G (D x n*Ho*Wo) * cols_G^T, or += with `accumulate`.
+void group_weights(const Dims& d, int n, const double* x, const double* dy, double* dk, bool accumulate) {
     const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
     double* cols = scratch<double>(0, d.rows() * ld);
     for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
-    gemm(d.D, R, ld, dy, ld, false, cols, ld, true, dk, R, true);
+    gemm(d.D, R, ld, dy, ld, false, cols, ld, true, dk, R, accumulate);
 }
 // dX of the group's images += col2im(K^T * dY_G).
 void group_data(const Dims& d, int n, const double* k, const double* dy, double* gx) {
@@ -182,10 +193,10 @@ void group_forward(const Dims& d, int n, const float* x, const float* k, float* 
     const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
     kernels::detail::sgemm_with(kernels::detail::current_spec(), d.D, ld, R, {k, R, false}, ColumnPanels(d, x), c, ld, false);
 }
-void group_weights(const Dims& d, int n, const float* x, const float* dy, float* dk) {
+void group_weights(const Dims& d, int n, const float* x, const float* dy, float* dk, bool accumulate) {
     const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
     kernels::detail::sgemm_with(kernels::detail::current_spec(), d.D, R, ld, {dy, ld, false}, TransposedColumnPanels(d, x), dk,
-                                R, true);
+                                R, accumulate);
 }
 void group_data(const Dims& d, int n, const float* k, const float* dy, float* gx) {
     const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
@@ -223,28 +234,30 @@ void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy
     if (gx) require_same_shape("conv2d backward (dL/dX vs X)", gx->shape(), x.shape());
     if (!gx && !gk) return;
     const Groups g = groups_of(d);
-    const int threads = threads_for(d, g);
+    const Chunks ch = chunks_of(g);
     const auto P = static_cast<int>(d.plane());
-    // dK: thread 0 adds straight into gk; the others into partial sums added at the end, in order.
-    std::vector<Matrix<T>> partial(gk ? static_cast<std::size_t>(threads - 1) : 0, Matrix<T>::Zero(d.D, d.rows()));
-#pragma omp parallel num_threads(threads)
+    // dK: chunk 0 adds straight into gk; chunk c > 0 into partial c - 1, added at the end in order.
+    const std::ptrdiff_t dk_size = static_cast<std::ptrdiff_t>(d.D) * d.rows();
+    T* partials = gk ? scratch<T>(3, dk_size * (ch.count - 1)) : nullptr;
+#pragma omp parallel num_threads(std::min(threads_for(d, g), ch.count))
     {
-        const int t = omp_get_thread_num();
         T* gyg = scratch<T>(2, g.size > 1 ? static_cast<std::ptrdiff_t>(d.D) * P * g.size : 0);
-        T* dk = !gk ? nullptr : t == 0 ? gk->data() : partial[static_cast<std::size_t>(t - 1)].data();
 #pragma omp for schedule(static)
-        for (int gi = 0; gi < g.count; ++gi) {
-            const int b0 = g.first(gi), n = g.images(gi, d.B);
-            const T* dy = gy.data() + b0 * d.y_image();
-            if (n > 1) {
-                copy_group(d, n, dy, gyg, false);
-                dy = gyg;
+        for (int c = 0; c < ch.count; ++c) {
+            T* dk = !gk ? nullptr : c == 0 ? gk->data() : partials + (c - 1) * dk_size;
+            for (int gi = ch.first(c); gi < ch.first(c + 1); ++gi) {
+                const int b0 = g.first(gi), n = g.images(gi, d.B);
+                const T* dy = gy.data() + b0 * d.y_image();
+                if (n > 1) {
+                    copy_group(d, n, dy, gyg, false);
+                    dy = gyg;
+                }
+                if (gk) group_weights(d, n, x.data() + b0 * d.x_image(), dy, dk, c == 0 || gi > ch.first(c));
+                if (gx) group_data(d, n, k.data(), dy, gx->data() + b0 * d.x_image());
             }
-            if (gk) group_weights(d, n, x.data() + b0 * d.x_image(), dy, dk);
-            if (gx) group_data(d, n, k.data(), dy, gx->data() + b0 * d.x_image());
         }
     }
-    for (const Matrix<T>& p : partial) gk->matrix(d.D, d.rows()) += p;
+    for (int c = 1; c < ch.count && gk; ++c) gk->array() += ConstVectorMap<T>(partials + (c - 1) * dk_size, dk_size);
 }
 
 #define MCNN_INSTANTIATE(T)                                                                                               \
