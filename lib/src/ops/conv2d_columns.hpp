@@ -9,6 +9,7 @@
 // padded by P zeros: X[b0 + j, c, oy*S + u - P, ox*S + v - P], or 0 outside X.
 #include <algorithm>
 #include <cstddef>
+#include <vector>
 
 #include "../kernels/sgemm_detail.hpp"
 #include "mcnn/tensor.hpp"
@@ -47,37 +48,61 @@ ColumnRow column_row(const Dims& d, int r) {
     return {(static_cast<std::ptrdiff_t>(c) * d.H + u - d.P) * d.W + v - d.P, u, inside(d.Wo, v - d.P, d.W, d.S)};
 }
 
-// Walks the columns q0, q0 + 1, ... of a row of cols_G output row by output row: calls
-// f(at, ox0, ox1, src) for each run of columns in one output row oy of one image (columns ox0 ..
-// ox1 of it, the run's first at index `at` of the walk), with src the input row that run reads
-// (element ox*S of src is Xp's, for ox inside row.xs), or nullptr when the whole run lies in the
-// top or bottom padding.
-template <class X, class F>
-void walk_row(const Dims& d, const ColumnRow& row, X* x, int q0, int count, F&& f) {
+// A run of consecutive columns of cols_G inside one output row oy of one image: columns ox0 .. ox1
+// of that row, found at index `at` of a walk over columns; `base` is the offset of that image's
+// input row oy*S from the group's first image.
+struct Run {
+    int at, ox0, ox1, oy;
+    std::ptrdiff_t base;
+};
+
+// The runs of columns q0 .. q0 + count - 1, into `runs` (at most count + 1 entries).
+inline std::size_t runs_of(const Dims& d, int q0, int count, Run* runs) {
     const int plane = static_cast<int>(d.plane());
     int j = q0 / plane, oy = q0 % plane / d.Wo, ox = q0 % d.Wo;
-    for (int at = 0; at < count;) {
-        const int run = std::min(count - at, d.Wo - ox), iy = oy * d.S + row.u - d.P;
-        X* src = iy < 0 || iy >= d.H ? nullptr : x + j * d.x_image() + row.offset + static_cast<std::ptrdiff_t>(oy) * d.S * d.W;
-        f(at, ox, ox + run, src);
+    std::size_t n = 0;
+    for (int at = 0; at < count; ++n) {
+        const int run = std::min(count - at, d.Wo - ox);
+        runs[n] = {at, ox, ox + run, oy, j * d.x_image() + static_cast<std::ptrdiff_t>(oy) * d.S * d.W};
         at += run;
         ox = 0;
         if (++oy == d.Ho) oy = 0, ++j;
     }
+    return n;
 }
 
-// out[k * stride] = cols_G(r, q0 + k) for k < count.
-inline void gather_row(const Dims& d, const float* x, int r, int q0, int count, float* out, std::ptrdiff_t stride) {
+// Calls f(run, lo, hi, src) for each run whose input row lies inside X (not in the top or bottom
+// padding), with [lo, hi) the columns of the run that read X and src[ox*S] the input element of
+// column ox (for ox in [lo, hi)).
+template <class X, class F>
+void for_inside(const Dims& d, const ColumnRow& row, X* x, const Run* runs, std::size_t count, F&& f) {
+    for (std::size_t i = 0; i < count; ++i) {
+        const Run& run = runs[i];
+        const int iy = run.oy * d.S + row.u - d.P;
+        if (iy < 0 || iy >= d.H) continue;
+        const int lo = std::clamp(row.xs.lo, run.ox0, run.ox1), hi = std::clamp(row.xs.hi, lo, run.ox1);
+        f(run, lo, hi, x + run.base + row.offset);
+    }
+}
+
+// out[k] = cols_G(r, q0 + k) for the columns of `runs` (zeros in the padding).
+inline void gather_row(const Dims& d, const float* x, int r, const Run* runs, std::size_t count, int width, float* out) {
     const ColumnRow row = column_row(d, r);
-    walk_row(d, row, x, q0, count, [&](int at, int ox0, int ox1, const float* src) {
-        float* o = out + at * stride - ox0 * stride;  // o[ox * stride] is column ox of this run
-        const int lo = src ? std::clamp(row.xs.lo, ox0, ox1) : ox1, hi = src ? std::clamp(row.xs.hi, lo, ox1) : ox1;
-        for (int ox = ox0; ox < lo; ++ox) o[ox * stride] = 0.0f;
-        if (stride == 1 && d.S == 1) std::copy(src + lo, src + hi, o + lo);
+    std::fill(out, out + width, 0.0f);
+    for_inside(d, row, x, runs, count, [&](const Run& run, int lo, int hi, const float* src) {
+        float* o = out + run.at - run.ox0;  // o[ox] is column ox of this run
+        if (d.S == 1) std::copy(src + lo, src + hi, o + lo);
         else
-            for (int ox = lo; ox < hi; ++ox) o[ox * stride] = src[ox * d.S];
-        for (int ox = hi; ox < ox1; ++ox) o[ox * stride] = 0.0f;
+            for (int ox = lo; ox < hi; ++ox) o[ox] = src[ox * d.S];
     });
+}
+
+// A per-thread buffer of at least n elements that only grows.
+template <class T>
+T* conv_scratch(int which, std::size_t n) {
+    thread_local std::vector<T> buffers[2];
+    if (buffers[which].size() < n) buffers[which].resize(n);
+    return buffers[which].data();
 }
 
 // op(B) = cols_G (R x g*Ho*Wo) of the images from x, packed for sgemm (forward: Y_G = K * cols_G).
@@ -85,12 +110,10 @@ class ColumnPanels final : public kernels::detail::PanelSource {
 public:
     ColumnPanels(const Dims& d, const float* x) : d_(d), x_(x) {}
     void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const override {
+        Run* runs = conv_scratch<Run>(0, static_cast<std::size_t>(nr) + 1);
         for (int jr = 0; jr < nc; jr += nr, dst += static_cast<std::ptrdiff_t>(nr) * kc) {
-            const int n = std::min(nr, nc - jr);
-            for (int p = 0; p < kc; ++p) {
-                gather_row(d_, x_, p0 + p, j0 + jr, n, dst + p * nr, 1);
-                std::fill(dst + p * nr + n, dst + (p + 1) * nr, 0.0f);
-            }
+            const std::size_t count = runs_of(d_, j0 + jr, std::min(nr, nc - jr), runs);
+            for (int p = 0; p < kc; ++p) gather_row(d_, x_, p0 + p, runs, count, nr, dst + p * nr);
         }
     }
 
@@ -99,15 +122,22 @@ private:
     const float* x_;
 };
 
-// op(B) = cols_G^T (g*Ho*Wo x R) of the images from x, packed for sgemm (dK += dY_G * cols_G^T).
+// op(B) = cols_G^T (g*Ho*Wo x R) of the images from x, packed for sgemm (dK += dY_G * cols_G^T):
+// each panel's nr rows of cols_G gathered whole, then transposed into the panel.
 class TransposedColumnPanels final : public kernels::detail::PanelSource {
 public:
     TransposedColumnPanels(const Dims& d, const float* x) : d_(d), x_(x) {}
     void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const override {
+        Run* runs = conv_scratch<Run>(0, static_cast<std::size_t>(kc) + 1);
+        float* rows = conv_scratch<float>(1, static_cast<std::size_t>(nr) * kc);
+        const std::size_t count = runs_of(d_, p0, kc, runs);
         for (int jr = 0; jr < nc; jr += nr, dst += static_cast<std::ptrdiff_t>(nr) * kc) {
             const int n = std::min(nr, nc - jr);
-            for (int j = 0; j < n; ++j) gather_row(d_, x_, j0 + jr + j, p0, kc, dst + j, nr);
-            for (int p = 0; p < kc; ++p) std::fill(dst + p * nr + n, dst + (p + 1) * nr, 0.0f);
+            for (int j = 0; j < n; ++j) gather_row(d_, x_, j0 + jr + j, runs, count, kc, rows + j * kc);
+            for (int p = 0; p < kc; ++p) {
+                for (int j = 0; j < n; ++j) dst[p * nr + j] = rows[j * kc + p];
+                std::fill(dst + p * nr + n, dst + (p + 1) * nr, 0.0f);
+            }
         }
     }
 
@@ -123,13 +153,12 @@ class ColumnTilesToImage final : public kernels::detail::TileSink {
 public:
     ColumnTilesToImage(const Dims& d, float* gx) : d_(d), gx_(gx) {}
     void add(int i0, int j0, int m, int n, const float* tile, std::ptrdiff_t ldt) const override {
+        Run runs[kernels::detail::max_tile + 1];
+        const std::size_t count = runs_of(d_, j0, n, runs);
         for (int i = 0; i < m; ++i) {
-            const ColumnRow row = column_row(d_, i0 + i);
             const float* t = tile + i * ldt;
-            walk_row(d_, row, gx_, j0, n, [&](int at, int ox0, int ox1, float* dst) {
-                if (!dst) return;
-                const float* in = t + at - ox0;  // in[ox] is column ox of this run
-                const int lo = std::clamp(row.xs.lo, ox0, ox1), hi = std::clamp(row.xs.hi, lo, ox1);
+            for_inside(d_, column_row(d_, i0 + i), gx_, runs, count, [&](const Run& run, int lo, int hi, float* dst) {
+                const float* in = t + run.at - run.ox0;  // in[ox] is column ox of this run
                 for (int ox = lo; ox < hi; ++ox) dst[ox * d_.S] += in[ox];
             });
         }
