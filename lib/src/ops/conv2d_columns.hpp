@@ -159,7 +159,10 @@ public:
             const float* t = tile + i * ldt;
             for_inside(d_, column_row(d_, i0 + i), gx_, runs, count, [&](const Run& run, int lo, int hi, float* dst) {
                 const float* in = t + run.at - run.ox0;  // in[ox] is column ox of this run
-                for (int ox = lo; ox < hi; ++ox) dst[ox * d_.S] += in[ox];
+                if (d_.S == 1)
+                    for (int ox = lo; ox < hi; ++ox) dst[ox] += in[ox];
+                else
+                    for (int ox = lo; ox < hi; ++ox) dst[ox * d_.S] += in[ox];
             });
         }
     }
