@@ -54,15 +54,26 @@ struct Groups {
     int first(int g) const { return g * size; }
     int images(int g, int B) const { return std::min(size, B - g * size); }
 };
+// The backward's chunks of groups: dk_chunks of them (see Chunks below).
+constexpr int dk_chunks = 4;
+
+// Groups of at least batched_columns columns; when that makes several groups, their count is
+// rounded up to a multiple of dk_chunks (groups a little smaller), so that chunks, and the threads
+// that take them, get equal numbers of images (TunedCNN's 9x9 layer at batch 64: 16 groups of 4
+// images rather than 13 groups of 5).
 Groups groups_of(const Dims& d) {
     const auto plane = static_cast<int>(d.plane());
-    const int size = std::clamp((batched_columns + plane - 1) / std::max(plane, 1), 1, std::max(d.B, 1));
+    const int B = std::max(d.B, 1);
+    int size = std::clamp((batched_columns + plane - 1) / std::max(plane, 1), 1, B), count = (B + size - 1) / size;
+    if (count > 1 && size > 1) {
+        count = std::min((count + dk_chunks - 1) / dk_chunks * dk_chunks, B);
+        size = (B + count - 1) / count;
+    }
     return {size, (d.B + size - 1) / size};
 }
 
 // The backward's chunks: groups [first(c), first(c + 1)) form chunk c, dk_chunks of them (fewer
 // when there are fewer groups), whatever the thread count, so that dK is too (see the top).
-constexpr int dk_chunks = 4;
 struct Chunks {
     int count, groups;
     int first(int c) const { return static_cast<int>(static_cast<long>(c) * groups / count); }
