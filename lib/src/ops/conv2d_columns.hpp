@@ -43,9 +43,15 @@ struct ColumnRow {
     int u;                  // kernel row
     Span xs;                // the ox whose input column ox*S + v - P lies inside X
 };
-ColumnRow column_row(const Dims& d, int r) {
-    const int c = r / (d.F * d.F), u = r / d.F % d.F, v = r % d.F;
-    return {(static_cast<std::ptrdiff_t>(c) * d.H + u - d.P) * d.W + v - d.P, u, inside(d.Wo, v - d.P, d.W, d.S)};
+// Every row of cols_G (R of them), worked out once per product rather than once per use.
+std::vector<ColumnRow> column_rows(const Dims& d) {
+    std::vector<ColumnRow> rows;
+    rows.reserve(static_cast<std::size_t>(d.rows()));
+    for (int c = 0; c < d.N; ++c)
+        for (int u = 0; u < d.F; ++u)
+            for (int v = 0; v < d.F; ++v)
+                rows.push_back({(static_cast<std::ptrdiff_t>(c) * d.H + u - d.P) * d.W + v - d.P, u, inside(d.Wo, v - d.P, d.W, d.S)});
+    return rows;
 }
 
 // A run of consecutive columns of cols_G inside one output row oy of one image: columns ox0 .. ox1
@@ -86,8 +92,8 @@ void for_inside(const Dims& d, const ColumnRow& row, X* x, const Run* runs, std:
 }
 
 // out[k] = cols_G(r, q0 + k) for the columns of `runs` (zeros in the padding).
-inline void gather_row(const Dims& d, const float* x, int r, const Run* runs, std::size_t count, int width, float* out) {
-    const ColumnRow row = column_row(d, r);
+inline void gather_row(const Dims& d, const float* x, const ColumnRow& row, const Run* runs, std::size_t count, int width,
+                       float* out) {
     std::fill(out, out + width, 0.0f);
     for_inside(d, row, x, runs, count, [&](const Run& run, int lo, int hi, const float* src) {
         float* o = out + run.at - run.ox0;  // o[ox] is column ox of this run
@@ -108,32 +114,33 @@ T* conv_scratch(int which, std::size_t n) {
 // op(B) = cols_G (R x g*Ho*Wo) of the images from x, packed for sgemm (forward: Y_G = K * cols_G).
 class ColumnPanels final : public kernels::detail::PanelSource {
 public:
-    ColumnPanels(const Dims& d, const float* x) : d_(d), x_(x) {}
+    ColumnPanels(const Dims& d, const float* x) : d_(d), x_(x), rows_(column_rows(d)) {}
     void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const override {
         Run* runs = conv_scratch<Run>(0, static_cast<std::size_t>(nr) + 1);
         for (int jr = 0; jr < nc; jr += nr, dst += static_cast<std::ptrdiff_t>(nr) * kc) {
             const std::size_t count = runs_of(d_, j0 + jr, std::min(nr, nc - jr), runs);
-            for (int p = 0; p < kc; ++p) gather_row(d_, x_, p0 + p, runs, count, nr, dst + p * nr);
+            for (int p = 0; p < kc; ++p) gather_row(d_, x_, rows_[p0 + p], runs, count, nr, dst + p * nr);
         }
     }
 
 private:
     Dims d_;
     const float* x_;
+    std::vector<ColumnRow> rows_;
 };
 
 // op(B) = cols_G^T (g*Ho*Wo x R) of the images from x, packed for sgemm (dK += dY_G * cols_G^T):
 // each panel's nr rows of cols_G gathered whole, then transposed into the panel.
 class TransposedColumnPanels final : public kernels::detail::PanelSource {
 public:
-    TransposedColumnPanels(const Dims& d, const float* x) : d_(d), x_(x) {}
+    TransposedColumnPanels(const Dims& d, const float* x) : d_(d), x_(x), rows_(column_rows(d)) {}
     void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const override {
         Run* runs = conv_scratch<Run>(0, static_cast<std::size_t>(kc) + 1);
         float* rows = conv_scratch<float>(1, static_cast<std::size_t>(nr) * kc);
         const std::size_t count = runs_of(d_, p0, kc, runs);
         for (int jr = 0; jr < nc; jr += nr, dst += static_cast<std::ptrdiff_t>(nr) * kc) {
             const int n = std::min(nr, nc - jr);
-            for (int j = 0; j < n; ++j) gather_row(d_, x_, j0 + jr + j, runs, count, kc, rows + j * kc);
+            for (int j = 0; j < n; ++j) gather_row(d_, x_, rows_[j0 + jr + j], runs, count, kc, rows + j * kc);
             for (int p = 0; p < kc; ++p) {
                 for (int j = 0; j < n; ++j) dst[p * nr + j] = rows[j * kc + p];
                 std::fill(dst + p * nr + n, dst + (p + 1) * nr, 0.0f);
@@ -144,6 +151,7 @@ public:
 private:
     Dims d_;
     const float* x_;
+    std::vector<ColumnRow> rows_;
 };
 
 // Adds tiles of dcols_G (R x g*Ho*Wo) onto dX of the images from gx: element (r, q) goes to the
@@ -151,13 +159,13 @@ private:
 // backward data, a tile at a time while the tile is in L1.
 class ColumnTilesToImage final : public kernels::detail::TileSink {
 public:
-    ColumnTilesToImage(const Dims& d, float* gx) : d_(d), gx_(gx) {}
+    ColumnTilesToImage(const Dims& d, float* gx) : d_(d), gx_(gx), rows_(column_rows(d)) {}
     void add(int i0, int j0, int m, int n, const float* tile, std::ptrdiff_t ldt) const override {
         Run runs[kernels::detail::max_tile + 1];
         const std::size_t count = runs_of(d_, j0, n, runs);
         for (int i = 0; i < m; ++i) {
             const float* t = tile + i * ldt;
-            for_inside(d_, column_row(d_, i0 + i), gx_, runs, count, [&](const Run& run, int lo, int hi, float* dst) {
+            for_inside(d_, rows_[i0 + i], gx_, runs, count, [&](const Run& run, int lo, int hi, float* dst) {
                 const float* in = t + run.at - run.ox0;  // in[ox] is column ox of this run
                 if (d_.S == 1)
                     for (int ox = lo; ox < hi; ++ox) dst[ox] += in[ox];
@@ -170,6 +178,7 @@ public:
 private:
     Dims d_;
     float* gx_;
+    std::vector<ColumnRow> rows_;
 };
 
 }  // namespace

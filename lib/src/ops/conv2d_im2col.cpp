@@ -18,11 +18,12 @@
 // count), each chunk sums its groups in order into its own partial (chunk 0 straight into dK),
 // and the partials are added to dK in chunk order at the end; threads take whole chunks.
 //
-// float runs our own SGEMM (kernels/sgemm.hpp, its micro-kernel chosen for the CPU at run time)
-// without building cols_G or dcols_G: sgemm packs its panels of cols_G straight from the images and
-// hands back dcols_G a tile at a time to be added onto dX (conv2d_columns.hpp). double (the
-// gradient checks) runs Eigen's GEMM on cols buffers built by im2col, and col2im: the plain form
-// of the same sums.
+// float runs our own SGEMM (kernels/sgemm.hpp, its micro-kernel chosen for the CPU at run time).
+// For dK always, and for Y and dX on planes of at most implicit_max_plane outputs, it builds
+// neither cols_G nor dcols_G: sgemm packs its panels of cols_G straight from the images and hands
+// back dcols_G a tile at a time to be added onto dX (conv2d_columns.hpp). Larger planes, and double
+// (the gradient checks, on Eigen's GEMM), build cols_G by im2col and scatter dcols_G by col2im: the
+// plain form of the same sums. The tests run both forms in float (small and large planes).
 #include <omp.h>
 
 #include <algorithm>
@@ -97,7 +98,12 @@ T* scratch(int which, std::ptrdiff_t n) {
 }
 
 // C (M x N, row stride ldc) = op(A) (M x K) * op(B) (K x N), or += with `accumulate`; op(X) is X or,
-// with the flag, the transpose of the row-major X stored with row stride ldx. Eigen, for double.
+// with the flag, the transpose of the row-major X stored with row stride ldx. float: our SGEMM;
+// double: Eigen.
+void gemm(int M, int N, int K, const float* a, std::ptrdiff_t lda, bool ta, const float* b, std::ptrdiff_t ldb, bool tb,
+          float* c, std::ptrdiff_t ldc, bool accumulate) {
+    kernels::sgemm(M, N, K, {a, lda, ta}, {b, ldb, tb}, c, ldc, accumulate);
+}
 void gemm(int M, int N, int K, const double* a, std::ptrdiff_t lda, bool ta, const double* b, std::ptrdiff_t ldb, bool tb,
           double* c, std::ptrdiff_t ldc, bool accumulate) {
     using Strided = Eigen::Map<const Matrix<double>, Eigen::Unaligned, Eigen::OuterStride<>>;
@@ -174,12 +180,14 @@ void col2im_add(const T* dcols, const Dims& d, std::ptrdiff_t ld, T* gx) {
     }
 }
 
-// The three products of one group of n images (x, dy and gx at the group's first image), double:
-// im2col into a cols buffer, Eigen's GEMM, col2im from a dcols buffer.
+// The three products of one group of n images (x, dy and gx at the group's first image) on a
+// cols buffer: im2col, GEMM, col2im from a dcols buffer. double (Eigen) always; float where the
+// planes are large (see implicit_max_plane).
 // Y_G (D x n*Ho*Wo, into c) = K * cols_G.
-void group_forward(const Dims& d, int n, const double* x, const double* k, double* c) {
+template <class T>
+void forward_cols(const Dims& d, int n, const T* x, const T* k, T* c) {
     const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
-    double* cols = scratch<double>(0, d.rows() * ld);
+    T* cols = scratch<T>(0, d.rows() * ld);
     for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
     gemm(d.D, ld, R, k, R, false, cols, ld, false, c, ld, false);
 }
@@ -191,16 +199,24 @@ void group_weights(const Dims& d, int n, const double* x, const double* dy, doub
     gemm(d.D, R, ld, dy, ld, false, cols, ld, true, dk, R, accumulate);
 }
 // dX of the group's images += col2im(K^T * dY_G).
-void group_data(const Dims& d, int n, const double* k, const double* dy, double* gx) {
+template <class T>
+void data_cols(const Dims& d, int n, const T* k, const T* dy, T* gx) {
     const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
-    double* dcols = scratch<double>(1, d.rows() * ld);
+    T* dcols = scratch<T>(1, d.rows() * ld);
     gemm(R, ld, d.D, k, R, true, dy, ld, false, dcols, ld, false);
     for (int j = 0; j < n; ++j) col2im_add(dcols + j * P, d, ld, gx + j * d.x_image());
 }
+void group_forward(const Dims& d, int n, const double* x, const double* k, double* c) { forward_cols(d, n, x, k, c); }
+void group_data(const Dims& d, int n, const double* k, const double* dy, double* gx) { data_cols(d, n, k, dy, gx); }
 
-// The same products in float on our SGEMM, without cols buffers: the column matrix is packed
-// straight from the images and dcols added onto dX a tile at a time (conv2d_columns.hpp).
+// float packs the column matrix straight from the images and adds dcols onto dX a tile at a time
+// (conv2d_columns.hpp), for dK always, for Y and dX where the planes are at most this large.
+// Measured (bench_conv_layers, Zen 3, 1 thread): on larger planes (17x17 and up, groups of one or
+// two images) im2col's whole-row copies and the stored C tiles were faster there.
+constexpr int implicit_max_plane = 256;
+
 void group_forward(const Dims& d, int n, const float* x, const float* k, float* c) {
+    if (d.plane() > implicit_max_plane) return forward_cols(d, n, x, k, c);
     const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
     kernels::detail::sgemm_with(kernels::detail::current_spec(), d.D, ld, R, {k, R, false}, ColumnPanels(d, x), c, ld, false);
 }
@@ -210,6 +226,7 @@ void group_weights(const Dims& d, int n, const float* x, const float* dy, float*
                                 R, accumulate);
 }
 void group_data(const Dims& d, int n, const float* k, const float* dy, float* gx) {
+    if (d.plane() > implicit_max_plane) return data_cols(d, n, k, dy, gx);
     const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
     kernels::detail::sgemm_with(kernels::detail::current_spec(), R, ld, d.D, {k, R, true}, {dy, ld, false},
                                 ColumnTilesToImage(d, gx));
