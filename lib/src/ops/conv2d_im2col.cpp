@@ -12,7 +12,8 @@
 // Ho*Wo is that large already): small planes (9x9, 7x7, 3x3) then still fill the GEMM's tiles and
 // pay its packing once per group, while cols_G stays small enough for the cache. Working group by
 // group lets the backward rebuild cols_G instead of keeping it, and gives threads whole groups:
-// one parallel region per call, groups split between threads, each thread with its own scratch.
+// one parallel region per call, groups (forward) or chunks of groups (backward) handed to threads
+// as they come free (a thread that the machine runs late takes fewer), each with its own scratch.
 // Y and dX do not depend on the thread count at all (each element is summed by one thread, in one
 // order). Nor does dK: the groups form a fixed number of chunks (dk_chunks, whatever the thread
 // count), each chunk sums its groups in order into its own partial (chunk 0 straight into dK),
@@ -243,7 +244,7 @@ void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions&
 #pragma omp parallel num_threads(threads_for(d, g))
     {
         T* yg = g.size > 1 ? scratch<T>(1, static_cast<std::ptrdiff_t>(d.D) * P * g.size) : nullptr;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (int gi = 0; gi < g.count; ++gi) {
             const int b0 = g.first(gi), n = g.images(gi, d.B);
             T* yb = y.data() + b0 * d.y_image();
@@ -270,7 +271,7 @@ void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy
 #pragma omp parallel num_threads(std::min(threads_for(d, g), ch.count))
     {
         T* gyg = scratch<T>(2, g.size > 1 ? static_cast<std::ptrdiff_t>(d.D) * P * g.size : 0);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (int c = 0; c < ch.count; ++c) {
             T* dk = !gk ? nullptr : c == 0 ? gk->data() : partials + (c - 1) * dk_size;
             for (int gi = ch.first(c); gi < ch.first(c + 1); ++gi) {
