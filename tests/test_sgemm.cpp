@@ -2,15 +2,21 @@
 // exactly; every micro-kernel this CPU can run (set_sgemm_kernel, so the portable one always runs
 // too) equals the plain loops on many odd shapes (tile and block edges, transposes, strides wider
 // than the matrix, overwrite and accumulate) within a rounding bound, and writes nothing outside C;
-// kernel names, unsupported kernels and bad sizes are refused with messages that name them.
+// kernel names, unsupported kernels and bad sizes are refused with messages that name them. The
+// loops around every SIMD kernel (its tile and blocks) also run with a portable kernel of the same
+// tile, so the AVX-512 kernel's packing and blocking are tested on CPUs without it; and so do the
+// hooks a conv layer uses (its own packing of op(B), C's tiles handed to it).
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "../lib/src/kernels/sgemm.hpp"
+#include "../lib/src/kernels/sgemm_detail.hpp"
 #include "support.hpp"
 
 using namespace mcnn;
@@ -51,11 +57,14 @@ std::vector<float> random_floats(std::size_t n, std::mt19937& rng) {
     return v;
 }
 
-// Runs one case on the current kernel and on the plain loops and compares them element by element.
+// C (M x N, row stride ldc) (+)= op(A) * op(B): sgemm or one of the variants under test.
+using Gemm = std::function<void(int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool accumulate)>;
+
+// Runs one case on `gemm` (by default sgemm on the current kernel) and on the plain loops and compares them element by element.
 // Both sum K products in float, each within K * u * sum_k |a_ik b_kj| (+ |C_ij| when accumulating)
 // of the exact value (u = 2^-24; the standard bound for a recursive sum, FMA or not). So the two
 // differ by at most twice that; elements of C outside M x N (the stride's padding) stay untouched.
-void check_case(const Case& t, std::mt19937& rng) {
+void check_case(const Case& t, std::mt19937& rng, const Gemm& gemm = sgemm, const std::string& name = "") {
     const int a_rows = t.ta ? t.K : t.M, a_cols = t.ta ? t.M : t.K, b_rows = t.tb ? t.N : t.K, b_cols = t.tb ? t.K : t.N;
     const Operand a_shape{nullptr, a_cols + t.pad, t.ta}, b_shape{nullptr, b_cols + t.pad, t.tb};
     const std::vector<float> a = random_floats(std::size_t(a_rows) * a_shape.stride, rng),
@@ -64,7 +73,7 @@ void check_case(const Case& t, std::mt19937& rng) {
     const Operand A{a.data(), a_shape.stride, t.ta}, B{b.data(), b_shape.stride, t.tb};
     const std::ptrdiff_t ldc = t.N + t.pad;
     std::vector<float> fast = c0, plain = c0;
-    sgemm(t.M, t.N, t.K, A, B, fast.data(), ldc, t.accumulate);
+    gemm(t.M, t.N, t.K, A, B, fast.data(), ldc, t.accumulate);
     sgemm_reference(t.M, t.N, t.K, A, B, plain.data(), ldc, t.accumulate);
     const double u = std::numeric_limits<float>::epsilon() / 2;
     int bad = 0;
@@ -87,7 +96,7 @@ void check_case(const Case& t, std::mt19937& rng) {
                 BOOST_TEST_MESSAGE("C(" << i << "," << j << ") = " << fast[at] << ", plain loops " << plain[at] << ", bound " << bound);
             }
         }
-    BOOST_TEST(bad == 0, cpu_kernel_name(sgemm_kernel()) << " M" << t.M << " N" << t.N << " K" << t.K << " ta" << t.ta << " tb"
+    BOOST_TEST(bad == 0, (name.empty() ? cpu_kernel_name(sgemm_kernel()) : name) << " M" << t.M << " N" << t.N << " K" << t.K << " ta" << t.ta << " tb"
                                                           << t.tb << " acc" << t.accumulate << " pad" << t.pad);
 }
 
@@ -135,6 +144,130 @@ BOOST_AUTO_TEST_CASE(every_kernel_handles_wider_than_one_column_block) {
         const KernelChoice choice(k);
         for (bool accumulate : {false, true}) check_case({13, 4200, 20, false, true, accumulate, 1}, rng);
     }
+}
+
+// The specs of every SIMD kernel, whatever this CPU runs: their tiles and blocks.
+std::vector<detail::KernelSpec> all_specs() { return {detail::portable_spec(), detail::avx2_spec(), detail::avx512_spec()}; }
+
+std::string spec_name(const detail::KernelSpec& s) {
+    return fmt::format("loops {}x{} kc{} mc{} nc{}", s.mr, s.nr, s.kc, s.mc, s.nc);
+}
+
+BOOST_AUTO_TEST_CASE(every_tile_shape_packs_and_blocks_right_on_any_cpu) {
+    // The loops around each SIMD kernel (its tile and its blocks) run with a portable kernel of the
+    // same tile, so the 12 x 32 kernel's packing and blocking are checked on a CPU without AVX-512.
+    std::mt19937 rng(7);
+    const int Ms[] = {1, 11, 12, 13, 145, 241}, Ns[] = {1, 31, 32, 33, 65}, Ks[] = {1, 17, 193, 257};
+    for (const detail::KernelSpec& simd : all_specs()) {
+        const detail::KernelSpec s = detail::with_portable_kernel(simd);
+        BOOST_TEST((s.mr == simd.mr && s.nr == simd.nr && s.kc == simd.kc && s.mc == simd.mc && s.nc == simd.nc));
+        const Gemm gemm = [&s](int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool acc) {
+            detail::sgemm_with(s, M, N, K, a, b, c, ldc, acc);
+        };
+        int n = 0;
+        for (int M : Ms)
+            for (int N : Ns)
+                for (int K : Ks) {
+                    check_case({M, N, K, (n & 1) != 0, (n & 2) != 0, (n & 4) != 0, n % 3}, rng, gemm, spec_name(s));
+                    ++n;
+                }
+        for (bool acc : {false, true}) check_case({13, s.nc + 40, 20, false, true, acc, 1}, rng, gemm, spec_name(s));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(small_blocks_cross_every_block_edge) {
+    // Blocks far smaller than the matrices: many KC, MC and NC blocks, and blocks that are not
+    // multiples of the tile, for every tile shape.
+    std::mt19937 rng(8);
+    for (detail::KernelSpec s : all_specs()) {
+        s = detail::with_portable_kernel(s);
+        s.kc = 5;
+        s.mc = s.mr * 2 + 1;
+        s.nc = s.nr * 3 - 1;
+        const Gemm gemm = [&s](int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool acc) {
+            detail::sgemm_with(s, M, N, K, a, b, c, ldc, acc);
+        };
+        int n = 0;
+        for (int M : {1, 30, 61})
+            for (int N : {7, 100, 129})
+                for (int K : {4, 5, 23}) {
+                    check_case({M, N, K, (n & 1) != 0, (n & 2) != 0, (n & 4) != 0, n % 3}, rng, gemm, spec_name(s));
+                    ++n;
+                }
+    }
+}
+
+// op(B) packed from a plain matrix by a caller's routine, and C's tiles added into a matrix by a
+// caller's sink, each counting its calls.
+struct MatrixPanels final : detail::PanelSource {
+    Operand b;
+    mutable int calls = 0;
+    void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const override {
+        ++calls;
+        for (int jr = 0; jr < nc; jr += nr, dst += static_cast<std::ptrdiff_t>(nr) * kc)
+            for (int p = 0; p < kc; ++p)
+                for (int j = 0; j < nr; ++j) {
+                    const int col = j0 + jr + j, row = p0 + p;
+                    dst[p * nr + j] = jr + j < nc ? (b.transposed ? b.data[col * b.stride + row] : b.data[row * b.stride + col]) : 0.0f;
+                }
+    }
+};
+struct MatrixTiles final : detail::TileSink {
+    float* c;
+    std::ptrdiff_t ldc;
+    mutable int calls = 0;
+    void add(int i0, int j0, int m, int n, const float* tile, std::ptrdiff_t ldt) const override {
+        ++calls;
+        for (int i = 0; i < m; ++i)
+            for (int j = 0; j < n; ++j) c[(i0 + i) * ldc + j0 + j] += tile[i * ldt + j];
+    }
+};
+
+BOOST_AUTO_TEST_CASE(callers_packing_and_tile_sink_equal_the_plain_loops) {
+    std::mt19937 rng(9);
+    for (detail::KernelSpec s : all_specs()) {
+        s = detail::with_portable_kernel(s);
+        s.kc = 7;  // several blocks of K: the sink receives a tile once per block
+        int n = 0, panel_calls = 0, tile_calls = 0;
+        const Gemm through_stored_c = [&](int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool acc) {
+            MatrixPanels panels;
+            panels.b = b;
+            detail::sgemm_with(s, M, N, K, a, panels, c, ldc, acc);
+            panel_calls += panels.calls;
+        };
+        const Gemm through_sink = [&](int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool acc) {
+            if (!acc)
+                for (int i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.0f);
+            MatrixPanels panels;
+            panels.b = b;
+            MatrixTiles tiles;
+            tiles.c = c;
+            tiles.ldc = ldc;
+            detail::sgemm_with(s, M, N, K, a, panels, tiles);
+            tile_calls += tiles.calls;
+        };
+        for (int M : {1, 13, 30})
+            for (int N : {5, 33, 70})
+                for (int K : {3, 20}) {
+                    const Case t{M, N, K, (n & 1) != 0, (n & 2) != 0, (n & 4) != 0, n % 3};
+                    check_case(t, rng, through_stored_c, spec_name(s) + " (caller's packing)");
+                    check_case(t, rng, through_sink, spec_name(s) + " (caller's packing and tile sink)");
+                    ++n;
+                }
+        BOOST_TEST(panel_calls > 0);
+        BOOST_TEST(tile_calls > 0);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(bad_specs_are_refused) {
+    detail::KernelSpec odd = detail::portable_spec();
+    odd.mr = 5;
+    CHECK_MESSAGE_HAS(test::error_of([&] { detail::with_portable_kernel(odd); }), "5 x 16 tile");
+    detail::KernelSpec huge = detail::with_portable_kernel(detail::avx512_spec());
+    huge.mr = 24;
+    const float x = 1;
+    float c = 0;
+    CHECK_MESSAGE_HAS(test::error_of([&] { detail::sgemm_with(huge, 1, 1, 1, {&x, 1}, {&x, 1}, &c, 1, false); }), "tile 24 x 32");
 }
 
 BOOST_AUTO_TEST_CASE(zero_k_writes_zeros_or_leaves_c) {

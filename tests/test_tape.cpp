@@ -1,5 +1,11 @@
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
+#include <random>
+#include <tuple>
+
+#include "mcnn/threads.hpp"
+
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/elementwise.hpp"
 #include "mcnn/ops/linear.hpp"
@@ -22,9 +28,75 @@ Var<double> scale(const Var<double>& x, double c) {
     });
 }
 
+// A float tensor of the given shape, uniform in [-1, 1).
+Tensor<float> random_floats(const Shape& shape, std::mt19937& rng) {
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    Tensor<float> t(shape);
+    for (std::size_t i = 0; i < t.numel(); ++i) t[i] = dist(rng);
+    return t;
+}
+
+// Checks a float result against a double sum of K terms of magnitude `magnitude`: within the
+// float rounding bound of such a sum (2 K u |terms|, u = 2^-24).
+void check_float_sum(float actual, double expected, double magnitude, int K, const char* what) {
+    const double bound = 2.0 * (K + 1) * std::ldexp(1.0, -24) * magnitude + 1e-30;
+    BOOST_TEST(std::abs(actual - expected) <= bound, what << ": " << actual << " vs " << expected << " (bound " << bound << ")");
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(tape)
+
+BOOST_AUTO_TEST_CASE(float_linear_equals_the_plain_loops_on_any_thread_count) {
+    // Y = X W^T + b, dX = dY W, dW = dY^T X, db = column sums of dY, against double loops; large
+    // enough that the float products split their columns between threads, and bit for bit the
+    // same on 1 and 2 threads.
+    const int B = 37, I = 600, O = 70;
+    std::mt19937 rng(21);
+    const Tensor<float> x = random_floats(Shape{B, I}, rng), u = random_floats(Shape{B, O}, rng);
+    Parameter<float> w("w", random_floats(Shape{O, I}, rng)), b("b", random_floats(Shape{O}, rng));
+    auto run = [&](int threads) {
+        const ThreadLimit limit(threads);
+        w.grad.set_zero();
+        b.grad.set_zero();
+        Tape<float> tape;
+        const Var<float> xv = tape.input(x);
+        const Var<float> y = linear(xv, tape.param(w), tape.param(b));
+        tape.backward(weighted_sum(y, u));  // dL/dY = u
+        return std::tuple{y.value(), xv.grad(), w.grad, b.grad};
+    };
+    const auto [y1, gx1, gw1, gb1] = run(1);
+    const auto [y2, gx2, gw2, gb2] = run(2);
+    BOOST_TEST((y2.array() == y1.array()).all());
+    BOOST_TEST((gx2.array() == gx1.array()).all());
+    BOOST_TEST((gw2.array() == gw1.array()).all());
+    BOOST_TEST((gb2.array() == gb1.array()).all());
+    auto X = [&](int i, int j) { return double(x[std::size_t(i) * I + j]); };
+    auto W = [&](int i, int j) { return double(w.value[std::size_t(i) * I + j]); };
+    auto U = [&](int i, int j) { return double(u[std::size_t(i) * O + j]); };
+    for (int i = 0; i < B; ++i)
+        for (int o = 0; o < O; ++o) {
+            double sum = b.value[o], mag = std::abs(sum);
+            for (int p = 0; p < I; ++p) sum += X(i, p) * W(o, p), mag += std::abs(X(i, p) * W(o, p));
+            check_float_sum(y1[std::size_t(i) * O + o], sum, mag, I, "Y");
+        }
+    for (int i = 0; i < B; ++i)
+        for (int p = 0; p < I; ++p) {
+            double sum = 0, mag = 0;
+            for (int o = 0; o < O; ++o) sum += U(i, o) * W(o, p), mag += std::abs(U(i, o) * W(o, p));
+            check_float_sum(gx1[std::size_t(i) * I + p], sum, mag, O, "dX");
+        }
+    for (int o = 0; o < O; ++o) {
+        double bsum = 0, bmag = 0;
+        for (int i = 0; i < B; ++i) bsum += U(i, o), bmag += std::abs(U(i, o));
+        check_float_sum(gb1[o], bsum, bmag, B, "db");
+        for (int p = 0; p < I; ++p) {
+            double sum = 0, mag = 0;
+            for (int i = 0; i < B; ++i) sum += U(i, o) * X(i, p), mag += std::abs(U(i, o) * X(i, p));
+            check_float_sum(gw1[std::size_t(o) * I + p], sum, mag, B, "dW");
+        }
+    }
+}
 
 BOOST_AUTO_TEST_CASE(gradient_of_a_small_graph) {
     // L = sum(w * tanh(x)), dL/dx = w * (1 - tanh(x)^2)

@@ -18,11 +18,35 @@ struct KernelSpec {
     MicroKernel run;
 };
 
+/// The largest tile a micro-kernel may have (mr * nr), the AVX-512 kernel's 12 x 32.
+constexpr int max_tile = 12 * 32;
+
+/// The portable micro-kernel for any MR x NR tile: loops over a register tile that the compiler
+/// vectorises along j for whatever the build targets; the same sums as the SIMD kernels.
+template <int MR, int NR>
+void kernel_loops(int kc, const float* __restrict a, const float* __restrict b, float* c, std::ptrdiff_t ldc, bool accumulate) {
+    float acc[MR][NR] = {};
+    for (int p = 0; p < kc; ++p, a += MR, b += NR) {
+#pragma GCC unroll 4
+        for (int i = 0; i < MR; ++i) {
+            const float ai = a[i];
+#pragma GCC unroll 16
+            for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+        }
+    }
+    for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) c[i * ldc + j] = accumulate ? acc[i][j] + c[i * ldc + j] : acc[i][j];
+}
+
 /// 4 x 16, plain C++ (sgemm.cpp).
 KernelSpec portable_spec();
 /// 6 x 16, AVX2 + FMA intrinsics, compiled for those instructions only (sgemm_avx2.cpp).
 KernelSpec avx2_spec();
 /// 12 x 32, AVX-512F intrinsics, compiled for those instructions only (sgemm_avx512.cpp).
 KernelSpec avx512_spec();
+/// `spec` (its tile and blocks) with its micro-kernel replaced by kernel_loops of the same tile,
+/// so the packing and blocking around a SIMD kernel can be tested on any CPU. Tiles: 4 x 16,
+/// 6 x 16, 12 x 32; another throws naming it.
+KernelSpec with_portable_kernel(KernelSpec spec);
 
 }  // namespace mcnn::kernels::detail

@@ -1,5 +1,6 @@
-// sgemm (sgemm.hpp): packing, the loops around the micro-kernel, the portable micro-kernel, the
-// choice of micro-kernel at run time, and the plain triple loop it is all tested against.
+// sgemm (sgemm.hpp, sgemm_detail.hpp): packing, the loops around the micro-kernel, the portable
+// micro-kernels, the choice of micro-kernel at run time, and the plain triple loop it is all tested
+// against.
 //
 // Loops, BLIS order (jc, pc, ic, jr, ir), for kernel tile MR x NR and blocks KC, MC, NC:
 //   for jc in N by NC:  for pc in K by KC:  pack op(B)[pc.., jc..] (kc x nc) into NR-wide panels
@@ -7,6 +8,8 @@
 //       for jr in nc by NR:  for ir in mc by MR:  C tile (ic+ir, jc+jr) (+)= A panel * B panel
 // Panels are zero-padded to MR / NR, so the micro-kernel always computes a whole tile; tiles that
 // stick out of C are computed into a scratch tile and the part inside C copied (or added) out.
+// op(B) may be packed by the caller's routine (PanelSource) and C's tiles handed to the caller
+// (TileSink) instead of stored; then every tile goes through the scratch tile.
 #include "sgemm.hpp"
 
 #include <algorithm>
@@ -18,40 +21,30 @@
 #include <vector>
 
 #include "mcnn/error.hpp"
-#include "microkernel.hpp"
+#include "sgemm_detail.hpp"
 
 namespace mcnn::kernels {
 namespace detail {
-namespace {
 
 constexpr int portable_mr = 4, portable_nr = 16;
 
-// The portable micro-kernel: the same sums as the SIMD ones, written as loops over a register
-// tile that the compiler vectorises along j for whatever the build targets.
-void kernel_portable(int kc, const float* __restrict a, const float* __restrict b, float* c, std::ptrdiff_t ldc,
-                     bool accumulate) {
-    float acc[portable_mr][portable_nr] = {};
-    for (int p = 0; p < kc; ++p, a += portable_mr, b += portable_nr) {
-#pragma GCC unroll 4
-        for (int i = 0; i < portable_mr; ++i) {
-            const float ai = a[i];
-#pragma GCC unroll 16
-            for (int j = 0; j < portable_nr; ++j) acc[i][j] += ai * b[j];
-        }
-    }
-    for (int i = 0; i < portable_mr; ++i)
-        for (int j = 0; j < portable_nr; ++j) c[i * ldc + j] = accumulate ? acc[i][j] + c[i * ldc + j] : acc[i][j];
+KernelSpec portable_spec() { return {portable_mr, portable_nr, 256, 128, 4096, kernel_loops<portable_mr, portable_nr>}; }
+
+KernelSpec with_portable_kernel(KernelSpec spec) {
+    if (spec.mr == 4 && spec.nr == 16) spec.run = kernel_loops<4, 16>;
+    else if (spec.mr == 6 && spec.nr == 16) spec.run = kernel_loops<6, 16>;
+    else if (spec.mr == 12 && spec.nr == 32) spec.run = kernel_loops<12, 32>;
+    else fail("with_portable_kernel: no portable kernel for a {} x {} tile (4 x 16, 6 x 16, 12 x 32)", spec.mr, spec.nr);
+    return spec;
 }
-
-}  // namespace
-
-KernelSpec portable_spec() { return {portable_mr, portable_nr, 256, 128, 4096, kernel_portable}; }
 
 }  // namespace detail
 
 namespace {
 
 using detail::KernelSpec;
+using detail::PanelSource;
+using detail::TileSink;
 using Buffer = std::vector<float, std::allocator<float>>;
 
 // A per-thread buffer of at least n floats, 64-byte aligned, that only grows.
@@ -107,24 +100,47 @@ void pack_b(Operand b, int p0, int j0, int kc, int nc, int nr, float* dst) {
     }
 }
 
-// The C block (mc x nc at c) (+)= packed A block * packed B block, tile by tile.
-void macro_kernel(const KernelSpec& s, int mc, int nc, int kc, const float* pa, const float* pb, float* c,
-                  std::ptrdiff_t ldc, bool accumulate) {
-    alignas(64) float tile[12 * 32];  // the largest kernel tile
+// op(B) packed from an Operand by pack_b.
+class OperandPanels final : public PanelSource {
+public:
+    explicit OperandPanels(Operand b) : b_(b) {}
+    void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const override { pack_b(b_, p0, j0, kc, nc, nr, dst); }
+
+private:
+    Operand b_;
+};
+
+// Where C goes: the matrix c (row stride ldc), or, when `sink` is set, its tiles to the sink.
+struct Target {
+    float* c;
+    std::ptrdiff_t ldc;
+    const TileSink* sink;
+};
+
+// The C block at (i0, j0), mc x nc, (+)= packed A block * packed B block, tile by tile.
+void macro_kernel(const KernelSpec& s, int i0, int j0, int mc, int nc, int kc, const float* pa, const float* pb, Target t,
+                  bool accumulate) {
+    alignas(64) float tile[detail::max_tile];
     for (int jr = 0; jr < nc; jr += s.nr) {
         const int n = std::min(s.nr, nc - jr);
         const float* b = pb + static_cast<std::ptrdiff_t>(jr) * kc;
         for (int ir = 0; ir < mc; ir += s.mr) {
             const int m = std::min(s.mr, mc - ir);
             const float* a = pa + static_cast<std::ptrdiff_t>(ir) * kc;
-            float* ct = c + ir * ldc + jr;
+            if (t.sink) {
+                s.run(kc, a, b, tile, s.nr, false);
+                t.sink->add(i0 + ir, j0 + jr, m, n, tile, s.nr);
+                continue;
+            }
+            float* ct = t.c + (i0 + ir) * t.ldc + j0 + jr;
             if (m == s.mr && n == s.nr) {
-                s.run(kc, a, b, ct, ldc, accumulate);
+                s.run(kc, a, b, ct, t.ldc, accumulate);
                 continue;
             }
             s.run(kc, a, b, tile, s.nr, false);
             for (int i = 0; i < m; ++i)
-                for (int j = 0; j < n; ++j) ct[i * ldc + j] = accumulate ? tile[i * s.nr + j] + ct[i * ldc + j] : tile[i * s.nr + j];
+                for (int j = 0; j < n; ++j)
+                    ct[i * t.ldc + j] = accumulate ? tile[i * s.nr + j] + ct[i * t.ldc + j] : tile[i * s.nr + j];
         }
     }
 }
@@ -148,15 +164,20 @@ void check_sizes(int M, int N, int K) {
 
 }  // namespace
 
-void sgemm(int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool accumulate) {
+namespace {
+
+// The loops of the top of this file, C as `t` says.
+void run_blocks(const KernelSpec& s, int M, int N, int K, Operand a, const PanelSource& b, Target t, bool accumulate) {
+    if (s.mr * s.nr > detail::max_tile || s.mr <= 0 || s.nr <= 0 || s.kc <= 0 || s.mc <= 0 || s.nc <= 0)
+        fail("sgemm: bad kernel spec: tile {} x {} (at most {} elements), blocks kc {} mc {} nc {}", s.mr, s.nr, detail::max_tile,
+             s.kc, s.mc, s.nc);
     check_sizes(M, N, K);
     if (M == 0 || N == 0) return;
     if (K == 0) {
-        if (!accumulate)
-            for (int i = 0; i < M; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.0f);
+        if (!accumulate && !t.sink)
+            for (int i = 0; i < M; ++i) std::fill(t.c + i * t.ldc, t.c + i * t.ldc + N, 0.0f);
         return;
     }
-    const KernelSpec s = spec_of(sgemm_kernel());
     const int KC = std::min(s.kc, K), MC = std::min(s.mc, M), NC = std::min(s.nc, N);
     float* pb = scratch(0, static_cast<std::size_t>(KC) * ((NC + s.nr - 1) / s.nr * s.nr));
     float* pa = scratch(1, static_cast<std::size_t>(KC) * ((MC + s.mr - 1) / s.mr * s.mr));
@@ -164,14 +185,44 @@ void sgemm(int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t l
         const int nc = std::min(s.nc, N - jc);
         for (int pc = 0; pc < K; pc += s.kc) {
             const int kc = std::min(s.kc, K - pc);
-            pack_b(b, pc, jc, kc, nc, s.nr, pb);
+            b.pack(pc, jc, kc, nc, s.nr, pb);
             for (int ic = 0; ic < M; ic += s.mc) {
                 const int mc = std::min(s.mc, M - ic);
                 pack_a(a, ic, pc, mc, kc, s.mr, pa);
-                macro_kernel(s, mc, nc, kc, pa, pb, c + ic * ldc + jc, ldc, accumulate || pc > 0);
+                macro_kernel(s, ic, jc, mc, nc, kc, pa, pb, t, accumulate || pc > 0);
             }
         }
     }
+}
+
+}  // namespace
+
+namespace detail {
+
+KernelSpec current_spec() { return spec_of(sgemm_kernel()); }
+
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc,
+                bool accumulate) {
+    run_blocks(spec, M, N, K, a, OperandPanels(b), {c, ldc, nullptr}, accumulate);
+}
+
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, float* c, std::ptrdiff_t ldc,
+                bool accumulate) {
+    run_blocks(spec, M, N, K, a, b, {c, ldc, nullptr}, accumulate);
+}
+
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, const TileSink& c) {
+    run_blocks(spec, M, N, K, a, b, {nullptr, 0, &c}, true);
+}
+
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand b, const TileSink& c) {
+    run_blocks(spec, M, N, K, a, OperandPanels(b), {nullptr, 0, &c}, true);
+}
+
+}  // namespace detail
+
+void sgemm(int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool accumulate) {
+    detail::sgemm_with(spec_of(sgemm_kernel()), M, N, K, a, b, c, ldc, accumulate);
 }
 
 void sgemm_reference(int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool accumulate) {

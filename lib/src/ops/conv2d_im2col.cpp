@@ -12,20 +12,28 @@
 // Ho*Wo is that large already): small planes (9x9, 7x7, 3x3) then still fill the GEMM's tiles and
 // pay its packing once per group, while cols_G stays small enough for the cache. Working group by
 // group lets the backward rebuild cols_G instead of keeping it, and gives threads whole groups:
-// one parallel region per call, groups split between threads, each thread with its own scratch
-// and (for dK) its own partial sum, added up in thread order at the end. Y and dX do not depend
-// on the thread count at all; dK only through the rounding of that final sum.
+// one parallel region per call, groups (forward) or chunks of groups (backward) handed to threads
+// as they come free (a thread that the machine runs late takes fewer), each with its own scratch.
+// Y and dX do not depend on the thread count at all (each element is summed by one thread, in one
+// order). Nor does dK: the groups form a fixed number of chunks (dk_chunks, whatever the thread
+// count), each chunk sums its groups in order into its own partial (chunk 0 straight into dK),
+// and the partials are added to dK in chunk order at the end; threads take whole chunks.
 //
-// float runs our own SGEMM (kernels/sgemm.hpp, its micro-kernel chosen for the CPU at run time);
-// double (the gradient checks) runs Eigen's GEMM.
+// float runs our own SGEMM (kernels/sgemm.hpp, its micro-kernel chosen for the CPU at run time).
+// For dK always, and for Y and dX on planes of at most implicit_max_plane outputs, it builds
+// neither cols_G nor dcols_G: sgemm packs its panels of cols_G straight from the images and hands
+// back dcols_G a tile at a time to be added onto dX (conv2d_columns.hpp). Larger planes, and double
+// (the gradient checks, on Eigen's GEMM), build cols_G by im2col and scatter dcols_G by col2im: the
+// plain form of the same sums. The tests run both forms in float (small and large planes).
 #include <omp.h>
 
 #include <algorithm>
 #include <type_traits>
 
 #include "../kernels/sgemm.hpp"
-
 #include "mcnn/ops/correlate2d.hpp"
+
+#include "conv2d_columns.hpp"
 
 namespace mcnn::conv {
 namespace {
@@ -33,29 +41,9 @@ namespace {
 // Below this many multiply-adds a parallel region costs more than it saves.
 constexpr double parallel_min_flops = 2e5;
 
-struct Dims {
-    int B, N, H, W, D, F, P, S, Ho, Wo;
-    Eigen::Index rows() const { return static_cast<Eigen::Index>(N) * F * F; }
-    Eigen::Index plane() const { return static_cast<Eigen::Index>(Ho) * Wo; }
-    std::ptrdiff_t x_image() const { return static_cast<std::ptrdiff_t>(N) * H * W; }
-    std::ptrdiff_t y_image() const { return static_cast<std::ptrdiff_t>(D) * Ho * Wo; }
-    double flops() const { return static_cast<double>(B) * D * static_cast<double>(rows()) * static_cast<double>(plane()); }
-};
-
 Dims dims_of(const Shape& x, const Shape& k, const Conv2dOptions& o) {
     const Shape y = output_shape(x, k, o);
     return {x[0], x[1], x[2], x[3], k[0], k[2], o.padding, o.stride, y[2], y[3]};
-}
-
-// The outputs o in [0, count) whose input position o*S + offset falls inside [0, size).
-struct Span {
-    int lo, hi;
-};
-Span inside(int count, int offset, int size, int S) {
-    int lo = 0, hi = count;
-    while (lo < hi && lo * S + offset < 0) ++lo;
-    while (hi > lo && (hi - 1) * S + offset >= size) --hi;
-    return {lo, hi};
 }
 
 // A group of images is multiplied by one GEMM at least this many columns wide (see above).
@@ -68,11 +56,31 @@ struct Groups {
     int first(int g) const { return g * size; }
     int images(int g, int B) const { return std::min(size, B - g * size); }
 };
+// The backward's chunks of groups: dk_chunks of them (see Chunks below).
+constexpr int dk_chunks = 4;
+
+// Groups of at least batched_columns columns; when that makes several groups, their count is
+// rounded up to a multiple of dk_chunks (groups a little smaller), so that chunks, and the threads
+// that take them, get equal numbers of images (TunedCNN's 9x9 layer at batch 64: 16 groups of 4
+// images rather than 13 groups of 5).
 Groups groups_of(const Dims& d) {
     const auto plane = static_cast<int>(d.plane());
-    const int size = std::clamp((batched_columns + plane - 1) / std::max(plane, 1), 1, std::max(d.B, 1));
+    const int B = std::max(d.B, 1);
+    int size = std::clamp((batched_columns + plane - 1) / std::max(plane, 1), 1, B), count = (B + size - 1) / size;
+    if (count > 1 && size > 1) {
+        count = std::min((count + dk_chunks - 1) / dk_chunks * dk_chunks, B);
+        size = (B + count - 1) / count;
+    }
     return {size, (d.B + size - 1) / size};
 }
+
+// The backward's chunks: groups [first(c), first(c + 1)) form chunk c, dk_chunks of them (fewer
+// when there are fewer groups), whatever the thread count, so that dK is too (see the top).
+struct Chunks {
+    int count, groups;
+    int first(int c) const { return static_cast<int>(static_cast<long>(c) * groups / count); }
+};
+Chunks chunks_of(const Groups& g) { return {std::clamp(g.count, 1, dk_chunks), g.count}; }
 
 // Threads for a call: all allowed ones when there are several groups and enough work, else one.
 int threads_for(const Dims& d, const Groups& g) {
@@ -84,7 +92,7 @@ int threads_for(const Dims& d, const Groups& g) {
 // the steady state.
 template <class T>
 T* scratch(int which, std::ptrdiff_t n) {
-    thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[3];
+    thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[4];
     auto& buffer = buffers[which];
     if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
     return buffer.data();
@@ -173,6 +181,58 @@ void col2im_add(const T* dcols, const Dims& d, std::ptrdiff_t ld, T* gx) {
     }
 }
 
+// The three products of one group of n images (x, dy and gx at the group's first image) on a
+// cols buffer: im2col, GEMM, col2im from a dcols buffer. double (Eigen) always; float where the
+// planes are large (see implicit_max_plane).
+// Y_G (D x n*Ho*Wo, into c) = K * cols_G.
+template <class T>
+void forward_cols(const Dims& d, int n, const T* x, const T* k, T* c) {
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
+    T* cols = scratch<T>(0, d.rows() * ld);
+    for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
+    gemm(d.D, ld, R, k, R, false, cols, ld, false, c, ld, false);
+}
+// dK (D x R) = dY_G (D x n*Ho*Wo) * cols_G^T, or += with `accumulate`.
+void group_weights(const Dims& d, int n, const double* x, const double* dy, double* dk, bool accumulate) {
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
+    double* cols = scratch<double>(0, d.rows() * ld);
+    for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
+    gemm(d.D, R, ld, dy, ld, false, cols, ld, true, dk, R, accumulate);
+}
+// dX of the group's images += col2im(K^T * dY_G).
+template <class T>
+void data_cols(const Dims& d, int n, const T* k, const T* dy, T* gx) {
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
+    T* dcols = scratch<T>(1, d.rows() * ld);
+    gemm(R, ld, d.D, k, R, true, dy, ld, false, dcols, ld, false);
+    for (int j = 0; j < n; ++j) col2im_add(dcols + j * P, d, ld, gx + j * d.x_image());
+}
+void group_forward(const Dims& d, int n, const double* x, const double* k, double* c) { forward_cols(d, n, x, k, c); }
+void group_data(const Dims& d, int n, const double* k, const double* dy, double* gx) { data_cols(d, n, k, dy, gx); }
+
+// float packs the column matrix straight from the images and adds dcols onto dX a tile at a time
+// (conv2d_columns.hpp), for dK always, for Y and dX where the planes are at most this large.
+// Measured (bench_conv_layers, Zen 3, 1 thread): on larger planes (17x17 and up, groups of one or
+// two images) im2col's whole-row copies and the stored C tiles were faster there.
+constexpr int implicit_max_plane = 256;
+
+void group_forward(const Dims& d, int n, const float* x, const float* k, float* c) {
+    if (d.plane() > implicit_max_plane) return forward_cols(d, n, x, k, c);
+    const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
+    kernels::detail::sgemm_with(kernels::detail::current_spec(), d.D, ld, R, {k, R, false}, ColumnPanels(d, x), c, ld, false);
+}
+void group_weights(const Dims& d, int n, const float* x, const float* dy, float* dk, bool accumulate) {
+    const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
+    kernels::detail::sgemm_with(kernels::detail::current_spec(), d.D, R, ld, {dy, ld, false}, TransposedColumnPanels(d, x), dk,
+                                R, accumulate);
+}
+void group_data(const Dims& d, int n, const float* k, const float* dy, float* gx) {
+    if (d.plane() > implicit_max_plane) return data_cols(d, n, k, dy, gx);
+    const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
+    kernels::detail::sgemm_with(kernels::detail::current_spec(), R, ld, d.D, {k, R, true}, {dy, ld, false},
+                                ColumnTilesToImage(d, gx));
+}
+
 }  // namespace
 
 template <class T>
@@ -180,17 +240,15 @@ void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions&
     const Dims d = dims_of(x.shape(), k.shape(), o);
     y.resize(Shape{d.B, d.D, d.Ho, d.Wo});
     const Groups g = groups_of(d);
-    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane());
+    const auto P = static_cast<int>(d.plane());
 #pragma omp parallel num_threads(threads_for(d, g))
     {
-        T* cols = scratch<T>(0, d.rows() * P * g.size);
         T* yg = g.size > 1 ? scratch<T>(1, static_cast<std::ptrdiff_t>(d.D) * P * g.size) : nullptr;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)
         for (int gi = 0; gi < g.count; ++gi) {
-            const int b0 = g.first(gi), n = g.images(gi, d.B), ld = n * P;
-            for (int j = 0; j < n; ++j) im2col(x.data() + (b0 + j) * d.x_image(), d, cols + j * P, ld);
+            const int b0 = g.first(gi), n = g.images(gi, d.B);
             T* yb = y.data() + b0 * d.y_image();
-            gemm(d.D, ld, R, k.data(), R, false, cols, ld, false, n == 1 ? yb : yg, ld, false);
+            group_forward(d, n, x.data() + b0 * d.x_image(), k.data(), n == 1 ? yb : yg);
             if (n > 1) copy_group(d, n, static_cast<const T*>(yg), yb, true);
         }
     }
@@ -205,36 +263,30 @@ void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy
     if (gx) require_same_shape("conv2d backward (dL/dX vs X)", gx->shape(), x.shape());
     if (!gx && !gk) return;
     const Groups g = groups_of(d);
-    const int threads = threads_for(d, g);
-    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane());
-    // dK: thread 0 adds straight into gk; the others into partial sums added at the end, in order.
-    std::vector<Matrix<T>> partial(gk ? static_cast<std::size_t>(threads - 1) : 0, Matrix<T>::Zero(d.D, d.rows()));
-#pragma omp parallel num_threads(threads)
+    const Chunks ch = chunks_of(g);
+    const auto P = static_cast<int>(d.plane());
+    // dK: chunk 0 adds straight into gk; chunk c > 0 into partial c - 1, added at the end in order.
+    const std::ptrdiff_t dk_size = static_cast<std::ptrdiff_t>(d.D) * d.rows();
+    T* partials = gk ? scratch<T>(3, dk_size * (ch.count - 1)) : nullptr;
+#pragma omp parallel num_threads(std::min(threads_for(d, g), ch.count))
     {
-        const int t = omp_get_thread_num();
-        T* cols = scratch<T>(0, gk ? d.rows() * P * g.size : 0);
-        T* dcols = scratch<T>(1, gx ? d.rows() * P * g.size : 0);
         T* gyg = scratch<T>(2, g.size > 1 ? static_cast<std::ptrdiff_t>(d.D) * P * g.size : 0);
-        T* dk = !gk ? nullptr : t == 0 ? gk->data() : partial[static_cast<std::size_t>(t - 1)].data();
-#pragma omp for schedule(static)
-        for (int gi = 0; gi < g.count; ++gi) {
-            const int b0 = g.first(gi), n = g.images(gi, d.B), ld = n * P;
-            const T* dy = gy.data() + b0 * d.y_image();
-            if (n > 1) {
-                copy_group(d, n, dy, gyg, false);
-                dy = gyg;
-            }
-            if (gk) {
-                for (int j = 0; j < n; ++j) im2col(x.data() + (b0 + j) * d.x_image(), d, cols + j * P, ld);
-                gemm(d.D, R, ld, dy, ld, false, cols, ld, true, dk, R, true);
-            }
-            if (gx) {
-                gemm(R, ld, d.D, k.data(), R, true, dy, ld, false, dcols, ld, false);
-                for (int j = 0; j < n; ++j) col2im_add(dcols + j * P, d, ld, gx->data() + (b0 + j) * d.x_image());
+#pragma omp for schedule(dynamic)
+        for (int c = 0; c < ch.count; ++c) {
+            T* dk = !gk ? nullptr : c == 0 ? gk->data() : partials + (c - 1) * dk_size;
+            for (int gi = ch.first(c); gi < ch.first(c + 1); ++gi) {
+                const int b0 = g.first(gi), n = g.images(gi, d.B);
+                const T* dy = gy.data() + b0 * d.y_image();
+                if (n > 1) {
+                    copy_group(d, n, dy, gyg, false);
+                    dy = gyg;
+                }
+                if (gk) group_weights(d, n, x.data() + b0 * d.x_image(), dy, dk, c == 0 || gi > ch.first(c));
+                if (gx) group_data(d, n, k.data(), dy, gx->data() + b0 * d.x_image());
             }
         }
     }
-    for (const Matrix<T>& p : partial) gk->matrix(d.D, d.rows()) += p;
+    for (int c = 1; c < ch.count && gk; ++c) gk->array() += ConstVectorMap<T>(partials + (c - 1) * dk_size, dk_size);
 }
 
 #define MCNN_INSTANTIATE(T)                                                                                               \

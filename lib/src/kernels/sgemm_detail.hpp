@@ -1,0 +1,45 @@
+#pragma once
+// The loops of sgemm (sgemm.hpp) with their parts open (internal): any KernelSpec, so tests run the
+// blocking of every tile shape on any CPU; op(B) packed by a routine of the caller's (a conv layer
+// packs its column matrix straight from the images: no cols buffer); and C tiles handed to the
+// caller (a conv layer adds them into dL/dX: col2im folded into the GEMM's output).
+#include <cstddef>
+
+#include "microkernel.hpp"
+#include "sgemm.hpp"
+
+namespace mcnn::kernels::detail {
+
+/// Packs op(B) (K x N) a block at a time, as sgemm's own packing of an Operand does.
+class PanelSource {
+public:
+    virtual ~PanelSource() = default;
+    /// op(B)[p0 .. p0+kc, j0 .. j0+nc] into NR-wide panels: panel r holds columns j0 + r*nr .. as
+    /// dst[r*nr*kc + p*nr + j]; columns past nc are zero.
+    virtual void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const = 0;
+};
+
+/// Receives C a tile at a time, to add it somewhere (C += op(A) * op(B), one call per tile and
+/// KC block of K, so a tile (i0, j0) may arrive once per block of K).
+class TileSink {
+public:
+    virtual ~TileSink() = default;
+    /// Adds the m x n tile (element (i, j) at tile[i * ldt + j]) to C(i0 + i, j0 + j).
+    virtual void add(int i0, int j0, int m, int n, const float* tile, std::ptrdiff_t ldt) const = 0;
+};
+
+/// The kernel sgemm runs now (sgemm_kernel()), as a spec.
+KernelSpec current_spec();
+
+/// sgemm on the kernel and blocks of `spec` (its tile at most max_tile).
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc,
+                bool accumulate);
+/// The same with op(B) packed by `b`.
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, float* c,
+                std::ptrdiff_t ldc, bool accumulate);
+/// C += op(A) * op(B) with op(B) packed by `b` and C's tiles added by `c` (not stored anywhere).
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, const TileSink& c);
+/// C += op(A) * op(B) with C's tiles added by `c`.
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand b, const TileSink& c);
+
+}  // namespace mcnn::kernels::detail
