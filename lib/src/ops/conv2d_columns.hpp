@@ -77,9 +77,10 @@ inline std::size_t runs_of(const Dims& d, int q0, int count, Run* runs) {
     return n;
 }
 
-// Calls f(run, lo, hi, src) for each run whose input row lies inside X (not in the top or bottom
-// padding), with [lo, hi) the columns of the run that read X and src[ox*S] the input element of
-// column ox (for ox in [lo, hi)).
+// Calls f(run, lo, n, src) for each run whose input row lies inside X (not in the top or bottom
+// padding) and that reads X at all: columns lo .. lo + n of the run read X, src[k * S] being the
+// input element of column lo + k. (Only pointers into X are formed: a run's first column may sit in
+// the left padding, before its row.)
 template <class X, class F>
 void for_inside(const Dims& d, const ColumnRow& row, X* x, const Run* runs, std::size_t count, F&& f) {
     for (std::size_t i = 0; i < count; ++i) {
@@ -87,7 +88,7 @@ void for_inside(const Dims& d, const ColumnRow& row, X* x, const Run* runs, std:
         const int iy = run.oy * d.S + row.u - d.P;
         if (iy < 0 || iy >= d.H) continue;
         const int lo = std::clamp(row.xs.lo, run.ox0, run.ox1), hi = std::clamp(row.xs.hi, lo, run.ox1);
-        f(run, lo, hi, x + run.base + row.offset);
+        if (hi > lo) f(run, lo, hi - lo, x + (run.base + row.offset + static_cast<std::ptrdiff_t>(lo) * d.S));
     }
 }
 
@@ -95,11 +96,11 @@ void for_inside(const Dims& d, const ColumnRow& row, X* x, const Run* runs, std:
 inline void gather_row(const Dims& d, const float* x, const ColumnRow& row, const Run* runs, std::size_t count, int width,
                        float* out) {
     std::fill(out, out + width, 0.0f);
-    for_inside(d, row, x, runs, count, [&](const Run& run, int lo, int hi, const float* src) {
-        float* o = out + run.at - run.ox0;  // o[ox] is column ox of this run
-        if (d.S == 1) std::copy(src + lo, src + hi, o + lo);
+    for_inside(d, row, x, runs, count, [&](const Run& run, int lo, int n, const float* src) {
+        float* o = out + run.at + (lo - run.ox0);  // o[k] is column lo + k of this run
+        if (d.S == 1) std::copy(src, src + n, o);
         else
-            for (int ox = lo; ox < hi; ++ox) o[ox] = src[ox * d.S];
+            for (int k = 0; k < n; ++k) o[k] = src[k * d.S];
     });
 }
 
@@ -165,12 +166,12 @@ public:
         const std::size_t count = runs_of(d_, j0, n, runs);
         for (int i = 0; i < m; ++i) {
             const float* t = tile + i * ldt;
-            for_inside(d_, rows_[i0 + i], gx_, runs, count, [&](const Run& run, int lo, int hi, float* dst) {
-                const float* in = t + run.at - run.ox0;  // in[ox] is column ox of this run
+            for_inside(d_, rows_[i0 + i], gx_, runs, count, [&](const Run& run, int lo, int n, float* dst) {
+                const float* in = t + run.at + (lo - run.ox0);  // in[k] is column lo + k of this run
                 if (d_.S == 1)
-                    for (int ox = lo; ox < hi; ++ox) dst[ox] += in[ox];
+                    for (int k = 0; k < n; ++k) dst[k] += in[k];
                 else
-                    for (int ox = lo; ox < hi; ++ox) dst[ox * d_.S] += in[ox];
+                    for (int k = 0; k < n; ++k) dst[k * d_.S] += in[k];
             });
         }
     }
