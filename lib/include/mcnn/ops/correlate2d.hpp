@@ -41,6 +41,9 @@ Tensor<T> convolve2d(const Tensor<T>& input, const Tensor<T>& kernel, CorrelateM
 ///   correlate2d: loops of the vectorised 2-D correlate2d over (image, channel) planes: the
 ///                notebook's layer structure (correlate2d.cpp).
 ///   im2col:      im2col + GEMM, image by image (conv2d_im2col.cpp).
+///   winograd:    Winograd's minimal filtering F(4x4, 3x3): transformed tiles, one GEMM over
+///                channels per tile position (conv2d_winograd.cpp); 3x3 kernels at stride 1 only,
+///                other layers are refused.
 ///   automatic:   im2col, except correlate2d for layers with fewer than direct_max_out_channels
 ///                output channels at stride 1 (SimpleCNN's conv1), whose GEMM has too few rows to
 ///                fill its register blocks.
@@ -48,15 +51,16 @@ enum class ConvPath {
     plain,
     correlate2d,
     im2col,
+    winograd,
     automatic,
 };
 
 /// The path's name, as run configs and the train app's --conv write it: "plain", "correlate2d",
-/// "im2col" or "automatic".
+/// "im2col", "winograd" or "automatic".
 const char* conv_path_name(ConvPath path);
 /// The path called `name` (one of conv_path_names()); throws naming `name` and the known names.
 ConvPath conv_path_from_name(const std::string& name);
-/// The four names, in the enum's order.
+/// The five names, in the enum's order.
 std::vector<std::string> conv_path_names();
 
 struct Conv2dOptions {
@@ -113,6 +117,26 @@ void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions&
 template <class T>
 void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                      std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
+
+/// The Winograd path's tile: F(winograd_tile x winograd_tile, 3 x 3), 2 or 4.
+constexpr int winograd_tile = 4;
+
+/// Y = conv(X, K) by Winograd's F(m x m, 3 x 3), m = winograd_tile (threads share groups of images).
+/// K must be D x N x 3 x 3 and the stride 1 (else throws, naming the shape or stride).
+template <class T>
+void forward_winograd(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
+/// dX (the same machinery on dY with the turned, transposed kernels) and dK (transformed input
+/// times transformed dY per tile position, then G^T . G), m = winograd_tile.
+template <class T>
+void backward_winograd(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
+                       std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
+/// forward_winograd on tiles of `tile` x `tile` (2 or 4; else throws).
+template <class T>
+void forward_winograd_tile(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y, int tile);
+/// backward_winograd on tiles of `tile` x `tile` (2 or 4; else throws).
+template <class T>
+void backward_winograd_tile(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
+                            std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk, int tile);
 
 }  // namespace conv
 
