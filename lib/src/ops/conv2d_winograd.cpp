@@ -37,9 +37,9 @@
 // own partial dU, added up in thread order at the end. Y and dX do not depend on the thread count;
 // dK only through the rounding of that final sum.
 //
-// Transforms: each one is split into a pass over rows and a pass over columns, each a sum of a
-// few rows of the other, vectorised across the tiles of a tile row: tile tx's column s of a window
-// of width w at stride m is phase (s % m), entry tx + s / m, of the de-interleaved rows.
+// Transforms: the windows of a group's tiles are gathered, channel by channel, into a*a rows
+// (one per window element) with one entry per tile; each transform is then a pass over rows and a
+// pass over columns, each a sum of a few of those rows, vectorised along all the group's tiles.
 //
 // Precision: F(2x2) multiplies by 1/2 only and rounds like im2col; F(4x4)'s larger coefficients
 // lose more: in float, on a 64-channel 15x15 layer with uniform data, max abs error 4.3e-6 (Y),
@@ -71,6 +71,7 @@ struct Winograd<2> {
     static constexpr double BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
     static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+    static constexpr double A[4][2] = {{1, 0}, {1, 1}, {1, -1}, {0, -1}};
 };
 template <>
 struct Winograd<4> {
@@ -80,6 +81,7 @@ struct Winograd<4> {
     static constexpr double G[6][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1.0 / 6}, {-1.0 / 6, 1.0 / 6, -1.0 / 6},
                                        {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
     static constexpr double AT[4][6] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+    static constexpr double A[6][4] = {{1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};
 };
 
 // Below this many multiply-adds (direct-conv count) a parallel region costs more than it saves.
@@ -140,131 +142,122 @@ void gemm(int M, int N, int K, const double* a, std::ptrdiff_t lda, bool ta, con
     else cm.noalias() += am * bm;
 }
 
-// out[i][.] = sum_j Mat[i][j] * in[j][.] over `len` contiguous elements; rows `step` apart. Mat is
-// R x S (constexpr), zeros skipped at compile time once the loops are unrolled.
+// out[i][.] = sum_j Mat[i][j] * in[j][.] over `len` contiguous elements; the rows of `in` are
+// `in_step` apart, those of `out` `out_step`. Mat is R x S (constexpr): once the loops are unrolled
+// its zeros are skipped and its entries folded in at compile time.
 template <class T, int R, int S>
-inline void combine_rows(const double (&mat)[R][S], const T* in, T* out, int len, std::ptrdiff_t step) {
+inline void combine_rows(const double (&mat)[R][S], const T* in, std::ptrdiff_t in_step, T* out, std::ptrdiff_t out_step,
+                         std::ptrdiff_t len) {
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-        T* o = out + i * step;
+        T* o = out + i * out_step;
         std::fill(o, o + len, T(0));
 #pragma GCC unroll 8
         for (int j = 0; j < S; ++j) {
-            const T c = static_cast<T>(mat[i][j]);
             if (mat[i][j] == 0) continue;
-            const T* src = in + j * step;
-            for (int e = 0; e < len; ++e) o[e] += c * src[e];
+            const T c = static_cast<T>(mat[i][j]);
+            const T* src = in + j * in_step;
+            for (std::ptrdiff_t e = 0; e < len; ++e) o[e] += c * src[e];
         }
     }
 }
 
-// Transforms the windows of one tile row: window tx is rows [0, S) x columns [tx*m, tx*m + S) of
-// `rows` (S rows, rows `ld` apart, zero where the function `at(row, col)` says so), giving
-// Mat * window * Mat^T (R x R) for each of the `tw` windows, written to out[(i*R + j) * ostep + tx].
-// work holds 2 * S * m * (tw + 1) elements.
-template <class T, int m, int R, int S, class At>
-void transform_tile_row(const double (&mat)[R][S], At at, int tw, T* out, std::ptrdiff_t ostep, T* work) {
-    const int L = tw + 1;                  // entries per phase (window tx, column s: phase s % m, entry tx + s / m)
-    const std::ptrdiff_t step = m * L;     // one row of phases
-    T* rows = work;                        // S rows x m phases x L
-    T* mixed = work + static_cast<std::ptrdiff_t>(std::max(R, S)) * step;  // R rows x m phases x L
+// The tiles tx in [0, count) whose column tx*m + off falls inside [0, size).
+struct Span {
+    int lo, hi;
+};
+Span inside(int count, int m, int off, int size) {
+    int lo = 0, hi = count;
+    while (lo < hi && lo * m + off < 0) ++lo;
+    while (hi > lo && (hi - 1) * m + off >= size) --hi;
+    return {lo, hi};
+}
+
+// d[(r*S + s)*ld + t0 + ty*tw + tx] = plane[ty*m + off + r][tx*m + off + s] (zero outside the h x w
+// plane) for the S x S windows of one image's th x tw tiles.
+template <class T>
+void gather_windows(const T* plane, int h, int w, const Geometry& g, int S, int off, T* d, std::ptrdiff_t ld, int t0) {
+    const int tw = g.tw(), m = g.m;
     for (int r = 0; r < S; ++r)
-        for (int s = 0; s < m; ++s)
-            for (int e = 0; e < L; ++e) rows[r * step + s * L + e] = at(r, e * m + s);
-    combine_rows<T, R, S>(mat, rows, mixed, static_cast<int>(step), step);  // rows: Mat * window
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i)  // columns: (Mat * window) * Mat^T
-#pragma GCC unroll 8
-        for (int j = 0; j < R; ++j) {
-            T* o = out + (i * R + j) * ostep;
-            std::fill(o, o + tw, T(0));
-#pragma GCC unroll 8
+        for (int ty = 0; ty < g.th(); ++ty) {
+            const int y = ty * m + off + r;
             for (int s = 0; s < S; ++s) {
-                if (mat[j][s] == 0) continue;
-                const T c = static_cast<T>(mat[j][s]);
-                const T* src = mixed + i * step + (s % m) * L + s / m;
-                for (int e = 0; e < tw; ++e) o[e] += c * src[e];
+                T* o = d + (r * S + s) * ld + t0 + ty * tw;
+                if (y < 0 || y >= h) {
+                    std::fill(o, o + tw, T(0));
+                    continue;
+                }
+                const Span xs = inside(tw, m, off + s, w);
+                const T* src = plane + static_cast<std::ptrdiff_t>(y) * w + off + s;
+                std::fill(o, o + xs.lo, T(0));
+                for (int tx = xs.lo; tx < xs.hi; ++tx) o[tx] = src[tx * m];
+                std::fill(o + xs.hi, o + tw, T(0));
             }
         }
 }
 
-// V (a*a x C x ld), columns [t0, t0 + tiles): the input tiles B^T d B of one image `in` (C x Hi x Wi).
+// out[(i*R + j)*out_step + t] = (Mat d_t Mat^T)[i][j] for the S x S windows d_t in
+// d[(r*S + s)*ld + t], t in [0, ld); tmp holds R*S*ld elements.
+template <class T, int R, int S>
+void transform_windows(const double (&mat)[R][S], const T* d, T* tmp, std::ptrdiff_t ld, T* out, std::ptrdiff_t out_step) {
+    combine_rows<T, R, S>(mat, d, S * ld, tmp, S * ld, S * ld);  // rows: tmp[i][s][t] = (Mat d_t)[i][s]
+    for (int i = 0; i < R; ++i)                                      // columns: (Mat d_t) Mat^T
+        combine_rows<T, R, S>(mat, tmp + i * S * ld, ld, out + i * R * out_step, out_step, ld);
+}
+
+// V (a*a x C x ld) = B^T d B of the input tiles of the group's n images from `in` (n x C x Hi x Wi).
+// work holds 2 * a*a * ld elements.
 template <class T, int m>
-void input_transform(const T* in, const Geometry& g, T* v, std::ptrdiff_t ld, int t0, T* work) {
+void input_transform(const T* in, const Geometry& g, int n, T* v, std::ptrdiff_t ld, T* work) {
     constexpr int a = Winograd<m>::a;
-    const int tw = g.tw();
-    const std::ptrdiff_t pos_step = static_cast<std::ptrdiff_t>(g.C) * ld;
+    T* d = work;
+    T* tmp = work + a * a * ld;
     for (int c = 0; c < g.C; ++c) {
-        const T* plane = in + static_cast<std::ptrdiff_t>(c) * g.Hi * g.Wi;
-        for (int ty = 0; ty < g.th(); ++ty) {
-            const int r0 = ty * m - g.p, c0 = -g.p;
-            auto at = [&](int r, int col) {
-                const int y = r0 + r, x = c0 + col;
-                return y >= 0 && y < g.Hi && x >= 0 && x < g.Wi ? plane[static_cast<std::ptrdiff_t>(y) * g.Wi + x] : T(0);
-            };
-            transform_tile_row<T, m, a, a>(Winograd<m>::BT, at, tw, v + c * ld + t0 + ty * tw, pos_step, work);
-        }
+        for (int j = 0; j < n; ++j)
+            gather_windows(in + j * g.in_image() + static_cast<std::ptrdiff_t>(c) * g.Hi * g.Wi, g.Hi, g.Wi, g, a, -g.p, d, ld,
+                           j * g.tiles());
+        transform_windows<T, a, a>(Winograd<m>::BT, d, tmp, ld, v + c * ld, g.C * ld);
     }
 }
 
-// dM (a*a x O x ld), columns [t0, t0 + tiles): A g A^T of the m x m tiles g of one image's output
-// gradient `gy` (O x Ho x Wo), zeros past its edges.
+// dM (a*a x O x ld) = A dy A^T of the m x m tiles dy of the group's n images' output gradient
+// `gy` (n x O x Ho x Wo), zeros past its edges. work holds 2 * a*a * ld elements.
 template <class T, int m>
-void gradient_transform(const T* gy, const Geometry& g, T* dm, std::ptrdiff_t ld, int t0, T* work) {
+void gradient_transform(const T* gy, const Geometry& g, int n, T* dm, std::ptrdiff_t ld, T* work) {
     constexpr int a = Winograd<m>::a;
-    double mat[a][m];  // A = (A^T)^T, a x m
-    for (int i = 0; i < a; ++i)
-        for (int j = 0; j < m; ++j) mat[i][j] = Winograd<m>::AT[j][i];
+    T* d = work;
+    T* tmp = work + a * a * ld;
+    for (int o = 0; o < g.O; ++o) {
+        for (int j = 0; j < n; ++j)
+            gather_windows(gy + j * g.out_image() + static_cast<std::ptrdiff_t>(o) * g.Ho * g.Wo, g.Ho, g.Wo, g, m, 0, d, ld,
+                           j * g.tiles());
+        transform_windows<T, a, m>(Winograd<m>::A, d, tmp, ld, dm + o * ld, g.O * ld);
+    }
+}
+
+// Out (the group's n images, n x O x Ho x Wo) = or += A^T M A of the tiles of M (a*a x O x ld),
+// cropped at the right and bottom edges. work holds 2 * a*a * ld elements.
+template <class T, int m>
+void output_transform(const T* mm, const Geometry& g, int n, std::ptrdiff_t ld, T* out, bool add, T* work) {
+    constexpr int a = Winograd<m>::a;
     const int tw = g.tw();
     const std::ptrdiff_t pos_step = static_cast<std::ptrdiff_t>(g.O) * ld;
+    T* cols = work;            // a x m x ld: M A
+    T* rows = work + a * a * ld;  // m x m x ld: A^T (M A)
     for (int o = 0; o < g.O; ++o) {
-        const T* plane = gy + static_cast<std::ptrdiff_t>(o) * g.Ho * g.Wo;
-        for (int ty = 0; ty < g.th(); ++ty) {
-            auto at = [&](int r, int col) {
-                const int y = ty * m + r;
-                return y < g.Ho && col < g.Wo ? plane[static_cast<std::ptrdiff_t>(y) * g.Wo + col] : T(0);
-            };
-            transform_tile_row<T, m, a, m>(mat, at, tw, dm + o * ld + t0 + ty * tw, pos_step, work);
-        }
-    }
-}
-
-
-// Out (one image, O x Ho x Wo) = or += A^T M A of the tiles in columns [t0, t0 + tiles) of
-// M (a*a x O x ld), cropped at the right and bottom edges.
-template <class T, int m>
-void output_transform(const T* mm, const Geometry& g, std::ptrdiff_t ld, int t0, T* out, bool add, T* work) {
-    constexpr int a = Winograd<m>::a;
-    const int tw = g.tw();
-    const std::ptrdiff_t pos_step = static_cast<std::ptrdiff_t>(g.O) * ld, row = static_cast<std::ptrdiff_t>(m) * tw;
-    T* cols = work;           // a x m x tw: M * A
-    T* rows = work + a * row;  // m x m x tw: A^T * (M * A)
-    for (int o = 0; o < g.O; ++o) {
-        T* plane = out + static_cast<std::ptrdiff_t>(o) * g.Ho * g.Wo;
-        for (int ty = 0; ty < g.th(); ++ty) {
-            const T* src = mm + o * ld + t0 + ty * tw;
-#pragma GCC unroll 8
-            for (int i = 0; i < a; ++i)
-#pragma GCC unroll 8
-                for (int j = 0; j < m; ++j) {
-                    T* dst = cols + i * row + j * tw;
-                    std::fill(dst, dst + tw, T(0));
-#pragma GCC unroll 8
-                    for (int s = 0; s < a; ++s) {
-                        if (Winograd<m>::AT[j][s] == 0) continue;
-                        const T c = static_cast<T>(Winograd<m>::AT[j][s]);
-                        const T* in = src + (i * a + s) * pos_step;
-                        for (int e = 0; e < tw; ++e) dst[e] += c * in[e];
+        for (int i = 0; i < a; ++i)
+            combine_rows<T, m, a>(Winograd<m>::AT, mm + i * a * pos_step + o * ld, pos_step, cols + i * m * ld, ld, ld);
+        combine_rows<T, m, a>(Winograd<m>::AT, cols, m * ld, rows, m * ld, m * ld);
+        for (int j = 0; j < n; ++j) {
+            T* plane = out + j * g.out_image() + static_cast<std::ptrdiff_t>(o) * g.Ho * g.Wo;
+            for (int ty = 0; ty < g.th(); ++ty)
+                for (int i = 0; i < m && ty * m + i < g.Ho; ++i) {
+                    T* y = plane + static_cast<std::ptrdiff_t>(ty * m + i) * g.Wo;
+                    for (int jj = 0; jj < m; ++jj) {
+                        const T* r = rows + (i * m + jj) * ld + j * g.tiles() + ty * tw;
+                        for (int tx = 0; tx < tw && tx * m + jj < g.Wo; ++tx) y[tx * m + jj] = add ? y[tx * m + jj] + r[tx] : r[tx];
                     }
                 }
-            combine_rows<T, m, a>(Winograd<m>::AT, cols, rows, static_cast<int>(row), row);
-            for (int i = 0; i < m && ty * m + i < g.Ho; ++i) {
-                T* y = plane + static_cast<std::ptrdiff_t>(ty * m + i) * g.Wo;
-                for (int j = 0; j < m; ++j) {
-                    const T* r = rows + (i * m + j) * tw;
-                    for (int tx = 0; tx < tw && tx * m + j < g.Wo; ++tx) y[tx * m + j] = add ? y[tx * m + j] + r[tx] : r[tx];
-                }
-            }
         }
     }
 }
@@ -322,15 +315,15 @@ void correlate(const Geometry& g, const T* in, const T* u, T* out, bool add) {
         const std::ptrdiff_t cols = static_cast<std::ptrdiff_t>(groups.size) * tiles;
         T* v = scratch<T>(0, a2 * g.C * cols);
         T* mm = scratch<T>(1, a2 * g.O * cols);
-        T* work = scratch<T>(2, 2 * Winograd<m>::a * m * (g.tw() + 1));
+        T* work = scratch<T>(2, 2 * a2 * cols);
 #pragma omp for schedule(static)
         for (int gi = 0; gi < groups.count; ++gi) {
             const int b0 = groups.first(gi), n = groups.images(gi, g.B), ld = n * tiles;
-            for (int j = 0; j < n; ++j) input_transform<T, m>(in + (b0 + j) * g.in_image(), g, v, ld, j * tiles, work);
+            input_transform<T, m>(in + b0 * g.in_image(), g, n, v, ld, work);
             for (int pos = 0; pos < a2; ++pos)
                 gemm(g.O, ld, g.C, u + static_cast<std::ptrdiff_t>(pos) * g.O * g.C, g.C, false, v + pos * g.C * ld, ld, false,
                      mm + pos * g.O * ld, ld, false);
-            for (int j = 0; j < n; ++j) output_transform<T, m>(mm, g, ld, j * tiles, out + (b0 + j) * g.out_image(), add, work);
+            output_transform<T, m>(mm, g, n, ld, out + b0 * g.out_image(), add, work);
         }
     }
 }
@@ -349,15 +342,13 @@ void weight_gradient(const Geometry& g, const T* in, const T* gy, T* gk) {
         const std::ptrdiff_t cols = static_cast<std::ptrdiff_t>(groups.size) * tiles;
         T* v = scratch<T>(0, a2 * g.C * cols);
         T* dm = scratch<T>(1, a2 * g.O * cols);
-        T* work = scratch<T>(2, 2 * Winograd<m>::a * m * (g.tw() + 1));
+        T* work = scratch<T>(2, 2 * a2 * cols);
         T* mine = du.data() + omp_get_thread_num() * du_size;
 #pragma omp for schedule(static)
         for (int gi = 0; gi < groups.count; ++gi) {
             const int b0 = groups.first(gi), n = groups.images(gi, g.B), ld = n * tiles;
-            for (int j = 0; j < n; ++j) {
-                input_transform<T, m>(in + (b0 + j) * g.in_image(), g, v, ld, j * tiles, work);
-                gradient_transform<T, m>(gy + (b0 + j) * g.out_image(), g, dm, ld, j * tiles, work);
-            }
+            input_transform<T, m>(in + b0 * g.in_image(), g, n, v, ld, work);
+            gradient_transform<T, m>(gy + b0 * g.out_image(), g, n, dm, ld, work);
             for (int pos = 0; pos < a2; ++pos)
                 gemm(g.O, g.C, ld, dm + pos * g.O * ld, ld, false, v + pos * g.C * ld, ld, true,
                      mine + static_cast<std::ptrdiff_t>(pos) * g.O * g.C, g.C, true);
