@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../lib/src/kernels/sgemm.hpp"
@@ -220,6 +221,36 @@ BOOST_AUTO_TEST_CASE(winograd_refuses_what_it_cannot_run) {
     BOOST_TEST(node.find("3x3 kernels only") != std::string::npos, node);
     BOOST_TEST((conv_path_from_name("winograd") == ConvPath::winograd));
     BOOST_TEST(std::string(conv_path_name(ConvPath::winograd)) == "winograd");
+}
+
+// Automatic runs winograd for 3x3 stride-1 layers with winograd_min_channels channels in and out,
+// im2col for the others, and gives the very bits of the path it names.
+BOOST_AUTO_TEST_CASE(automatic_runs_winograd_on_wide_3x3_layers) {
+    const int many = conv::winograd_min_channels, fewer = conv::winograd_min_channels - 1;
+    BOOST_TEST((conv::path_to_run(Shape{many, many, 3, 3}, {1, 1}) == ConvPath::winograd));
+    BOOST_TEST((conv::path_to_run(Shape{many, many, 3, 3}, {0, 2}) == ConvPath::im2col));   // strided
+    BOOST_TEST((conv::path_to_run(Shape{many, fewer, 3, 3}, {1, 1}) == ConvPath::im2col));  // few inputs
+    BOOST_TEST((conv::path_to_run(Shape{fewer, many, 3, 3}, {1, 1}) == ConvPath::im2col));  // few outputs
+    BOOST_TEST((conv::path_to_run(Shape{many, many, 5, 5}, {1, 1}) == ConvPath::im2col));
+    BOOST_TEST((conv::path_to_run(Shape{many, many, 3, 3}, {1, 1, ConvPath::im2col}) == ConvPath::im2col));
+    std::mt19937 rng(915);
+    const Tensor<float> x = uniform<float>(Shape{2, many, 5, 5}, rng), k = uniform<float>(Shape{many, many, 3, 3}, rng);
+    auto run = [&](ConvPath path) {
+        Tape<float> tape;
+        const Var<float> xv = tape.input(x);
+        Parameter<float> kp("k", k);
+        const Var<float> y = conv2d(xv, tape.param(kp), {1, 1, path});
+        tape.backward(weighted_sum(y, Tensor<float>(y.shape(), 0.5f)));
+        return std::tuple{y.value(), xv.grad(), kp.grad};
+    };
+    const auto [ya, gxa, gka] = run(ConvPath::automatic);
+    const auto [yw, gxw, gkw] = run(ConvPath::winograd);
+    const auto [yi, gxi, gki] = run(ConvPath::im2col);
+    check_equal(ya, yw, "Y, automatic vs winograd");
+    check_equal(gxa, gxw, "dX, automatic vs winograd");
+    check_equal(gka, gkw, "dK, automatic vs winograd");
+    check_close(ya, yi, false, wino_tol<float>(conv::winograd_tile), "Y, automatic vs im2col up to rounding");
+    BOOST_TEST(!(ya.array() == yi.array()).all());  // truly not im2col
 }
 
 BOOST_AUTO_TEST_SUITE_END()
