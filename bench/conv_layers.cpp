@@ -1,11 +1,13 @@
-// Times the im2col conv path on the conv layers that matter (TunedCNN's three 5x5 layers at batch
+// Times a conv path (im2col, or winograd on the 3x3 layers) on the conv layers that matter (TunedCNN's three 5x5 layers at batch
 // 64, the modern network's six 3x3 layers at batch 256), forward, backward data (dL/dX) and
 // backward weights (dL/dK) apart, and prints each one's GFLOP/s and its fraction of the FMA peak.
-//   bench_conv_layers [--set tuned|modern|all] [--reps 5] [--peak 209] [--cpu-time]
+//   bench_conv_layers [--set tuned|modern|all] [--path im2col|winograd|winograd2] [--reps 5] [--peak 209] [--cpu-time]
+// winograd runs F(4x4,3x3), winograd2 F(2x2,3x3); GFLOP/s count the direct convolution's FLOPs.
 // Threads follow OMP_NUM_THREADS; 1 thread measures one core against one core's peak.
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -53,8 +55,24 @@ double best_ms(int reps, F&& f) {
     return best;
 }
 
+// The path's three products: forward, backward data, backward weights.
+struct Products {
+    std::function<void(const Tensor<float>&, const Tensor<float>&, const Conv2dOptions&, Tensor<float>&)> forward;
+    std::function<void(const Tensor<float>&, const Tensor<float>&, const Tensor<float>&, const Conv2dOptions&, Tensor<float>*,
+                       Tensor<float>*)>
+        backward;
+};
+Products products_of(const std::string& path) {
+    if (path == "im2col") return {conv::forward_im2col<float>, conv::backward_im2col<float>};
+    const int tile = path == "winograd2" ? 2 : 4;
+    return {[tile](const auto& x, const auto& k, const auto& o, auto& y) { conv::forward_winograd_tile(x, k, o, y, tile); },
+            [tile](const auto& x, const auto& k, const auto& gy, const auto& o, auto* gx, auto* gk) {
+                conv::backward_winograd_tile(x, k, gy, o, gx, gk, tile);
+            }};
+}
+
 // Times one layer's three products and prints a row.
-void time_layer(const Layer& l, int reps, double peak) {
+void time_layer(const Layer& l, const Products& p, int reps, double peak) {
     Rng rng(0);
     Tensor<float> x(Shape{l.batch, l.in, l.size, l.size}), k(Shape{l.out, l.in, l.kernel, l.kernel});
     uniform_fill(x, 1.0, rng);
@@ -63,9 +81,9 @@ void time_layer(const Layer& l, int reps, double peak) {
     const Shape ys = conv::output_shape(x.shape(), k.shape(), opt);
     Tensor<float> y, gy(ys, 1.0f), gx(x.shape()), gk(k.shape());
     const double gflop = 2.0 * static_cast<double>(ys.numel()) * l.in * l.kernel * l.kernel / 1e9;
-    const double ms[3] = {best_ms(reps, [&] { conv::forward_im2col(x, k, opt, y); }),
-                          best_ms(reps, [&] { conv::backward_im2col(x, k, gy, opt, &gx, nullptr); }),
-                          best_ms(reps, [&] { conv::backward_im2col(x, k, gy, opt, nullptr, &gk); })};
+    const double ms[3] = {best_ms(reps, [&] { p.forward(x, k, opt, y); }),
+                          best_ms(reps, [&] { p.backward(x, k, gy, opt, &gx, nullptr); }),
+                          best_ms(reps, [&] { p.backward(x, k, gy, opt, nullptr, &gk); })};
     fmt::print("{:<7} {:>4} {:>4}->{:<4} {:>3}x{:<3} k{} p{} {:>7.2f}", l.set, l.batch, l.in, l.out, l.size, l.size, l.kernel,
                l.pad, gflop);
     for (double t : ms) fmt::print(" | {:>7.2f} ms {:>6.1f} {:>4.0f}%", t, gflop / t * 1e3, 100 * gflop / t * 1e3 / peak);
@@ -75,18 +93,22 @@ void time_layer(const Layer& l, int reps, double peak) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"Conv layers of TunedCNN and the modern network on the im2col path: GFLOP/s and fraction of the FMA peak."};
-    std::string set = "all";
+    CLI::App app{"Conv layers of TunedCNN and the modern network on a conv path: GFLOP/s and fraction of the FMA peak."};
+    std::string set = "all", path = "im2col";
     int reps = 5;
     double peak = 209;
     app.add_option("--set", set, "tuned, modern or all")->check(CLI::IsMember({"tuned", "modern", "all"}));
+    app.add_option("--path", path, "im2col, winograd (F(4x4,3x3)) or winograd2 (F(2x2,3x3)); winograd skips non-3x3 layers")
+        ->check(CLI::IsMember({"im2col", "winograd", "winograd2"}));
     app.add_option("--reps", reps, "repetitions; the best is reported")->check(CLI::PositiveNumber);
     app.add_flag("--cpu-time", cpu_time, "time by the process's CPU time (all threads) instead of the wall clock");
     app.add_option("--peak", peak, "FMA peak of the cores used, GFLOP/s (fp32)")->check(CLI::PositiveNumber);
     CLI11_PARSE(app, argc, argv);
-    fmt::print("im2col conv path, float, best of {} ({}); % of the {:.0f} GFLOP/s peak\n", reps, cpu_time ? "CPU time" : "wall clock", peak);
+    fmt::print("{} conv path, float, best of {} ({}); GFLOP/s in direct-conv FLOPs, % of the {:.0f} GFLOP/s peak\n", path,
+               reps, cpu_time ? "CPU time" : "wall clock", peak);
     fmt::print("{:<7} {:>4} {:>10} {:>7} {:<4} {:>7} | {:^22} | {:^22} | {:^22}\n", "set", "B", "N->D", "size", "", "GFLOP",
                "forward", "backward data", "backward weights");
+    const Products p = products_of(path);
     for (const Layer& l : layers)
-        if (set == "all" || set == l.set) time_layer(l, reps, peak);
+        if ((set == "all" || set == l.set) && (path == "im2col" || l.kernel == 3)) time_layer(l, p, reps, peak);
 }

@@ -453,14 +453,14 @@ BOOST_AUTO_TEST_CASE(backward_checks_gradient_shapes) {
 }
 
 BOOST_AUTO_TEST_CASE(path_names_round_trip_and_unknown_names_are_refused) {
-    const std::vector<std::string> names = conv_path_names(), want{"plain", "correlate2d", "im2col", "automatic"};
+    const std::vector<std::string> names = conv_path_names(), want{"plain", "correlate2d", "im2col", "winograd", "automatic"};
     BOOST_TEST(names == want, boost::test_tools::per_element());
-    for (ConvPath path : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic})
+    for (ConvPath path : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::winograd, ConvPath::automatic})
         BOOST_TEST((conv_path_from_name(conv_path_name(path)) == path), conv_path_name(path));
     for (const std::string bad : {"fast", "reference", "Plain", ""}) {
         const std::string msg = error_of([&] { conv_path_from_name(bad); });
         CHECK_MESSAGE_HAS(msg, "'" + bad + "'");
-        CHECK_MESSAGE_HAS(msg, "plain, correlate2d, im2col, automatic");
+        CHECK_MESSAGE_HAS(msg, "plain, correlate2d, im2col, winograd, automatic");
     }
 }
 

@@ -270,11 +270,11 @@ BOOST_AUTO_TEST_CASE(config_numbers_are_strict) {
     BOOST_TEST(contains(error_of([&] { c.validate(); }), "batch must be an integer >= 1, got 0"));
 }
 
-// config.json names the conv path ("plain", "correlate2d", "im2col", "automatic"); run folders
+// config.json names the conv path ("plain", "correlate2d", "im2col", "winograd", "automatic"); run folders
 // written before the paths were renamed say "fast" (now automatic) and "reference" (correlate2d).
 BOOST_AUTO_TEST_CASE(config_names_the_conv_path_and_reads_the_old_names) {
     TrainConfig c;
-    for (const std::string setting : {"auto", "plain", "correlate2d", "im2col", "automatic"}) {
+    for (const std::string setting : {"auto", "plain", "correlate2d", "im2col", "winograd", "automatic"}) {
         c.conv = setting;
         const std::string text = c.to_json();
         BOOST_TEST(contains(text, fmt::format("\"conv\": \"{}\"", setting)), text);

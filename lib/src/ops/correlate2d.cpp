@@ -360,6 +360,7 @@ const char* conv_path_name(ConvPath path) {
         case ConvPath::plain: return "plain";
         case ConvPath::correlate2d: return "correlate2d";
         case ConvPath::im2col: return "im2col";
+        case ConvPath::winograd: return "winograd";
         case ConvPath::automatic: return "automatic";
     }
     return "?";
@@ -367,12 +368,12 @@ const char* conv_path_name(ConvPath path) {
 
 std::vector<std::string> conv_path_names() {
     std::vector<std::string> out;
-    for (ConvPath p : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic}) out.push_back(conv_path_name(p));
+    for (ConvPath p : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::winograd, ConvPath::automatic}) out.push_back(conv_path_name(p));
     return out;
 }
 
 ConvPath conv_path_from_name(const std::string& name) {
-    for (ConvPath p : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::automatic})
+    for (ConvPath p : {ConvPath::plain, ConvPath::correlate2d, ConvPath::im2col, ConvPath::winograd, ConvPath::automatic})
         if (name == conv_path_name(p)) return p;
     fail("unknown conv path '{}'; known conv paths: {}", name, fmt::join(conv_path_names(), ", "));
 }
@@ -522,6 +523,7 @@ PathFunctions<T> functions_of(ConvPath path) {
         case ConvPath::plain: return {conv::forward_plain<T>, conv::backward_plain<T>};
         case ConvPath::correlate2d: return {conv::forward_correlate2d<T>, conv::backward_correlate2d<T>};
         case ConvPath::im2col: return {conv::forward_im2col<T>, conv::backward_im2col<T>};
+        case ConvPath::winograd: return {conv::forward_winograd<T>, conv::backward_winograd<T>};
         case ConvPath::automatic: break;
     }
     fail("conv2d: no functions for conv path {}", static_cast<int>(path));

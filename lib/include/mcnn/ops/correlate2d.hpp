@@ -41,22 +41,27 @@ Tensor<T> convolve2d(const Tensor<T>& input, const Tensor<T>& kernel, CorrelateM
 ///   correlate2d: loops of the vectorised 2-D correlate2d over (image, channel) planes: the
 ///                notebook's layer structure (correlate2d.cpp).
 ///   im2col:      im2col + GEMM, image by image (conv2d_im2col.cpp).
+///   winograd:    Winograd's minimal filtering F(4x4, 3x3): transformed tiles, one GEMM over
+///                channels per tile position (conv2d_winograd.cpp); 3x3 kernels at stride 1 only,
+///                other layers are refused.
 ///   automatic:   im2col, except correlate2d for layers with fewer than direct_max_out_channels
 ///                output channels at stride 1 (SimpleCNN's conv1), whose GEMM has too few rows to
-///                fill its register blocks.
+///                fill its register blocks, and winograd for 3x3 stride-1 layers with at least
+///                winograd_min_channels input and output channels.
 enum class ConvPath {
     plain,
     correlate2d,
     im2col,
+    winograd,
     automatic,
 };
 
 /// The path's name, as run configs and the train app's --conv write it: "plain", "correlate2d",
-/// "im2col" or "automatic".
+/// "im2col", "winograd" or "automatic".
 const char* conv_path_name(ConvPath path);
 /// The path called `name` (one of conv_path_names()); throws naming `name` and the known names.
 ConvPath conv_path_from_name(const std::string& name);
-/// The four names, in the enum's order.
+/// The five names, in the enum's order.
 std::vector<std::string> conv_path_names();
 
 struct Conv2dOptions {
@@ -74,11 +79,24 @@ constexpr int direct_max_out_channels = 8;
 inline bool automatic_uses_correlate2d(const Shape& k, const Conv2dOptions& options) {
     return k.rank() == 4 && k[0] < direct_max_out_channels && options.stride == 1;
 }
+/// From this many input and output channels up, ConvPath::automatic runs 3x3 stride-1 layers on
+/// winograd. Measured with bench_conv_layers --set modern, 1 thread, Zen 3 (AVX2), batch 256,
+/// F(4x4,3x3) against im2col: 64->256 at 15x15 and 256->256 at 7x7 1.4-2.6x faster, 256->256 at
+/// 3x3 and 64->64 at 15x15 about even to 1.8x faster, 24->64 at 31x31 slower (its transforms, per
+/// channel, outweigh a GEMM over only 24 channels).
+constexpr int winograd_min_channels = 64;
+/// Whether ConvPath::automatic runs a conv of kernels `k` (D x N x F x F) with `options` on the
+/// winograd path: 3x3 kernels, stride 1, D and N at least winograd_min_channels.
+inline bool automatic_uses_winograd(const Shape& k, const Conv2dOptions& options) {
+    return k.rank() == 4 && k[2] == 3 && k[3] == 3 && options.stride == 1 && k[0] >= winograd_min_channels &&
+           k[1] >= winograd_min_channels;
+}
 /// The path that runs for kernels `k` and `options`: options.path, with automatic resolved to
-/// correlate2d or im2col.
+/// correlate2d, winograd or im2col.
 inline ConvPath path_to_run(const Shape& k, const Conv2dOptions& options) {
     if (options.path != ConvPath::automatic) return options.path;
-    return automatic_uses_correlate2d(k, options) ? ConvPath::correlate2d : ConvPath::im2col;
+    if (automatic_uses_correlate2d(k, options)) return ConvPath::correlate2d;
+    return automatic_uses_winograd(k, options) ? ConvPath::winograd : ConvPath::im2col;
 }
 
 /// Checks the shapes of X (B x N x H x W) and K (D x N x F x F) and returns Y's shape.
@@ -113,6 +131,26 @@ void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions&
 template <class T>
 void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                      std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
+
+/// The Winograd path's tile: F(winograd_tile x winograd_tile, 3 x 3), 2 or 4.
+constexpr int winograd_tile = 4;
+
+/// Y = conv(X, K) by Winograd's F(m x m, 3 x 3), m = winograd_tile (threads share groups of images).
+/// K must be D x N x 3 x 3 and the stride 1 (else throws, naming the shape or stride).
+template <class T>
+void forward_winograd(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
+/// dX (the same machinery on dY with the turned, transposed kernels) and dK (transformed input
+/// times transformed dY per tile position, then G^T . G), m = winograd_tile.
+template <class T>
+void backward_winograd(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
+                       std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
+/// forward_winograd on tiles of `tile` x `tile` (2 or 4; else throws).
+template <class T>
+void forward_winograd_tile(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y, int tile);
+/// backward_winograd on tiles of `tile` x `tile` (2 or 4; else throws).
+template <class T>
+void backward_winograd_tile(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
+                            std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk, int tile);
 
 }  // namespace conv
 

@@ -1,0 +1,256 @@
+// The Winograd path of the conv layer (conv2d_winograd.cpp), part of the conv_paths suite: on both
+// tiles (F(2x2,3x3), F(4x4,3x3)) and in float and double it equals the plain loops, forward and
+// both gradients, over 3x3 stride-1 cases with odd sizes (1x1 images, sizes that are not multiples
+// of the tile, padding 0 to 3, batch 1); its backward adds; it passes the numeric gradient check in
+// double; Y and dX do not depend on the thread count on any SGEMM micro-kernel; it refuses the
+// layers it cannot run, naming why.
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "../lib/src/kernels/sgemm.hpp"
+#include "mcnn/check/gradcheck.hpp"
+#include "mcnn/ops/correlate2d.hpp"
+#include "mcnn/ops/elementwise.hpp"
+#include "mcnn/threads.hpp"
+#include "support.hpp"
+
+using namespace mcnn;
+using namespace mcnn::test;
+
+namespace {
+
+struct WinoCase {
+    int B, N, H, W, D, P;
+    Shape x() const { return Shape{B, N, H, W}; }
+    Shape k() const { return Shape{D, N, 3, 3}; }
+    Shape y() const { return Shape{B, D, H + 2 * P - 2, W + 2 * P - 2}; }
+    Conv2dOptions options(ConvPath path = ConvPath::winograd) const { return {P, 1, path}; }
+    std::string str() const { return fmt::format("B{} N{} {}x{} D{} P{}", B, N, H, W, D, P); }
+};
+
+// 1x1 and 2x2 images (padding 1 and 2), sizes below, at and past the tile sizes 2 and 4 (3, 4, 5,
+// 8, 9, 13), non-square, padding 0 to 3, batches of 1 to 5 (several images per GEMM group).
+std::vector<WinoCase> wino_cases() {
+    std::vector<WinoCase> out = {{1, 1, 1, 1, 1, 1}, {2, 3, 1, 1, 4, 2}, {1, 2, 2, 2, 3, 1}, {3, 2, 3, 3, 2, 0},
+                                 {1, 1, 4, 4, 1, 0}, {5, 3, 5, 7, 4, 1}, {2, 4, 8, 8, 3, 1}, {1, 3, 9, 6, 5, 2},
+                                 {3, 2, 13, 11, 3, 3}, {2, 5, 6, 9, 6, 0}, {4, 3, 7, 5, 2, 1}, {1, 17, 10, 12, 9, 1}};
+    return out;
+}
+
+template <class T>
+struct Results {
+    Tensor<T> y, gx, gk;
+};
+
+template <class T>
+Results<T> plain(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o) {
+    Results<T> r{Tensor<T>(), Tensor<T>(x.shape()), Tensor<T>(k.shape())};
+    conv::forward_plain(x, k, o, r.y);
+    conv::backward_plain(x, k, gy, o, &r.gx, &r.gk);
+    return r;
+}
+
+template <class T>
+Results<T> winograd(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o, int tile) {
+    Results<T> r{Tensor<T>(Shape{1, 1, 2, 3}, std::numeric_limits<T>::quiet_NaN()), Tensor<T>(x.shape()), Tensor<T>(k.shape())};
+    conv::forward_winograd_tile(x, k, o, r.y, tile);
+    conv::backward_winograd_tile(x, k, gy, o, &r.gx, &r.gk, tile);
+    return r;
+}
+
+// max |a - b| / max |b|
+template <class T>
+double relative_error(const Tensor<T>& a, const Tensor<T>& b) {
+    double err = 0, scale = 0;
+    for (std::size_t i = 0; i < b.numel(); ++i) {
+        err = std::max(err, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+        scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+    }
+    return err / scale;
+}
+
+// The tolerance (relative to the result's scale) each tile is held to: F(2x2) rounds like im2col;
+// F(4x4) multiplies by up to 8 and 1/24 and cancels more (measured: see winograd_error_is_bounded).
+template <class T>
+double wino_tol(int tile) {
+    if (std::is_same_v<T, double>) return tile == 2 ? 1e-12 : 1e-11;
+    return tile == 2 ? 1e-5 : 1e-4;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(conv_paths)
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(winograd_equals_the_plain_loops, T, scalar_types) {
+    std::mt19937 rng(909);
+    for (const WinoCase& c : wino_cases())
+        for (int tile : {2, 4}) {
+            BOOST_TEST_CONTEXT(c.str() << " tile " << tile) {
+                const Tensor<T> x = uniform<T>(c.x(), rng), k = uniform<T>(c.k(), rng), gy = uniform<T>(c.y(), rng);
+                const Results<T> want = plain(x, k, gy, c.options()), got = winograd(x, k, gy, c.options(), tile);
+                BOOST_TEST_REQUIRE(got.y.shape().str() == c.y().str());
+                check_close(got.y, want.y, false, wino_tol<T>(tile), "forward");
+                check_close(got.gx, want.gx, false, wino_tol<T>(tile), "dX");
+                check_close(got.gk, want.gk, false, wino_tol<T>(tile), "dK");
+            }
+        }
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(winograd_backward_adds_and_takes_nullptr, T, scalar_types) {
+    std::mt19937 rng(910);
+    const WinoCase c{3, 2, 6, 5, 3, 1};
+    const Tensor<T> x = uniform<T>(c.x(), rng), k = uniform<T>(c.k(), rng), gy = uniform<T>(c.y(), rng);
+    const Results<T> want = plain(x, k, gy, c.options());
+    const double tol = wino_tol<T>(conv::winograd_tile);
+    Tensor<T> gx(x.shape(), T(0.5)), gk(k.shape(), T(-0.25));
+    conv::backward_winograd(x, k, gy, c.options(), &gx, nullptr);
+    conv::backward_winograd(x, k, gy, c.options(), nullptr, &gk);
+    conv::backward_winograd(x, k, gy, c.options(), &gx, nullptr);
+    conv::backward_winograd(x, k, gy, c.options(), nullptr, nullptr);
+    Tensor<T> gx_want = want.gx, gk_want = want.gk;
+    gx_want.array() = T(2) * gx_want.array() + T(0.5);
+    gk_want.array() += T(-0.25);
+    check_close(gx, gx_want, false, tol, "dX added twice into 0.5");
+    check_close(gk, gk_want, false, tol, "dK added into -0.25");
+}
+
+// F(4x4)'s error in float against the plain loops in double, on a layer of the modern network's
+// kind (64 channels in, 15x15, padding 1): it stays below 1e-5 of the results' scale (measured
+// 4.3e-6 for Y, 3.1e-6 for dX, 3.2e-6 for dK).
+BOOST_AUTO_TEST_CASE(winograd_error_is_bounded) {
+    std::mt19937 rng(911);
+    const WinoCase c{4, 64, 15, 15, 16, 1};
+    const Tensor<double> x = uniform<double>(c.x(), rng), k = uniform<double>(c.k(), rng), gy = uniform<double>(c.y(), rng);
+    const Results<double> want = plain(x, k, gy, c.options());
+    const Results<float> got = winograd(x.cast<float>(), k.cast<float>(), gy.cast<float>(), c.options(), 4);
+    BOOST_TEST(relative_error(got.y, want.y.cast<float>()) < 1e-5);
+    BOOST_TEST(relative_error(got.gx, want.gx.cast<float>()) < 1e-5);
+    BOOST_TEST(relative_error(got.gk, want.gk.cast<float>()) < 1e-5);
+    BOOST_TEST_MESSAGE(fmt::format("F(4x4,3x3) float relative error: Y {:.2g}, dX {:.2g}, dK {:.2g}", relative_error(got.y, want.y.cast<float>()),
+                                   relative_error(got.gx, want.gx.cast<float>()), relative_error(got.gk, want.gk.cast<float>())));
+}
+
+BOOST_AUTO_TEST_CASE(winograd_passes_the_numeric_gradient_check) {
+    Rng rng(912);
+    for (const WinoCase& c : {WinoCase{2, 2, 5, 6, 3, 1}, WinoCase{1, 3, 4, 4, 2, 0}, WinoCase{1, 1, 1, 1, 2, 2}}) {
+        BOOST_TEST_CONTEXT(c.str()) {
+            Parameter<double> k("kernels", uniform(c.k(), rng));
+            const Tensor<double> w = uniform(c.y(), rng);
+            const GradCheckReport report = gradcheck(
+                [&](Tape<double>& tape, const std::vector<Var<double>>& in) {
+                    return weighted_sum(conv2d(in[0], tape.param(k), c.options()), w);
+                },
+                {{"x", uniform(c.x(), rng)}}, {&k});
+            BOOST_TEST(report.passed(), report.table());
+            BOOST_TEST_REQUIRE(report.entries.size() == 2u);
+            BOOST_TEST(report.entries[0].checked == c.x().numel());
+            BOOST_TEST(report.entries[1].checked == c.k().numel());
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(winograd_on_every_sgemm_kernel_and_thread_count) {
+    // Groups of 1 (32x32: 64 or 256 tiles an image), of several images (9x9) and of the whole batch
+    // (3x3): Y and dX the same on 1 and 2 threads, dK up to rounding.
+    const WinoCase cases[] = {{3, 3, 32, 32, 5, 1}, {9, 4, 9, 9, 7, 1}, {40, 6, 3, 3, 5, 1}};
+    const kernels::CpuKernel saved = kernels::sgemm_kernel();
+    std::mt19937 rng(913);
+    for (const WinoCase& c : cases) {
+        const Tensor<float> x = uniform<float>(c.x(), rng), k = uniform<float>(c.k(), rng), gy = uniform<float>(c.y(), rng);
+        const Results<float> want = plain(x, k, gy, c.options());
+        for (kernels::CpuKernel kernel : {kernels::CpuKernel::portable, kernels::CpuKernel::avx2, kernels::CpuKernel::avx512}) {
+            if (!kernels::cpu_supports(kernel)) continue;
+            kernels::set_sgemm_kernel(kernel);
+            for (int tile : {2, 4}) {
+                const std::string what = c.str() + " tile " + std::to_string(tile) + " on " + kernels::cpu_kernel_name(kernel);
+                std::vector<Results<float>> got;
+                for (int threads : {1, 2}) {
+                    const ThreadLimit limit(threads);
+                    got.push_back(winograd(x, k, gy, c.options(), tile));
+                }
+                check_close(got[0].y, want.y, false, wino_tol<float>(tile), what + ": Y");
+                check_close(got[0].gx, want.gx, false, wino_tol<float>(tile), what + ": dX");
+                check_close(got[0].gk, want.gk, false, wino_tol<float>(tile), what + ": dK");
+                check_equal(got[1].y, got[0].y, what + ": Y, 2 threads vs 1");
+                check_equal(got[1].gx, got[0].gx, what + ": dX, 2 threads vs 1");
+                check_close(got[1].gk, got[0].gk, what + ": dK, 2 threads vs 1");
+            }
+        }
+    }
+    kernels::set_sgemm_kernel(saved);
+}
+
+// A NaN or an inf gives the plain loops' results (the call runs on im2col): no NaN spread over tiles.
+BOOST_AUTO_TEST_CASE(winograd_gives_the_plain_results_on_non_finite_values) {
+    std::mt19937 rng(914);
+    const WinoCase c{2, 2, 6, 6, 2, 1};
+    Tensor<float> x = uniform<float>(c.x(), rng);
+    const Tensor<float> k = uniform<float>(c.k(), rng), gy = uniform<float>(c.y(), rng);
+    x[7] = std::numeric_limits<float>::infinity();
+    const Results<float> want = plain(x, k, gy, c.options()), got = winograd(x, k, gy, c.options(), 4);
+    BOOST_TEST((got.y.array().isNaN() == want.y.array().isNaN()).all());
+    BOOST_TEST((got.y.array().isInf() == want.y.array().isInf()).all());
+    BOOST_TEST((got.gk.array().isNaN() == want.gk.array().isNaN()).all());
+}
+
+BOOST_AUTO_TEST_CASE(winograd_refuses_what_it_cannot_run) {
+    const Tensor<double> x(Shape{1, 2, 8, 8}, 1.0), k5(Shape{3, 2, 5, 5}, 1.0), k3(Shape{3, 2, 3, 3}, 1.0);
+    Tensor<double> y, gk(k3.shape());
+    const std::string kernel = error_of([&] { conv::forward_winograd(x, k5, {1, 1}, y); });
+    BOOST_TEST(kernel.find("winograd") != std::string::npos, kernel);
+    BOOST_TEST(kernel.find("5x5") != std::string::npos, kernel);
+    BOOST_TEST(kernel.find("3x3 kernels only") != std::string::npos, kernel);
+    const std::string stride = error_of([&] { conv::forward_winograd(x, k3, {1, 2}, y); });
+    BOOST_TEST(stride.find("stride 2") != std::string::npos, stride);
+    const Tensor<double> gy2(Shape{1, 3, 4, 4}, 1.0);
+    const std::string back = error_of([&] { conv::backward_winograd(x, k3, gy2, {1, 2}, nullptr, &gk); });
+    BOOST_TEST(back.find("stride 2") != std::string::npos, back);
+    const std::string tile = error_of([&] { conv::forward_winograd_tile(x, k3, {1, 1}, y, 3); });
+    BOOST_TEST(tile.find("tile 3x3") != std::string::npos, tile);
+    const std::string node = error_of([&] {
+        Tape<double> tape;
+        conv2d(tape.input(x), tape.constant(k5), {1, 1, ConvPath::winograd});
+    });
+    BOOST_TEST(node.find("3x3 kernels only") != std::string::npos, node);
+    BOOST_TEST((conv_path_from_name("winograd") == ConvPath::winograd));
+    BOOST_TEST(std::string(conv_path_name(ConvPath::winograd)) == "winograd");
+}
+
+// Automatic runs winograd for 3x3 stride-1 layers with winograd_min_channels channels in and out,
+// im2col for the others, and gives the very bits of the path it names.
+BOOST_AUTO_TEST_CASE(automatic_runs_winograd_on_wide_3x3_layers) {
+    const int many = conv::winograd_min_channels, fewer = conv::winograd_min_channels - 1;
+    BOOST_TEST((conv::path_to_run(Shape{many, many, 3, 3}, {1, 1}) == ConvPath::winograd));
+    BOOST_TEST((conv::path_to_run(Shape{many, many, 3, 3}, {0, 2}) == ConvPath::im2col));   // strided
+    BOOST_TEST((conv::path_to_run(Shape{many, fewer, 3, 3}, {1, 1}) == ConvPath::im2col));  // few inputs
+    BOOST_TEST((conv::path_to_run(Shape{fewer, many, 3, 3}, {1, 1}) == ConvPath::im2col));  // few outputs
+    BOOST_TEST((conv::path_to_run(Shape{many, many, 5, 5}, {1, 1}) == ConvPath::im2col));
+    BOOST_TEST((conv::path_to_run(Shape{many, many, 3, 3}, {1, 1, ConvPath::im2col}) == ConvPath::im2col));
+    std::mt19937 rng(915);
+    const Tensor<float> x = uniform<float>(Shape{2, many, 5, 5}, rng), k = uniform<float>(Shape{many, many, 3, 3}, rng);
+    auto run = [&](ConvPath path) {
+        Tape<float> tape;
+        const Var<float> xv = tape.input(x);
+        Parameter<float> kp("k", k);
+        const Var<float> y = conv2d(xv, tape.param(kp), {1, 1, path});
+        tape.backward(weighted_sum(y, Tensor<float>(y.shape(), 0.5f)));
+        return std::tuple{y.value(), xv.grad(), kp.grad};
+    };
+    const auto [ya, gxa, gka] = run(ConvPath::automatic);
+    const auto [yw, gxw, gkw] = run(ConvPath::winograd);
+    const auto [yi, gxi, gki] = run(ConvPath::im2col);
+    check_equal(ya, yw, "Y, automatic vs winograd");
+    check_equal(gxa, gxw, "dX, automatic vs winograd");
+    check_equal(gka, gkw, "dK, automatic vs winograd");
+    check_close(ya, yi, false, wino_tol<float>(conv::winograd_tile), "Y, automatic vs im2col up to rounding");
+    BOOST_TEST(!(ya.array() == yi.array()).all());  // truly not im2col
+}
+
+BOOST_AUTO_TEST_SUITE_END()
