@@ -34,9 +34,13 @@
 #include "mcnn/ops/correlate2d.hpp"
 
 #include "conv2d_columns.hpp"
+#include "conv_gemm.hpp"
 
 namespace mcnn::conv {
 namespace {
+
+using detail::gemm;
+using detail::scratch;
 
 // Below this many multiply-adds a parallel region costs more than it saves.
 constexpr double parallel_min_flops = 2e5;
@@ -86,35 +90,6 @@ Chunks chunks_of(const Groups& g) { return {std::clamp(g.count, 1, dk_chunks), g
 int threads_for(const Dims& d, const Groups& g) {
     if (g.count < 2 || d.flops() < parallel_min_flops || omp_in_parallel()) return 1;
     return std::min(omp_get_max_threads(), g.count);
-}
-
-// A per-thread scratch buffer of at least n elements whose storage only grows: no allocation in
-// the steady state.
-template <class T>
-T* scratch(int which, std::ptrdiff_t n) {
-    thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[4];
-    auto& buffer = buffers[which];
-    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
-    return buffer.data();
-}
-
-// C (M x N, row stride ldc) = op(A) (M x K) * op(B) (K x N), or += with `accumulate`; op(X) is X or,
-// with the flag, the transpose of the row-major X stored with row stride ldx. float: our SGEMM;
-// double: Eigen.
-void gemm(int M, int N, int K, const float* a, std::ptrdiff_t lda, bool ta, const float* b, std::ptrdiff_t ldb, bool tb,
-          float* c, std::ptrdiff_t ldc, bool accumulate) {
-    kernels::sgemm(M, N, K, {a, lda, ta}, {b, ldb, tb}, c, ldc, accumulate);
-}
-void gemm(int M, int N, int K, const double* a, std::ptrdiff_t lda, bool ta, const double* b, std::ptrdiff_t ldb, bool tb,
-          double* c, std::ptrdiff_t ldc, bool accumulate) {
-    using Strided = Eigen::Map<const Matrix<double>, Eigen::Unaligned, Eigen::OuterStride<>>;
-    const Strided am(a, ta ? K : M, ta ? M : K, Eigen::OuterStride<>(lda)), bm(b, tb ? N : K, tb ? K : N, Eigen::OuterStride<>(ldb));
-    Eigen::Map<Matrix<double>, Eigen::Unaligned, Eigen::OuterStride<>> cm(c, M, N, Eigen::OuterStride<>(ldc));
-    if (!accumulate) cm.setZero();
-    if (ta && tb) cm.noalias() += am.transpose() * bm.transpose();
-    else if (ta) cm.noalias() += am.transpose() * bm;
-    else if (tb) cm.noalias() += am * bm.transpose();
-    else cm.noalias() += am * bm;
 }
 
 // Copies n images' planes from the batch layout (image j's D x Ho*Wo at batch + j * y_image) into

@@ -58,9 +58,14 @@
 #include "mcnn/error.hpp"
 #include "mcnn/ops/correlate2d.hpp"
 
+#include "conv_gemm.hpp"
+
 namespace mcnn::conv {
 namespace {
 namespace wg {  // (a namespace of its own: the unity build shares the anonymous one with conv2d_im2col.cpp)
+
+using detail::gemm;
+using detail::scratch;
 
 // The matrices above, in double (folded into T at compile time).
 template <int m>
@@ -114,32 +119,6 @@ Groups groups_of(const Geometry& g) {
 int threads_for(const Geometry& g, const Groups& groups) {
     if (groups.count < 2 || g.flops() < parallel_min_flops || omp_in_parallel()) return 1;
     return std::min(omp_get_max_threads(), groups.count);
-}
-
-// A per-thread scratch buffer of at least n elements that only grows.
-template <class T>
-T* scratch(int which, std::ptrdiff_t n) {
-    thread_local std::vector<T, Eigen::aligned_allocator<T>> buffers[4];
-    auto& buffer = buffers[which];
-    if (buffer.size() < static_cast<std::size_t>(n)) buffer.resize(static_cast<std::size_t>(n));
-    return buffer.data();
-}
-
-// C (M x N) = or += op(A) * op(B), row-major with the given row strides. float: our SGEMM; double: Eigen.
-void gemm(int M, int N, int K, const float* a, std::ptrdiff_t lda, bool ta, const float* b, std::ptrdiff_t ldb, bool tb,
-          float* c, std::ptrdiff_t ldc, bool accumulate) {
-    kernels::sgemm(M, N, K, {a, lda, ta}, {b, ldb, tb}, c, ldc, accumulate);
-}
-void gemm(int M, int N, int K, const double* a, std::ptrdiff_t lda, bool ta, const double* b, std::ptrdiff_t ldb, bool tb,
-          double* c, std::ptrdiff_t ldc, bool accumulate) {
-    using Strided = Eigen::Map<const Matrix<double>, Eigen::Unaligned, Eigen::OuterStride<>>;
-    const Strided am(a, ta ? K : M, ta ? M : K, Eigen::OuterStride<>(lda)), bm(b, tb ? N : K, tb ? K : N, Eigen::OuterStride<>(ldb));
-    Eigen::Map<Matrix<double>, Eigen::Unaligned, Eigen::OuterStride<>> cm(c, M, N, Eigen::OuterStride<>(ldc));
-    if (!accumulate) cm.setZero();
-    if (ta && tb) cm.noalias() += am.transpose() * bm.transpose();
-    else if (ta) cm.noalias() += am.transpose() * bm;
-    else if (tb) cm.noalias() += am * bm.transpose();
-    else cm.noalias() += am * bm;
 }
 
 // out[i][.] = sum_j Mat[i][j] * in[j][.] over `len` contiguous elements; the rows of `in` are
