@@ -21,17 +21,7 @@ build_dir=${BUILD_DIR:-build-fuzz}
 out=${OUT:-fuzz-out}
 
 packages=(clang libclang-rt-dev libomp-dev)  # libFuzzer and the sanitizer runtimes; clang's OpenMP
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "fuzz: installing ${missing[*]}"
-  sudo_cmd=()
-  [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+scripts/install-missing.sh fuzz "${packages[@]}"
 
 # Debug at -O1: Eigen's and the library's assertions stay on, and the fuzzer still runs fast.
 launcher=()

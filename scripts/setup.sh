@@ -13,17 +13,7 @@ build_dir=${1:-build}
 packages=(cmake g++ make libeigen3-dev libfmt-dev libboost-test-dev
           libboost-iostreams-dev libboost-filesystem-dev libboost-system-dev
           libgnuplot-iostream-dev gnuplot-nox libcli11-dev nlohmann-json3-dev graphviz)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  sudo_cmd=()
-  [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+scripts/install-missing.sh setup "${packages[@]}"
 options=(-DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" -DMCNN_SANITIZE="${SANITIZE:-OFF}" -DMCNN_NATIVE="${NATIVE:-ON}"
          -DMCNN_UNITY_BUILD="${FAST_BUILD:-ON}" -DMCNN_PRECOMPILE_HEADERS="${FAST_BUILD:-ON}")
 if [ "${SANITIZE:-OFF}" = ON ]; then options+=(-DCMAKE_CXX_FLAGS_DEBUG="${DEBUG_FLAGS:--O1 -g1}"); fi
