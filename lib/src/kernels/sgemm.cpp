@@ -56,25 +56,58 @@ float* scratch(int which, std::size_t n) {
     return buffer.data() + ((64 - address % 64) % 64) / sizeof(float);
 }
 
+// One W-wide panel of `count` rows from a matrix whose panel rows are contiguous: dst[p * W + j] =
+// src[p * stride + j] for j < n, zero for n <= j < W. W is a template parameter where the tile
+// allows (the copies are then a few vector moves, not a memmove call per row).
+template <int W>
+void panel_from_rows(const float* src, std::ptrdiff_t stride, int count, int n, float* dst) {
+    if (n == W) {
+        for (int p = 0; p < count; ++p, src += stride, dst += W)
+#pragma GCC unroll 32
+            for (int j = 0; j < W; ++j) dst[j] = src[j];
+        return;
+    }
+    for (int p = 0; p < count; ++p, src += stride, dst += W)
+#pragma GCC unroll 32
+        for (int j = 0; j < W; ++j) dst[j] = j < n ? src[j] : 0.0f;
+}
+
+// The same for a panel whose rows are the source's columns: dst[p * W + j] = src[j * stride + p]
+// for j < n, zero for n <= j < W. Reads n streams side by side, writes the panel in order.
+template <int W>
+void panel_from_columns(const float* src, std::ptrdiff_t stride, int count, int n, float* dst) {
+    const float* col[W];
+    for (int j = 0; j < W; ++j) col[j] = src + static_cast<std::ptrdiff_t>(std::min(j, n - 1)) * stride;
+    for (int p = 0; p < count; ++p, dst += W)
+#pragma GCC unroll 32
+        for (int j = 0; j < W; ++j) dst[j] = j < n ? col[j][p] : 0.0f;
+}
+
+// A panel of width w (the tile's MR or NR): the templated copies for the widths of the kernels
+// (4, 6, 12, 16, 32), plain loops for any other.
+void pack_panel(bool rows, const float* src, std::ptrdiff_t stride, int count, int n, int w, float* dst) {
+    switch (w) {
+        case 4: return rows ? panel_from_rows<4>(src, stride, count, n, dst) : panel_from_columns<4>(src, stride, count, n, dst);
+        case 6: return rows ? panel_from_rows<6>(src, stride, count, n, dst) : panel_from_columns<6>(src, stride, count, n, dst);
+        case 12: return rows ? panel_from_rows<12>(src, stride, count, n, dst) : panel_from_columns<12>(src, stride, count, n, dst);
+        case 16: return rows ? panel_from_rows<16>(src, stride, count, n, dst) : panel_from_columns<16>(src, stride, count, n, dst);
+        case 32: return rows ? panel_from_rows<32>(src, stride, count, n, dst) : panel_from_columns<32>(src, stride, count, n, dst);
+        default: break;
+    }
+    for (int p = 0; p < count; ++p)
+        for (int j = 0; j < w; ++j)
+            dst[p * w + j] = j >= n ? 0.0f : rows ? src[p * stride + j] : src[static_cast<std::ptrdiff_t>(j) * stride + p];
+}
+
 // op(A)[i0 .. i0+mc, p0 .. p0+kc] into MR-tall panels: panel r holds rows i0 + r*MR .. as
 // dst[r*MR*kc + p*MR + i], rows past mc zero.
 void pack_a(Operand a, int i0, int p0, int mc, int kc, int mr, float* dst) {
     for (int ir = 0; ir < mc; ir += mr, dst += static_cast<std::ptrdiff_t>(mr) * kc) {
         const int m = std::min(mr, mc - ir);
-        if (a.transposed) {  // op(A)(i, p) = data[p * stride + i]: rows of the panel are contiguous
-            for (int p = 0; p < kc; ++p) {
-                const float* src = a.data + static_cast<std::ptrdiff_t>(p0 + p) * a.stride + i0 + ir;
-                std::copy(src, src + m, dst + p * mr);
-                std::fill(dst + p * mr + m, dst + (p + 1) * mr, 0.0f);
-            }
-        } else {  // op(A)(i, p) = data[i * stride + p]
-            for (int i = 0; i < m; ++i) {
-                const float* src = a.data + static_cast<std::ptrdiff_t>(i0 + ir + i) * a.stride + p0;
-                for (int p = 0; p < kc; ++p) dst[p * mr + i] = src[p];
-            }
-            for (int i = m; i < mr; ++i)
-                for (int p = 0; p < kc; ++p) dst[p * mr + i] = 0.0f;
-        }
+        if (a.transposed)  // op(A)(i, p) = data[p * stride + i]: rows of the panel are contiguous
+            pack_panel(true, a.data + static_cast<std::ptrdiff_t>(p0) * a.stride + i0 + ir, a.stride, kc, m, mr, dst);
+        else  // op(A)(i, p) = data[i * stride + p]
+            pack_panel(false, a.data + static_cast<std::ptrdiff_t>(i0 + ir) * a.stride + p0, a.stride, kc, m, mr, dst);
     }
 }
 
@@ -83,20 +116,10 @@ void pack_a(Operand a, int i0, int p0, int mc, int kc, int mr, float* dst) {
 void pack_b(Operand b, int p0, int j0, int kc, int nc, int nr, float* dst) {
     for (int jr = 0; jr < nc; jr += nr, dst += static_cast<std::ptrdiff_t>(nr) * kc) {
         const int n = std::min(nr, nc - jr);
-        if (b.transposed) {  // op(B)(p, j) = data[j * stride + p]
-            for (int j = 0; j < n; ++j) {
-                const float* src = b.data + static_cast<std::ptrdiff_t>(j0 + jr + j) * b.stride + p0;
-                for (int p = 0; p < kc; ++p) dst[p * nr + j] = src[p];
-            }
-            for (int j = n; j < nr; ++j)
-                for (int p = 0; p < kc; ++p) dst[p * nr + j] = 0.0f;
-        } else {  // op(B)(p, j) = data[p * stride + j]: rows of the panel are contiguous
-            for (int p = 0; p < kc; ++p) {
-                const float* src = b.data + static_cast<std::ptrdiff_t>(p0 + p) * b.stride + j0 + jr;
-                std::copy(src, src + n, dst + p * nr);
-                std::fill(dst + p * nr + n, dst + (p + 1) * nr, 0.0f);
-            }
-        }
+        if (b.transposed)  // op(B)(p, j) = data[j * stride + p]
+            pack_panel(false, b.data + static_cast<std::ptrdiff_t>(j0 + jr) * b.stride + p0, b.stride, kc, n, nr, dst);
+        else  // op(B)(p, j) = data[p * stride + j]: rows of the panel are contiguous
+            pack_panel(true, b.data + static_cast<std::ptrdiff_t>(p0) * b.stride + j0 + jr, b.stride, kc, n, nr, dst);
     }
 }
 

@@ -14,9 +14,17 @@ constexpr int MR = 6, NR = 16;
 
 __attribute__((target("avx2,fma"))) void kernel_6x16(int kc, const float* a, const float* b, float* c,
                                                       std::ptrdiff_t ldc, bool accumulate) {
+    // C's rows are asked for now, to arrive while the k loop runs: accumulating into a C tile
+    // that is out of cache otherwise stalls the end of every call (large K, large C).
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+    }
     __m256 acc[MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+#pragma GCC unroll 4
     for (int p = 0; p < kc; ++p) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #pragma GCC unroll 6
