@@ -143,6 +143,9 @@ BOOST_AUTO_TEST_CASE(every_kernel_handles_wider_than_one_column_block) {
     for (CpuKernel k : supported_kernels()) {
         const KernelChoice choice(k);
         for (bool accumulate : {false, true}) check_case({13, 4200, 20, false, true, accumulate, 1}, rng);
+        // M within one MC block takes the loops that pack op(B) a panel at a time, over C blocks
+        // of a few thousand columns: here several of them, each over two blocks of K.
+        for (bool accumulate : {false, true}) check_case({13, 9000, 300, true, false, accumulate, 2}, rng);
     }
 }
 

@@ -6,6 +6,12 @@
 //   for jc in N by NC:  for pc in K by KC:  pack op(B)[pc.., jc..] (kc x nc) into NR-wide panels
 //     for ic in M by MC:  pack op(A)[ic.., pc..] (mc x kc) into MR-tall panels
 //       for jr in nc by NR:  for ir in mc by MR:  C tile (ic+ir, jc+jr) (+)= A panel * B panel
+// When all of M fits one MC block (a conv layer's out channels), op(B) is packed a panel at a time
+// right before the tiles that use it (the panel stays in L1 instead of a KC x NC block going out
+// to L3 and back), over C blocks of about small_m_c_floats (kept in L2 across the blocks of K):
+//   for jc in N by NCs:  for pc in K by KC:  pack op(A)[.., pc..] (M x kc)
+//     for jr in ncs by NR:  pack op(B)[pc.., jc+jr..] (kc x NR);  for ir in M by MR: C tile (+)= ...
+// Each C element is summed over the same blocks of K in the same order either way.
 // Panels are zero-padded to MR / NR, so the micro-kernel always computes a whole tile; tiles that
 // stick out of C are computed into a scratch tile and the part inside C copied (or added) out.
 // op(B) may be packed by the caller's routine (PanelSource) and C's tiles handed to the caller
@@ -189,6 +195,29 @@ void check_sizes(int M, int N, int K) {
 
 namespace {
 
+// C floats that the small-M loops keep in L2 across the blocks of K (256 KiB, half of Zen 3's L2).
+constexpr int small_m_c_floats = 1 << 16;
+
+// The small-M loops of the top of this file (M <= s.mc), C as `t` says.
+void run_small_m(const KernelSpec& s, int M, int N, int K, Operand a, const PanelSource& b, Target t, bool accumulate) {
+    const int KC = std::min(s.kc, K), Mp = (M + s.mr - 1) / s.mr * s.mr;
+    const int NCs = std::clamp(small_m_c_floats / Mp / s.nr * s.nr, s.nr, std::max(s.nc / s.nr * s.nr, s.nr));
+    float* pb = scratch(0, static_cast<std::size_t>(KC) * s.nr);
+    float* pa = scratch(1, static_cast<std::size_t>(KC) * Mp);
+    for (int jc = 0; jc < N; jc += NCs) {
+        const int nc = std::min(NCs, N - jc);
+        for (int pc = 0; pc < K; pc += s.kc) {
+            const int kc = std::min(s.kc, K - pc);
+            pack_a(a, 0, pc, M, kc, s.mr, pa);
+            for (int jr = 0; jr < nc; jr += s.nr) {
+                const int n = std::min(s.nr, nc - jr);
+                b.pack(pc, jc + jr, kc, n, s.nr, pb);
+                macro_kernel(s, 0, jc + jr, M, n, kc, pa, pb, t, accumulate || pc > 0);
+            }
+        }
+    }
+}
+
 // The loops of the top of this file, C as `t` says.
 void run_blocks(const KernelSpec& s, int M, int N, int K, Operand a, const PanelSource& b, Target t, bool accumulate) {
     if (s.mr * s.nr > detail::max_tile || s.mr <= 0 || s.nr <= 0 || s.kc <= 0 || s.mc <= 0 || s.nc <= 0)
@@ -201,6 +230,7 @@ void run_blocks(const KernelSpec& s, int M, int N, int K, Operand a, const Panel
             for (int i = 0; i < M; ++i) std::fill(t.c + i * t.ldc, t.c + i * t.ldc + N, 0.0f);
         return;
     }
+    if (M <= s.mc) return run_small_m(s, M, N, K, a, b, t, accumulate);
     const int KC = std::min(s.kc, K), MC = std::min(s.mc, M), NC = std::min(s.nc, N);
     float* pb = scratch(0, static_cast<std::size_t>(KC) * ((NC + s.nr - 1) / s.nr * s.nr));
     float* pa = scratch(1, static_cast<std::size_t>(KC) * ((MC + s.mr - 1) / s.mr * s.mr));
