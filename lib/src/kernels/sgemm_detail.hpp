@@ -2,7 +2,10 @@
 // The loops of sgemm (sgemm.hpp) with their parts open (internal): any KernelSpec, so tests run the
 // blocking of every tile shape on any CPU; op(B) packed by a routine of the caller's (a conv layer
 // packs its column matrix straight from the images: no cols buffer); and C tiles handed to the
-// caller (a conv layer adds them into dL/dX: col2im folded into the GEMM's output).
+// caller (a conv layer adds them into dL/dX: col2im folded into the GEMM's output); op(A) packed by
+// a routine of the caller's too, and C stored in blocks of columns (a conv layer reads dL/dY and
+// writes Y of a group of images where they lie in the batch: no copies).
+#include <climits>
 #include <cstddef>
 
 #include "microkernel.hpp"
@@ -17,6 +20,20 @@ public:
     /// op(B)[p0 .. p0+kc, j0 .. j0+nc] into NR-wide panels: panel r holds columns j0 + r*nr .. as
     /// dst[r*nr*kc + p*nr + j]; columns past nc are zero.
     virtual void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const = 0;
+};
+// A source of op(A) (M x K) is a PanelSource of op(A)^T (K x M): its NR-wide panels of op(A)^T are
+// sgemm's MR-tall panels of op(A) (pack(p0, i0, kc, mc, MR, dst): dst[r*MR*kc + p*MR + i] holds
+// op(A)(i0 + r*MR + i, p0 + p)).
+
+/// A row-major C whose columns lie in blocks of `block` columns, block b from data + b * block_stride,
+/// row stride ld: element (i, j) at data[(j / block) * block_stride + i * ld + j % block]. (A conv
+/// layer's Y for a group of images: one block of Ho*Wo columns per image, where Y holds it.) A
+/// plain matrix is one block.
+struct ColumnBlocks {
+    float* data;
+    std::ptrdiff_t ld;
+    int block = INT_MAX;
+    std::ptrdiff_t block_stride = 0;
 };
 
 /// Receives C a tile at a time, to add it somewhere (C += op(A) * op(B), one call per tile and
@@ -36,6 +53,14 @@ void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand 
                 bool accumulate);
 /// The same with op(B) packed by `b`.
 void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, float* c,
+                std::ptrdiff_t ldc, bool accumulate);
+/// The same with C in blocks of columns.
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand b, ColumnBlocks c, bool accumulate);
+/// The same with op(B) packed by `b` and C in blocks of columns.
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, ColumnBlocks c,
+                bool accumulate);
+/// The same with op(A) packed by `a` (a source of op(A)^T, see above) and op(B) by `b`.
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, const PanelSource& a, const PanelSource& b, float* c,
                 std::ptrdiff_t ldc, bool accumulate);
 /// C += op(A) * op(B) with op(B) packed by `b` and C's tiles added by `c` (not stored anywhere).
 void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, const TileSink& c);
