@@ -276,22 +276,30 @@ struct MatrixRows final : detail::PanelSource {
     }
 };
 
-BOOST_AUTO_TEST_CASE(callers_packing_of_a_and_c_in_column_blocks_equal_the_plain_loops) {
+BOOST_AUTO_TEST_CASE(callers_packing_of_a_packed_a_and_c_in_column_blocks_equal_the_plain_loops) {
     // C in blocks of 1, 5, NR and NR + 3 columns (tiles inside a block, across one edge, across
     // several), each block at its own place with a gap after it that must stay untouched; and op(A)
-    // packed by the caller. Several blocks of K, so a tile is stored once and then added to.
+    // packed by the caller, or packed once whole (PackedRows). Several blocks of K and of M (MC not
+    // a multiple of MR), so a tile is stored once and then added to.
     std::mt19937 rng(10);
     for (detail::KernelSpec s : all_specs()) {
         s = detail::with_portable_kernel(s);
         s.kc = 7;
+        s.mc = s.mr * 2 + 1;
         int n = 0, row_calls = 0, untouched = 0, gaps = 0;
         const Gemm through_rows = [&](int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool acc) {
             MatrixRows rows;
             rows.a = a;
             MatrixPanels panels;
             panels.b = b;
-            detail::sgemm_with(s, M, N, K, rows, panels, c, ldc, acc);
+            detail::sgemm_with(s, M, N, K, rows, panels, detail::ColumnBlocks{c, ldc}, acc);
             row_calls += rows.calls;
+        };
+        const Gemm through_packed_rows = [&](int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool acc) {
+            const detail::PackedRows rows(s, M, K, a);
+            BOOST_TEST(rows.packed(0, 0, std::min(K, s.kc), std::min(M, s.mc), s.mr) != nullptr);
+            BOOST_TEST(rows.packed(0, 1, std::min(K, s.kc), std::min(M, s.mc), s.mr) == nullptr);  // not a block of s
+            detail::sgemm_with(s, M, N, K, rows, detail::OperandPanels(b), detail::ColumnBlocks{c, ldc}, acc);
         };
         for (int block : {1, 5, s.nr, s.nr + 3}) {
             const Gemm through_blocks = [&](int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool acc) {
@@ -301,7 +309,7 @@ BOOST_AUTO_TEST_CASE(callers_packing_of_a_and_c_in_column_blocks_equal_the_plain
                 auto at = [&](int i, int j) -> float& { return blocked[(j / block) * stride + i * block + j % block]; };
                 for (int i = 0; i < M; ++i)
                     for (int j = 0; j < N; ++j) at(i, j) = c[i * ldc + j];
-                detail::sgemm_with(s, M, N, K, a, b, detail::ColumnBlocks{blocked.data(), block, block, stride}, acc);
+                detail::sgemm_with(s, M, N, K, detail::OperandRows(a), detail::OperandPanels(b), detail::ColumnBlocks{blocked.data(), block, block, stride}, acc);
                 for (int i = 0; i < M; ++i)
                     for (int j = 0; j < N; ++j) c[i * ldc + j] = at(i, j);
                 for (int b0 = 0; b0 < blocks; ++b0, ++gaps)
@@ -313,6 +321,7 @@ BOOST_AUTO_TEST_CASE(callers_packing_of_a_and_c_in_column_blocks_equal_the_plain
                         const Case t{M, N, K, (n & 1) != 0, (n & 2) != 0, (n & 4) != 0, n % 3};
                         check_case(t, rng, through_blocks, spec_name(s) + fmt::format(" (C in blocks of {})", block));
                         if (block == 1) check_case(t, rng, through_rows, spec_name(s) + " (caller's packing of A)");
+                        if (block == 5) check_case(t, rng, through_packed_rows, spec_name(s) + " (A packed once)");
                         ++n;
                     }
         }
@@ -322,7 +331,7 @@ BOOST_AUTO_TEST_CASE(callers_packing_of_a_and_c_in_column_blocks_equal_the_plain
     const float x = 1;
     float c = 0;
     CHECK_MESSAGE_HAS(test::error_of([&] {
-                          detail::sgemm_with(detail::portable_spec(), 1, 1, 1, {&x, 1}, {&x, 1}, detail::ColumnBlocks{&c, 1, 0, 1}, false);
+                          detail::sgemm_with(detail::portable_spec(), 1, 1, 1, detail::OperandRows({&x, 1}), detail::OperandPanels({&x, 1}), detail::ColumnBlocks{&c, 1, 0, 1}, false);
                       }),
                       "blocks of 0 columns");
 }

@@ -46,6 +46,8 @@ KernelSpec with_portable_kernel(KernelSpec spec) {
 namespace {
 
 using detail::KernelSpec;
+using detail::OperandPanels;
+using detail::OperandRows;
 using detail::PanelSource;
 using detail::TileSink;
 using Buffer = std::vector<float, std::allocator<float>>;
@@ -102,26 +104,6 @@ void pack_b(Operand b, int p0, int j0, int kc, int nc, int nr, float* dst) {
         }
     }
 }
-
-// op(B) packed from an Operand by pack_b.
-class OperandPanels final : public PanelSource {
-public:
-    explicit OperandPanels(Operand b) : b_(b) {}
-    void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const override { pack_b(b_, p0, j0, kc, nc, nr, dst); }
-
-private:
-    Operand b_;
-};
-
-// op(A) packed from an Operand by pack_a: the source of op(A)^T that sgemm_detail.hpp describes.
-class OperandRows final : public PanelSource {
-public:
-    explicit OperandRows(Operand a) : a_(a) {}
-    void pack(int p0, int i0, int kc, int mc, int mr, float* dst) const override { pack_a(a_, i0, p0, mc, kc, mr, dst); }
-
-private:
-    Operand a_;
-};
 
 // Where C goes: the matrix c (row stride ldc, its columns in blocks as ColumnBlocks says), or, when
 // `sink` is set, its tiles to the sink.
@@ -216,8 +198,9 @@ void run_blocks(const KernelSpec& s, int M, int N, int K, const PanelSource& a, 
             b.pack(pc, jc, kc, nc, s.nr, pb);
             for (int ic = 0; ic < M; ic += s.mc) {
                 const int mc = std::min(s.mc, M - ic);
-                a.pack(pc, ic, kc, mc, s.mr, pa);
-                macro_kernel(s, ic, jc, mc, nc, kc, pa, pb, t, accumulate || pc > 0);
+                const float* panels = a.packed(pc, ic, kc, mc, s.mr);
+                if (!panels) a.pack(pc, ic, kc, mc, s.mr, pa);
+                macro_kernel(s, ic, jc, mc, nc, kc, panels ? panels : pa, pb, t, accumulate || pc > 0);
             }
         }
     }
@@ -226,6 +209,38 @@ void run_blocks(const KernelSpec& s, int M, int N, int K, const PanelSource& a, 
 }  // namespace
 
 namespace detail {
+
+void OperandPanels::pack(int p0, int j0, int kc, int nc, int nr, float* dst) const { pack_b(b_, p0, j0, kc, nc, nr, dst); }
+
+void OperandRows::pack(int p0, int i0, int kc, int mc, int mr, float* dst) const { pack_a(a_, i0, p0, mc, kc, mr, dst); }
+
+// Blocks of K one after the other, each holding every block of M's panels: the block at (p0, i0)
+// starts p0 * (M rounded up to panels per MC block) + (i0 / MC) * (MC rounded up to MR) * kc in.
+std::ptrdiff_t PackedRows::offset(int p0, int i0) const {
+    const int KC = std::min(spec_.kc, K_), MC = std::min(spec_.mc, M_), mr = spec_.mr;
+    const auto panel_rows = [mr](int m) { return static_cast<std::ptrdiff_t>((m + mr - 1) / mr * mr); };
+    const std::ptrdiff_t all_rows = (M_ / MC) * panel_rows(MC) + panel_rows(M_ % MC), kc = std::min(KC, K_ - p0);
+    return p0 * all_rows + (i0 / MC) * panel_rows(MC) * kc;
+}
+
+PackedRows::PackedRows(const KernelSpec& spec, int M, int K, Operand a) : spec_(spec), M_(M), K_(K), a_(a) {
+    check_sizes(M, K, 1);
+    if (M == 0 || K == 0) return;
+    panels_.resize(static_cast<std::size_t>(offset(K, 0)));
+    const int KC = std::min(spec.kc, K), MC = std::min(spec.mc, M);
+    for (int pc = 0; pc < K; pc += KC)
+        for (int ic = 0; ic < M; ic += MC)
+            pack_a(a, ic, pc, std::min(MC, M - ic), std::min(KC, K - pc), spec.mr, panels_.data() + offset(pc, ic));
+}
+
+const float* PackedRows::packed(int p0, int i0, int kc, int mc, int mr) const {
+    const int KC = std::min(spec_.kc, K_), MC = std::min(spec_.mc, M_);
+    const bool blocks_of_spec = mr == spec_.mr && p0 % KC == 0 && i0 % MC == 0 && kc == std::min(KC, K_ - p0) &&
+                                mc == std::min(MC, M_ - i0);
+    return blocks_of_spec ? panels_.data() + offset(p0, i0) : nullptr;
+}
+
+void PackedRows::pack(int p0, int i0, int kc, int mc, int mr, float* dst) const { pack_a(a_, i0, p0, mc, kc, mr, dst); }
 
 KernelSpec current_spec() { return spec_of(sgemm_kernel()); }
 
@@ -239,19 +254,14 @@ void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const Pa
     run_blocks(spec, M, N, K, OperandRows(a), b, {c, ldc, nullptr}, accumulate);
 }
 
-void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand b, ColumnBlocks c, bool accumulate) {
-    sgemm_with(spec, M, N, K, a, OperandPanels(b), c, accumulate);
-}
-
-void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, ColumnBlocks c,
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, const PanelSource& a, const PanelSource& b, ColumnBlocks c,
                 bool accumulate) {
     if (c.block <= 0) fail("sgemm: C in blocks of {} columns (must be positive)", c.block);
-    run_blocks(spec, M, N, K, OperandRows(a), b, {c.data, c.ld, nullptr, c.block, c.block_stride}, accumulate);
+    run_blocks(spec, M, N, K, a, b, {c.data, c.ld, nullptr, c.block, c.block_stride}, accumulate);
 }
 
-void sgemm_with(const KernelSpec& spec, int M, int N, int K, const PanelSource& a, const PanelSource& b, float* c,
-                std::ptrdiff_t ldc, bool accumulate) {
-    run_blocks(spec, M, N, K, a, b, {c, ldc, nullptr}, accumulate);
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, const PanelSource& a, const PanelSource& b, const TileSink& c) {
+    run_blocks(spec, M, N, K, a, b, {nullptr, 0, &c}, true);
 }
 
 void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, const TileSink& c) {

@@ -183,30 +183,47 @@ void group_data(const Dims& d, int n, const double* k, const double* dy, double*
 // two images) im2col's whole-row copies and the stored C tiles were faster there.
 constexpr int implicit_max_plane = 256;
 
+using kernels::detail::ColumnBlocks;
 using kernels::detail::current_spec;
 using kernels::detail::sgemm_with;
 
+// The products' op(A) from K: double the tensor's data; float K (forward) or K^T (backward data)
+// packed once per call, for the kernel the call runs, rather than once per group.
+struct PackedKernels {
+    kernels::detail::KernelSpec spec;
+    kernels::detail::PackedRows rows;
+};
+template <class T>
+auto kernels_as_a(const Dims& d, const T* k, bool transposed) {
+    if constexpr (std::is_same_v<T, float>) {
+        const auto spec = current_spec();
+        const auto R = static_cast<int>(d.rows());
+        return PackedKernels{spec, kernels::detail::PackedRows(spec, transposed ? R : d.D, transposed ? d.D : R, {k, R, transposed})};
+    } else {
+        return k;
+    }
+}
+
 // Y_G (D x n*Ho*Wo) = K * cols_G, written into Y's images (one block of columns per image).
-void group_forward(const Dims& d, int n, const float* x, const float* k, float* y) {
+void group_forward(const Dims& d, int n, const float* x, const PackedKernels& k, float* y) {
     const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
-    const kernels::detail::ColumnBlocks yg{y, P, P, d.y_image()};
-    if (d.plane() <= implicit_max_plane) return sgemm_with(current_spec(), d.D, ld, R, {k, R, false}, ColumnPanels(d, x), yg, false);
+    const ColumnBlocks yg{y, P, P, d.y_image()};
+    if (d.plane() <= implicit_max_plane) return sgemm_with(k.spec, d.D, ld, R, k.rows, ColumnPanels(d, x), yg, false);
     float* cols = scratch<float>(0, d.rows() * ld);
     for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
-    sgemm_with(current_spec(), d.D, ld, R, {k, R, false}, {cols, ld, false}, yg, false);
+    sgemm_with(k.spec, d.D, ld, R, k.rows, kernels::detail::OperandPanels({cols, ld, false}), yg, false);
 }
 // dK (D x R) = dY_G * cols_G^T, or += with `accumulate`.
 void group_weights(const Dims& d, int n, const float* x, const float* dy, float* dk, bool accumulate) {
     const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
-    sgemm_with(current_spec(), d.D, R, ld, PlaneRows(d, dy), TransposedColumnPanels(d, x), dk, R, accumulate);
+    sgemm_with(current_spec(), d.D, R, ld, PlaneRows(d, dy), TransposedColumnPanels(d, x), ColumnBlocks{dk, R}, accumulate);
 }
 // dX of the group's images += col2im(K^T * dY_G).
-void group_data(const Dims& d, int n, const float* k, const float* dy, float* gx) {
+void group_data(const Dims& d, int n, const PackedKernels& kt, const float* dy, float* gx) {
     const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
-    if (d.plane() <= implicit_max_plane)
-        return sgemm_with(current_spec(), R, ld, d.D, {k, R, true}, PlanePanels(d, dy), ColumnTilesToImage(d, gx));
+    if (d.plane() <= implicit_max_plane) return sgemm_with(kt.spec, R, ld, d.D, kt.rows, PlanePanels(d, dy), ColumnTilesToImage(d, gx));
     float* dcols = scratch<float>(1, d.rows() * ld);
-    sgemm_with(current_spec(), R, ld, d.D, {k, R, true}, PlanePanels(d, dy), dcols, ld, false);
+    sgemm_with(kt.spec, R, ld, d.D, kt.rows, PlanePanels(d, dy), ColumnBlocks{dcols, ld}, false);
     for (int j = 0; j < n; ++j) col2im_add(dcols + j * P, d, ld, gx + j * d.x_image());
 }
 
@@ -217,10 +234,11 @@ void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions&
     const Dims d = dims_of(x.shape(), k.shape(), o);
     y.resize(Shape{d.B, d.D, d.Ho, d.Wo});
     const Groups g = groups_of(d);
+    const auto ka = kernels_as_a(d, k.data(), false);
 #pragma omp parallel for schedule(dynamic) num_threads(threads_for(d, g))
     for (int gi = 0; gi < g.count; ++gi) {
         const std::ptrdiff_t b0 = g.first(gi);
-        group_forward(d, g.images(gi, d.B), x.data() + b0 * d.x_image(), k.data(), y.data() + b0 * d.y_image());
+        group_forward(d, g.images(gi, d.B), x.data() + b0 * d.x_image(), ka, y.data() + b0 * d.y_image());
     }
 }
 
@@ -237,6 +255,7 @@ void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy
     // dK: chunk 0 adds straight into gk; chunk c > 0 into partial c - 1, added at the end in order.
     const std::ptrdiff_t dk_size = static_cast<std::ptrdiff_t>(d.D) * d.rows();
     T* partials = gk ? scratch<T>(3, dk_size * (ch.count - 1)) : nullptr;
+    const auto kt = kernels_as_a(d, k.data(), true);
 #pragma omp parallel for schedule(dynamic) num_threads(std::min(threads_for(d, g), ch.count))
     for (int c = 0; c < ch.count; ++c) {
         T* dk = !gk ? nullptr : c == 0 ? gk->data() : partials + (c - 1) * dk_size;
@@ -245,7 +264,7 @@ void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy
             const int n = g.images(gi, d.B);
             const T* dy = gy.data() + b0 * d.y_image();
             if (gk) group_weights(d, n, x.data() + b0 * d.x_image(), dy, dk, c == 0 || gi > ch.first(c));
-            if (gx) group_data(d, n, k.data(), dy, gx->data() + b0 * d.x_image());
+            if (gx) group_data(d, n, kt, dy, gx->data() + b0 * d.x_image());
         }
     }
     for (int c = 1; c < ch.count && gk; ++c) gk->array() += ConstVectorMap<T>(partials + (c - 1) * dk_size, dk_size);
