@@ -94,6 +94,38 @@ void for_inside(const Dims& d, const ColumnRow& row, X* x, const Run* runs, std:
     }
 }
 
+// dst[0 .. n) = src[0 .. n) (not overlapping), and dst[0 .. n) = 0, for the short runs here (a few
+// to a few dozen floats) without a library call: whole blocks of W, the last one overlapping the
+// one before (the way memmove does short copies), so a run takes two or three vector moves.
+template <int W>
+void copy_block(const float* src, float* dst) {
+    for (int i = 0; i < W; ++i) dst[i] = src[i];
+}
+inline void copy_run(const float* src, int n, float* dst) {
+    if (n >= 8) {
+        for (int k = 0; k + 8 < n; k += 8) copy_block<8>(src + k, dst + k);
+        copy_block<8>(src + n - 8, dst + n - 8);
+    } else if (n >= 4) {
+        copy_block<4>(src, dst);
+        copy_block<4>(src + n - 4, dst + n - 4);
+    } else {
+        for (int k = 0; k < n; ++k) dst[k] = src[k];
+    }
+}
+inline void zero_run(float* dst, int n) {
+    static constexpr float zeros[8] = {};
+    if (n >= 8) {
+        for (int k = 0; k + 8 < n; k += 8) copy_block<8>(zeros, dst + k);
+        copy_block<8>(zeros, dst + n - 8);
+    } else if (n >= 4) {
+        copy_block<4>(zeros, dst);
+        copy_block<4>(zeros, dst + n - 4);
+    } else {
+        for (int k = 0; k < 3; ++k)
+            if (k < n) dst[k] = 0.0f;
+    }
+}
+
 // out[k] = cols_G(r, q0 + k) for the columns of `runs` (zeros in the padding).
 inline void gather_row(const Dims& d, const float* x, const ColumnRow& row, const Run* runs, std::size_t count, int width,
                        float* out) {
@@ -211,17 +243,21 @@ inline PlaneRun* plane_run_scratch(const Dims& d, int count) {
 class PlanePanels final : public kernels::detail::PanelSource {
 public:
     PlanePanels(const Dims& d, const float* m) : d_(d), m_(m) {}
+    // Row by row, each row of M_G read from start to end (whole images' planes of it in turn), its
+    // pieces written into the panels: the reads stream, the panels stay in cache.
     void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const override {
-        PlaneRun* runs = plane_run_scratch(d_, nr);
-        for (int jr = 0; jr < nc; jr += nr, dst += static_cast<std::ptrdiff_t>(nr) * kc) {
-            const int n = std::min(nr, nc - jr);
-            const std::size_t count = plane_runs(d_, j0 + jr, n, runs);
-            for (int p = 0; p < kc; ++p) {
-                const float* row = m_ + (p0 + p) * d_.plane();
-                for (std::size_t r = 0; r < count; ++r)
-                    std::copy(row + runs[r].offset, row + runs[r].offset + runs[r].n, dst + p * nr + runs[r].at);
-                std::fill(dst + p * nr + n, dst + (p + 1) * nr, 0.0f);
-            }
+        PlaneRun* runs = plane_run_scratch(d_, nc);
+        const std::size_t count = plane_runs(d_, j0, nc, runs);
+        const std::ptrdiff_t panel = static_cast<std::ptrdiff_t>(nr) * kc;
+        for (int p = 0; p < kc; ++p) {
+            const float* row = m_ + (p0 + p) * d_.plane();
+            for (std::size_t r = 0; r < count; ++r)
+                for (int at = runs[r].at, end = at + runs[r].n; at < end;) {  // the run's pieces, one per panel
+                    const int n = std::min(end - at, nr - at % nr);
+                    copy_run(row + runs[r].offset + (at - runs[r].at), n, dst + at / nr * panel + p * nr + at % nr);
+                    at += n;
+                }
+            if (nc % nr) zero_run(dst + nc / nr * panel + p * nr + nc % nr, nr - nc % nr);
         }
     }
 
