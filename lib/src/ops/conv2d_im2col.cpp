@@ -26,7 +26,9 @@
 // plain form of the same sums. The tests run both forms in float (small and large planes).
 // Y_G and dY_G are never copied: in NCHW image j's columns of them are a D x Ho*Wo block of the
 // batch tensor, so sgemm writes Y_G's tiles straight there (C in blocks of columns) and packs
-// dY_G's panels straight from there (conv2d_columns.hpp). double works an image at a time.
+// dY_G's panels straight from there (conv2d_columns.hpp); only planes under blocked_min_tiles GEMM
+// tiles wide compute Y_G into a scratch matrix and copy it out. K (forward) and K^T (backward data)
+// are packed for the GEMM once per call and shared by the threads. double works an image at a time.
 #include <omp.h>
 
 #include <algorithm>
@@ -188,16 +190,17 @@ using kernels::detail::current_spec;
 using kernels::detail::sgemm_with;
 
 // The products' op(A) from K: double the tensor's data; float K (forward) or K^T (backward data)
-// packed once per call, for the kernel the call runs, rather than once per group.
+// packed once per call, for the kernel the call runs, rather than once per group (not at all
+// without `needed`: an empty PackedRows).
 struct PackedKernels {
     kernels::detail::KernelSpec spec;
     kernels::detail::PackedRows rows;
 };
 template <class T>
-auto kernels_as_a(const Dims& d, const T* k, bool transposed) {
+auto kernels_as_a(const Dims& d, const T* k, bool transposed, bool needed = true) {
     if constexpr (std::is_same_v<T, float>) {
         const auto spec = current_spec();
-        const auto R = static_cast<int>(d.rows());
+        const int R = needed ? static_cast<int>(d.rows()) : 0;
         return PackedKernels{spec, kernels::detail::PackedRows(spec, transposed ? R : d.D, transposed ? d.D : R, {k, R, transposed})};
     } else {
         return k;
@@ -267,7 +270,7 @@ void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy
     // dK: chunk 0 adds straight into gk; chunk c > 0 into partial c - 1, added at the end in order.
     const std::ptrdiff_t dk_size = static_cast<std::ptrdiff_t>(d.D) * d.rows();
     T* partials = gk ? scratch<T>(3, dk_size * (ch.count - 1)) : nullptr;
-    const auto kt = kernels_as_a(d, k.data(), true);
+    const auto kt = kernels_as_a(d, k.data(), true, gx != nullptr);
 #pragma omp parallel for schedule(dynamic) num_threads(std::min(threads_for(d, g), ch.count))
     for (int c = 0; c < ch.count; ++c) {
         T* dk = !gk ? nullptr : c == 0 ? gk->data() : partials + (c - 1) * dk_size;
