@@ -541,7 +541,9 @@ BOOST_AUTO_TEST_CASE(im2col_groups_equal_the_plain_loops_on_every_sgemm_kernel) 
     // Shapes whose planes put 1 image (24x24), 2 (16x16: groups 2, 2, 1), 4 (9x9 at F5 P3) and all
     // 7 (3x3 at stride 2) into one GEMM (see conv2d_im2col.cpp), on every micro-kernel this CPU
     // runs and on 1 and 2 threads: Y, dX and dK bit for bit the same whatever the thread count.
-    // The 24x24 plane takes float's cols-buffer form for Y and dX, the others the implicit one.
+    // The 24x24 plane takes float's cols-buffer form for Y and dX, the others the implicit one; the
+    // 3x3 plane's Y_G goes through a scratch matrix (narrower than 4 GEMM tiles), the others' tiles
+    // straight into Y's images, and every group's dY is read where it lies in the batch.
     const ConvCase cases[] = {{3, 2, 24, 24, 5, 3, 1, 1}, {5, 3, 16, 16, 7, 3, 1, 1}, {4, 3, 9, 9, 17, 5, 3, 1},
                               {7, 4, 5, 5, 13, 3, 1, 2}};
     const kernels::CpuKernel saved = kernels::sgemm_kernel();

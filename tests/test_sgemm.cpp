@@ -5,9 +5,11 @@
 // kernel names, unsupported kernels and bad sizes are refused with messages that name them. The
 // loops around every SIMD kernel (its tile and blocks) also run with a portable kernel of the same
 // tile, so the AVX-512 kernel's packing and blocking are tested on CPUs without it; and so do the
-// hooks a conv layer uses (its own packing of op(B), C's tiles handed to it).
+// hooks a conv layer uses (its own packing of op(A) and op(B), C in blocks of columns, C's tiles
+// handed to it).
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -260,6 +262,81 @@ BOOST_AUTO_TEST_CASE(callers_packing_and_tile_sink_equal_the_plain_loops) {
         BOOST_TEST(panel_calls > 0);
         BOOST_TEST(tile_calls > 0);
     }
+}
+
+// op(A) packed by a caller's routine: a source of op(A)^T (sgemm_detail.hpp), from a plain matrix.
+struct MatrixRows final : detail::PanelSource {
+    Operand a;
+    mutable int calls = 0;
+    void pack(int p0, int i0, int kc, int mc, int mr, float* dst) const override {
+        ++calls;
+        for (int ir = 0; ir < mc; ir += mr, dst += static_cast<std::ptrdiff_t>(mr) * kc)
+            for (int p = 0; p < kc; ++p)
+                for (int i = 0; i < mr; ++i) {
+                    const int row = i0 + ir + i, col = p0 + p;
+                    dst[p * mr + i] = ir + i < mc ? (a.transposed ? a.data[col * a.stride + row] : a.data[row * a.stride + col]) : 0.0f;
+                }
+    }
+};
+
+BOOST_AUTO_TEST_CASE(callers_packing_of_a_packed_a_and_c_in_column_blocks_equal_the_plain_loops) {
+    // C in blocks of 1, 5, NR and NR + 3 columns (tiles inside a block, across one edge, across
+    // several), each block at its own place with a gap after it that must stay untouched; and op(A)
+    // packed by the caller, or packed once whole (PackedRows). Several blocks of K and of M (MC not
+    // a multiple of MR), so a tile is stored once and then added to.
+    std::mt19937 rng(10);
+    for (detail::KernelSpec s : all_specs()) {
+        s = detail::with_portable_kernel(s);
+        s.kc = 7;
+        s.mc = s.mr * 2 + 1;
+        int n = 0, row_calls = 0, untouched = 0, gaps = 0;
+        const Gemm through_rows = [&](int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool acc) {
+            MatrixRows rows;
+            rows.a = a;
+            MatrixPanels panels;
+            panels.b = b;
+            detail::sgemm_with(s, M, N, K, rows, panels, detail::ColumnBlocks{c, ldc}, acc);
+            row_calls += rows.calls;
+        };
+        const Gemm through_packed_rows = [&](int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool acc) {
+            const detail::PackedRows rows(s, M, K, a);
+            BOOST_TEST(rows.packed(0, 0, std::min(K, s.kc), std::min(M, s.mc), s.mr) != nullptr);
+            BOOST_TEST(rows.packed(0, 1, std::min(K, s.kc), std::min(M, s.mc), s.mr) == nullptr);  // not a block of s
+            detail::sgemm_with(s, M, N, K, rows, detail::OperandPanels(b), detail::ColumnBlocks{c, ldc}, acc);
+        };
+        for (int block : {1, 5, s.nr, s.nr + 3}) {
+            const Gemm through_blocks = [&](int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc, bool acc) {
+                const std::ptrdiff_t stride = static_cast<std::ptrdiff_t>(M) * block + 3;  // 3 sentinels after each block
+                const int blocks = (N + block - 1) / block;
+                std::vector<float> blocked(static_cast<std::size_t>(stride) * blocks, -7.5f);
+                auto at = [&](int i, int j) -> float& { return blocked[(j / block) * stride + i * block + j % block]; };
+                for (int i = 0; i < M; ++i)
+                    for (int j = 0; j < N; ++j) at(i, j) = c[i * ldc + j];
+                detail::sgemm_with(s, M, N, K, detail::OperandRows(a), detail::OperandPanels(b), detail::ColumnBlocks{blocked.data(), block, block, stride}, acc);
+                for (int i = 0; i < M; ++i)
+                    for (int j = 0; j < N; ++j) c[i * ldc + j] = at(i, j);
+                for (int b0 = 0; b0 < blocks; ++b0, ++gaps)
+                    untouched += std::all_of(&blocked[b0 * stride + M * block], &blocked[b0 * stride + stride], [](float x) { return x == -7.5f; });
+            };
+            for (int M : {1, 13, 30})
+                for (int N : {5, 33, 70})
+                    for (int K : {3, 20}) {
+                        const Case t{M, N, K, (n & 1) != 0, (n & 2) != 0, (n & 4) != 0, n % 3};
+                        check_case(t, rng, through_blocks, spec_name(s) + fmt::format(" (C in blocks of {})", block));
+                        if (block == 1) check_case(t, rng, through_rows, spec_name(s) + " (caller's packing of A)");
+                        if (block == 5) check_case(t, rng, through_packed_rows, spec_name(s) + " (A packed once)");
+                        ++n;
+                    }
+        }
+        BOOST_TEST(row_calls > 0);
+        BOOST_TEST(untouched == gaps, spec_name(s) << ": " << gaps - untouched << " gaps after blocks of C written");
+    }
+    const float x = 1;
+    float c = 0;
+    CHECK_MESSAGE_HAS(test::error_of([&] {
+                          detail::sgemm_with(detail::portable_spec(), 1, 1, 1, detail::OperandRows({&x, 1}), detail::OperandPanels({&x, 1}), detail::ColumnBlocks{&c, 1, 0, 1}, false);
+                      }),
+                      "blocks of 0 columns");
 }
 
 BOOST_AUTO_TEST_CASE(bad_specs_are_refused) {

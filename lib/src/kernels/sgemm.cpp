@@ -14,12 +14,15 @@
 // Each C element is summed over the same blocks of K in the same order either way.
 // Panels are zero-padded to MR / NR, so the micro-kernel always computes a whole tile; tiles that
 // stick out of C are computed into a scratch tile and the part inside C copied (or added) out.
-// op(B) may be packed by the caller's routine (PanelSource) and C's tiles handed to the caller
-// (TileSink) instead of stored; then every tile goes through the scratch tile.
+// op(A) and op(B) may be packed by the caller's routines (PanelSource), C may lie in blocks of
+// columns (ColumnBlocks: tiles that cross a block's edge go through the scratch tile), and C's tiles
+// may be handed to the caller (TileSink) instead of stored; then every tile goes through the scratch
+// tile.
 #include "sgemm.hpp"
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -49,6 +52,8 @@ KernelSpec with_portable_kernel(KernelSpec spec) {
 namespace {
 
 using detail::KernelSpec;
+using detail::OperandPanels;
+using detail::OperandRows;
 using detail::PanelSource;
 using detail::TileSink;
 using Buffer = std::vector<float, std::allocator<float>>;
@@ -129,22 +134,28 @@ void pack_b(Operand b, int p0, int j0, int kc, int nc, int nr, float* dst) {
     }
 }
 
-// op(B) packed from an Operand by pack_b.
-class OperandPanels final : public PanelSource {
-public:
-    explicit OperandPanels(Operand b) : b_(b) {}
-    void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const override { pack_b(b_, p0, j0, kc, nc, nr, dst); }
-
-private:
-    Operand b_;
-};
-
-// Where C goes: the matrix c (row stride ldc), or, when `sink` is set, its tiles to the sink.
+// Where C goes: the matrix c (row stride ldc, its columns in blocks as ColumnBlocks says), or, when
+// `sink` is set, its tiles to the sink.
 struct Target {
     float* c;
     std::ptrdiff_t ldc;
     const TileSink* sink;
+    int block = INT_MAX;
+    std::ptrdiff_t block_stride = 0;
+    float* at(int i, int j) const { return c + (j / block) * block_stride + i * ldc + j % block; }
 };
+
+// C (+)= the m x n scratch tile (row stride ldt) at (i0, j0), a run of columns inside one block at a time.
+void tile_out(const Target& t, int i0, int j0, int m, int n, const float* tile, std::ptrdiff_t ldt, bool accumulate) {
+    for (int j = 0; j < n;) {
+        const int run = std::min(n - j, t.block - (j0 + j) % t.block);
+        float* ct = t.at(i0, j0 + j);
+        for (int i = 0; i < m; ++i)
+            for (int k = 0; k < run; ++k)
+                ct[i * t.ldc + k] = accumulate ? tile[i * ldt + j + k] + ct[i * t.ldc + k] : tile[i * ldt + j + k];
+        j += run;
+    }
+}
 
 // The C block at (i0, j0), mc x nc, (+)= packed A block * packed B block, tile by tile.
 void macro_kernel(const KernelSpec& s, int i0, int j0, int mc, int nc, int kc, const float* pa, const float* pb, Target t,
@@ -153,6 +164,7 @@ void macro_kernel(const KernelSpec& s, int i0, int j0, int mc, int nc, int kc, c
     for (int jr = 0; jr < nc; jr += s.nr) {
         const int n = std::min(s.nr, nc - jr);
         const float* b = pb + static_cast<std::ptrdiff_t>(jr) * kc;
+        const bool in_one_block = (j0 + jr) % t.block + n <= t.block;
         for (int ir = 0; ir < mc; ir += s.mr) {
             const int m = std::min(s.mr, mc - ir);
             const float* a = pa + static_cast<std::ptrdiff_t>(ir) * kc;
@@ -161,15 +173,12 @@ void macro_kernel(const KernelSpec& s, int i0, int j0, int mc, int nc, int kc, c
                 t.sink->add(i0 + ir, j0 + jr, m, n, tile, s.nr);
                 continue;
             }
-            float* ct = t.c + (i0 + ir) * t.ldc + j0 + jr;
-            if (m == s.mr && n == s.nr) {
-                s.run(kc, a, b, ct, t.ldc, accumulate);
+            if (m == s.mr && n == s.nr && in_one_block) {
+                s.run(kc, a, b, t.at(i0 + ir, j0 + jr), t.ldc, accumulate);
                 continue;
             }
             s.run(kc, a, b, tile, s.nr, false);
-            for (int i = 0; i < m; ++i)
-                for (int j = 0; j < n; ++j)
-                    ct[i * t.ldc + j] = accumulate ? tile[i * s.nr + j] + ct[i * t.ldc + j] : tile[i * s.nr + j];
+            tile_out(t, i0 + ir, j0 + jr, m, n, tile, s.nr, accumulate);
         }
     }
 }
@@ -219,7 +228,7 @@ void run_small_m(const KernelSpec& s, int M, int N, int K, Operand a, const Pane
 }
 
 // The loops of the top of this file, C as `t` says.
-void run_blocks(const KernelSpec& s, int M, int N, int K, Operand a, const PanelSource& b, Target t, bool accumulate) {
+void run_blocks(const KernelSpec& s, int M, int N, int K, const PanelSource& a, const PanelSource& b, Target t, bool accumulate) {
     if (s.mr * s.nr > detail::max_tile || s.mr <= 0 || s.nr <= 0 || s.kc <= 0 || s.mc <= 0 || s.nc <= 0)
         fail("sgemm: bad kernel spec: tile {} x {} (at most {} elements), blocks kc {} mc {} nc {}", s.mr, s.nr, detail::max_tile,
              s.kc, s.mc, s.nc);
@@ -227,7 +236,8 @@ void run_blocks(const KernelSpec& s, int M, int N, int K, Operand a, const Panel
     if (M == 0 || N == 0) return;
     if (K == 0) {
         if (!accumulate && !t.sink)
-            for (int i = 0; i < M; ++i) std::fill(t.c + i * t.ldc, t.c + i * t.ldc + N, 0.0f);
+            for (int i = 0; i < M; ++i)
+                for (int j = 0; j < N; ++j) *t.at(i, j) = 0.0f;
         return;
     }
     if (M <= s.mc) return run_small_m(s, M, N, K, a, b, t, accumulate);
@@ -241,8 +251,9 @@ void run_blocks(const KernelSpec& s, int M, int N, int K, Operand a, const Panel
             b.pack(pc, jc, kc, nc, s.nr, pb);
             for (int ic = 0; ic < M; ic += s.mc) {
                 const int mc = std::min(s.mc, M - ic);
-                pack_a(a, ic, pc, mc, kc, s.mr, pa);
-                macro_kernel(s, ic, jc, mc, nc, kc, pa, pb, t, accumulate || pc > 0);
+                const float* panels = a.packed(pc, ic, kc, mc, s.mr);
+                if (!panels) a.pack(pc, ic, kc, mc, s.mr, pa);
+                macro_kernel(s, ic, jc, mc, nc, kc, panels ? panels : pa, pb, t, accumulate || pc > 0);
             }
         }
     }
@@ -252,24 +263,66 @@ void run_blocks(const KernelSpec& s, int M, int N, int K, Operand a, const Panel
 
 namespace detail {
 
+void OperandPanels::pack(int p0, int j0, int kc, int nc, int nr, float* dst) const { pack_b(b_, p0, j0, kc, nc, nr, dst); }
+
+void OperandRows::pack(int p0, int i0, int kc, int mc, int mr, float* dst) const { pack_a(a_, i0, p0, mc, kc, mr, dst); }
+
+// Blocks of K one after the other, each holding every block of M's panels: the block at (p0, i0)
+// starts p0 * (M rounded up to panels per MC block) + (i0 / MC) * (MC rounded up to MR) * kc in.
+std::ptrdiff_t PackedRows::offset(int p0, int i0) const {
+    const int KC = std::min(spec_.kc, K_), MC = std::min(spec_.mc, M_), mr = spec_.mr;
+    const auto panel_rows = [mr](int m) { return static_cast<std::ptrdiff_t>((m + mr - 1) / mr * mr); };
+    const std::ptrdiff_t all_rows = (M_ / MC) * panel_rows(MC) + panel_rows(M_ % MC), kc = std::min(KC, K_ - p0);
+    return p0 * all_rows + (i0 / MC) * panel_rows(MC) * kc;
+}
+
+PackedRows::PackedRows(const KernelSpec& spec, int M, int K, Operand a) : spec_(spec), M_(M), K_(K), a_(a) {
+    check_sizes(M, K, 1);
+    if (M == 0 || K == 0) return;
+    panels_.resize(static_cast<std::size_t>(offset(K, 0)));
+    const int KC = std::min(spec.kc, K), MC = std::min(spec.mc, M);
+    for (int pc = 0; pc < K; pc += KC)
+        for (int ic = 0; ic < M; ic += MC)
+            pack_a(a, ic, pc, std::min(MC, M - ic), std::min(KC, K - pc), spec.mr, panels_.data() + offset(pc, ic));
+}
+
+const float* PackedRows::packed(int p0, int i0, int kc, int mc, int mr) const {
+    const int KC = std::min(spec_.kc, K_), MC = std::min(spec_.mc, M_);
+    const bool blocks_of_spec = mr == spec_.mr && p0 % KC == 0 && i0 % MC == 0 && kc == std::min(KC, K_ - p0) &&
+                                mc == std::min(MC, M_ - i0);
+    return blocks_of_spec ? panels_.data() + offset(p0, i0) : nullptr;
+}
+
+void PackedRows::pack(int p0, int i0, int kc, int mc, int mr, float* dst) const { pack_a(a_, i0, p0, mc, kc, mr, dst); }
+
 KernelSpec current_spec() { return spec_of(sgemm_kernel()); }
 
 void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand b, float* c, std::ptrdiff_t ldc,
                 bool accumulate) {
-    run_blocks(spec, M, N, K, a, OperandPanels(b), {c, ldc, nullptr}, accumulate);
+    run_blocks(spec, M, N, K, OperandRows(a), OperandPanels(b), {c, ldc, nullptr}, accumulate);
 }
 
 void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, float* c, std::ptrdiff_t ldc,
                 bool accumulate) {
-    run_blocks(spec, M, N, K, a, b, {c, ldc, nullptr}, accumulate);
+    run_blocks(spec, M, N, K, OperandRows(a), b, {c, ldc, nullptr}, accumulate);
 }
 
-void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, const TileSink& c) {
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, const PanelSource& a, const PanelSource& b, ColumnBlocks c,
+                bool accumulate) {
+    if (c.block <= 0) fail("sgemm: C in blocks of {} columns (must be positive)", c.block);
+    run_blocks(spec, M, N, K, a, b, {c.data, c.ld, nullptr, c.block, c.block_stride}, accumulate);
+}
+
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, const PanelSource& a, const PanelSource& b, const TileSink& c) {
     run_blocks(spec, M, N, K, a, b, {nullptr, 0, &c}, true);
 }
 
+void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, const PanelSource& b, const TileSink& c) {
+    run_blocks(spec, M, N, K, OperandRows(a), b, {nullptr, 0, &c}, true);
+}
+
 void sgemm_with(const KernelSpec& spec, int M, int N, int K, Operand a, Operand b, const TileSink& c) {
-    run_blocks(spec, M, N, K, a, OperandPanels(b), {nullptr, 0, &c}, true);
+    run_blocks(spec, M, N, K, OperandRows(a), OperandPanels(b), {nullptr, 0, &c}, true);
 }
 
 }  // namespace detail

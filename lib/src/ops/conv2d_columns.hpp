@@ -2,7 +2,9 @@
 // The column matrix of a group of images (conv2d_im2col.cpp) read and written in place, never
 // built: sgemm packs its panels straight from the images (forward: op(B) = cols_G; backward
 // weights: op(B) = cols_G^T), and the backward data adds each C tile of dcols_G = K^T * dY_G
-// straight onto dL/dX (col2im folded into the GEMM's output). Included by conv2d_im2col.cpp only.
+// straight onto dL/dX (col2im folded into the GEMM's output). dL/dY of the group is read where it
+// lies in the batch (PlanePanels, PlaneRows), as Y is written there (sgemm's ColumnBlocks).
+// Included by conv2d_im2col.cpp only.
 //
 // cols_G is R x g*Ho*Wo, R = N*F*F: row r = (c, u, v) (r = (c*F + u)*F + v), column
 // q = (j, oy, ox) (q = j*Ho*Wo + oy*Wo + ox) holds Xp[b0 + j, c, oy*S + u, ox*S + v], the input
@@ -89,6 +91,38 @@ void for_inside(const Dims& d, const ColumnRow& row, X* x, const Run* runs, std:
         if (iy < 0 || iy >= d.H) continue;
         const int lo = std::clamp(row.xs.lo, run.ox0, run.ox1), hi = std::clamp(row.xs.hi, lo, run.ox1);
         if (hi > lo) f(run, lo, hi - lo, x + (run.base + row.offset + static_cast<std::ptrdiff_t>(lo) * d.S));
+    }
+}
+
+// dst[0 .. n) = src[0 .. n) (not overlapping), and dst[0 .. n) = 0, for the short runs here (a few
+// to a few dozen floats) without a library call: whole blocks of W, the last one overlapping the
+// one before (the way memmove does short copies), so a run takes two or three vector moves.
+template <int W>
+void copy_block(const float* src, float* dst) {
+    for (int i = 0; i < W; ++i) dst[i] = src[i];
+}
+inline void copy_run(const float* src, int n, float* dst) {
+    if (n >= 8) {
+        for (int k = 0; k + 8 < n; k += 8) copy_block<8>(src + k, dst + k);
+        copy_block<8>(src + n - 8, dst + n - 8);
+    } else if (n >= 4) {
+        copy_block<4>(src, dst);
+        copy_block<4>(src + n - 4, dst + n - 4);
+    } else {
+        for (int k = 0; k < n; ++k) dst[k] = src[k];
+    }
+}
+inline void zero_run(float* dst, int n) {
+    static constexpr float zeros[8] = {};
+    if (n >= 8) {
+        for (int k = 0; k + 8 < n; k += 8) copy_block<8>(zeros, dst + k);
+        copy_block<8>(zeros, dst + n - 8);
+    } else if (n >= 4) {
+        copy_block<4>(zeros, dst);
+        copy_block<4>(zeros, dst + n - 4);
+    } else {
+        for (int k = 0; k < 3; ++k)
+            if (k < n) dst[k] = 0.0f;
     }
 }
 
@@ -180,6 +214,84 @@ private:
     Dims d_;
     float* gx_;
     std::vector<ColumnRow> rows_;
+};
+
+// The planes of a group's images as one matrix, M_G (D x g*Ho*Wo): element (i, q) of image
+// j = q / (Ho*Wo) at m[j * D*Ho*Wo + i * Ho*Wo + q % (Ho*Wo)], i.e. where a batch tensor (Y, dL/dY)
+// holds it. A run of columns inside one image: columns at .. at + n of a walk, from `offset`.
+struct PlaneRun {
+    int at, n;
+    std::ptrdiff_t offset;  // of column `at` in row 0, from the group's first image
+};
+// The runs of columns q0 .. q0 + count - 1 into `runs` (count / (Ho*Wo) + 2 entries at most).
+inline std::size_t plane_runs(const Dims& d, int q0, int count, PlaneRun* runs) {
+    const int plane = static_cast<int>(d.plane());
+    int j = q0 / plane, o = q0 % plane;
+    std::size_t n = 0;
+    for (int at = 0; at < count; ++n, ++j, o = 0) {
+        const int run = std::min(count - at, plane - o);
+        runs[n] = {at, run, j * d.y_image() + o};
+        at += run;
+    }
+    return n;
+}
+inline PlaneRun* plane_run_scratch(const Dims& d, int count) {
+    return conv_scratch<PlaneRun>(0, static_cast<std::size_t>(count / std::max<Eigen::Index>(d.plane(), 1)) + 2);
+}
+
+// op(B) = M_G (D x g*Ho*Wo) from a batch tensor, packed for sgemm (backward data: dcols_G = K^T * dY_G).
+class PlanePanels final : public kernels::detail::PanelSource {
+public:
+    PlanePanels(const Dims& d, const float* m) : d_(d), m_(m) {}
+    // Row by row, each row of M_G read from start to end (whole images' planes of it in turn), its
+    // pieces written into the panels: the reads stream, the panels stay in cache.
+    void pack(int p0, int j0, int kc, int nc, int nr, float* dst) const override {
+        PlaneRun* runs = plane_run_scratch(d_, nc);
+        const std::size_t count = plane_runs(d_, j0, nc, runs);
+        const std::ptrdiff_t panel = static_cast<std::ptrdiff_t>(nr) * kc;
+        for (int p = 0; p < kc; ++p) {
+            const float* row = m_ + (p0 + p) * d_.plane();
+            for (std::size_t r = 0; r < count; ++r)
+                for (int at = runs[r].at, end = at + runs[r].n; at < end;) {  // the run's pieces, one per panel
+                    const int n = std::min(end - at, nr - at % nr);
+                    copy_run(row + runs[r].offset + (at - runs[r].at), n, dst + at / nr * panel + p * nr + at % nr);
+                    at += n;
+                }
+            if (nc % nr) zero_run(dst + nc / nr * panel + p * nr + nc % nr, nr - nc % nr);
+        }
+    }
+
+private:
+    Dims d_;
+    const float* m_;
+};
+
+// op(A) = M_G (D x g*Ho*Wo) from a batch tensor, packed for sgemm as sgemm_detail.hpp says a source
+// of op(A) does (backward weights: dK += dY_G * cols_G^T).
+class PlaneRows final : public kernels::detail::PanelSource {
+public:
+    PlaneRows(const Dims& d, const float* m) : d_(d), m_(m) {}
+    void pack(int p0, int i0, int kc, int mc, int mr, float* dst) const override {
+        PlaneRun* runs = plane_run_scratch(d_, kc);
+        const std::size_t count = plane_runs(d_, p0, kc, runs);
+        for (int ir = 0; ir < mc; ir += mr, dst += static_cast<std::ptrdiff_t>(mr) * kc) {
+            const int m = std::min(mr, mc - ir);
+            for (int i = 0; i < m; ++i) {
+                const float* row = m_ + (i0 + ir + i) * d_.plane();
+                for (std::size_t r = 0; r < count; ++r) {
+                    const float* src = row + runs[r].offset;
+                    float* out = dst + static_cast<std::ptrdiff_t>(runs[r].at) * mr + i;
+                    for (int k = 0; k < runs[r].n; ++k) out[k * mr] = src[k];
+                }
+            }
+            for (int i = m; i < mr; ++i)
+                for (int p = 0; p < kc; ++p) dst[p * mr + i] = 0.0f;
+        }
+    }
+
+private:
+    Dims d_;
+    const float* m_;
 };
 
 }  // namespace

@@ -4,8 +4,7 @@
 // For image b, cols_b is (N*F*F) x (Ho*Wo): row (c, u, v), column (oy, ox) holds
 // Xp[b, c, oy*S + u, ox*S + v]. A group of g images puts their cols_b side by side, cols_G
 // ((N*F*F) x g*Ho*Wo), and dY_G (D x g*Ho*Wo) likewise. Then
-//   Y_G    (D x g*Ho*Wo)  = K (D x N*F*F) * cols_G     (copied out to Y's images; for g = 1 written
-//                                                        straight into Y: NCHW is D x Ho*Wo per image)
+//   Y_G    (D x g*Ho*Wo)  = K (D x N*F*F) * cols_G
 //   dK    += dY_G * cols_G^T
 //   dcols  = K^T * dY_G, and col2im scatters dcols back onto dX's images.
 // Groups are as small as keep the GEMM's N at least batched_columns wide (whole images when
@@ -25,6 +24,11 @@
 // back dcols_G a tile at a time to be added onto dX (conv2d_columns.hpp). Larger planes, and double
 // (the gradient checks, on Eigen's GEMM), build cols_G by im2col and scatter dcols_G by col2im: the
 // plain form of the same sums. The tests run both forms in float (small and large planes).
+// Y_G and dY_G are never copied: in NCHW image j's columns of them are a D x Ho*Wo block of the
+// batch tensor, so sgemm writes Y_G's tiles straight there (C in blocks of columns) and packs
+// dY_G's panels straight from there (conv2d_columns.hpp); only planes under blocked_min_tiles GEMM
+// tiles wide compute Y_G into a scratch matrix and copy it out. K (forward) and K^T (backward data)
+// are packed for the GEMM once per call and shared by the threads. double works an image at a time.
 #include <omp.h>
 
 #include <algorithm>
@@ -92,19 +96,6 @@ int threads_for(const Dims& d, const Groups& g) {
     return std::min(omp_get_max_threads(), g.count);
 }
 
-// Copies n images' planes from the batch layout (image j's D x Ho*Wo at batch + j * y_image) into
-// a group matrix (D x n*Ho*Wo, image j's columns from j * Ho*Wo), or with `to_batch` back.
-template <class T>
-void copy_group(const Dims& d, int n, const T* from, T* to, bool to_batch) {
-    const std::ptrdiff_t plane = d.plane(), ld = plane * n;
-    for (int j = 0; j < n; ++j)
-        for (int i = 0; i < d.D; ++i) {
-            const std::ptrdiff_t in_batch = j * d.y_image() + i * plane, in_group = i * ld + j * plane;
-            const T* src = from + (to_batch ? in_group : in_batch);
-            std::copy(src, src + plane, to + (to_batch ? in_batch : in_group));
-        }
-}
-
 // cols_b from one image x (N x H x W), into the columns from `cols` of a matrix with row stride ld.
 template <class T>
 void im2col(const T* x, const Dims& d, T* cols, std::ptrdiff_t ld) {
@@ -156,34 +147,37 @@ void col2im_add(const T* dcols, const Dims& d, std::ptrdiff_t ld, T* gx) {
     }
 }
 
-// The three products of one group of n images (x, dy and gx at the group's first image) on a
-// cols buffer: im2col, GEMM, col2im from a dcols buffer. double (Eigen) always; float where the
-// planes are large (see implicit_max_plane).
-// Y_G (D x n*Ho*Wo, into c) = K * cols_G.
-template <class T>
-void forward_cols(const Dims& d, int n, const T* x, const T* k, T* c) {
-    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
-    T* cols = scratch<T>(0, d.rows() * ld);
-    for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
-    gemm(d.D, ld, R, k, R, false, cols, ld, false, c, ld, false);
+// The three products of one group of n images: x, y, dy and gx point at the group's first image in
+// the batch tensors; the group's columns of Y and dY (D x n*Ho*Wo) are read and written there.
+//
+// double (the gradient checks, on Eigen's GEMM) in the plain form, an image at a time: cols_b by
+// im2col, then Y_b = K * cols_b, dK += dY_b * cols_b^T, dcols_b = K^T * dY_b and col2im.
+void group_forward(const Dims& d, int n, const double* x, const double* k, double* y) {
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane());
+    double* cols = scratch<double>(0, d.rows() * P);
+    for (int j = 0; j < n; ++j) {
+        im2col(x + j * d.x_image(), d, cols, P);
+        gemm(d.D, P, R, k, R, false, cols, P, false, y + j * d.y_image(), P, false);
+    }
 }
-// dK (D x R) = dY_G (D x n*Ho*Wo) * cols_G^T, or += with `accumulate`.
+// dK (D x R) = dY_G * cols_G^T, or += with `accumulate`.
 void group_weights(const Dims& d, int n, const double* x, const double* dy, double* dk, bool accumulate) {
-    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
-    double* cols = scratch<double>(0, d.rows() * ld);
-    for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
-    gemm(d.D, R, ld, dy, ld, false, cols, ld, true, dk, R, accumulate);
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane());
+    double* cols = scratch<double>(0, d.rows() * P);
+    for (int j = 0; j < n; ++j) {
+        im2col(x + j * d.x_image(), d, cols, P);
+        gemm(d.D, R, P, dy + j * d.y_image(), P, false, cols, P, true, dk, R, accumulate || j > 0);
+    }
 }
 // dX of the group's images += col2im(K^T * dY_G).
-template <class T>
-void data_cols(const Dims& d, int n, const T* k, const T* dy, T* gx) {
-    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
-    T* dcols = scratch<T>(1, d.rows() * ld);
-    gemm(R, ld, d.D, k, R, true, dy, ld, false, dcols, ld, false);
-    for (int j = 0; j < n; ++j) col2im_add(dcols + j * P, d, ld, gx + j * d.x_image());
+void group_data(const Dims& d, int n, const double* k, const double* dy, double* gx) {
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane());
+    double* dcols = scratch<double>(1, d.rows() * P);
+    for (int j = 0; j < n; ++j) {
+        gemm(R, P, d.D, k, R, true, dy + j * d.y_image(), P, false, dcols, P, false);
+        col2im_add(dcols, d, P, gx + j * d.x_image());
+    }
 }
-void group_forward(const Dims& d, int n, const double* x, const double* k, double* c) { forward_cols(d, n, x, k, c); }
-void group_data(const Dims& d, int n, const double* k, const double* dy, double* gx) { data_cols(d, n, k, dy, gx); }
 
 // float packs the column matrix straight from the images and adds dcols onto dX a tile at a time
 // (conv2d_columns.hpp), for dK always, for Y and dX where the planes are at most this large.
@@ -191,21 +185,61 @@ void group_data(const Dims& d, int n, const double* k, const double* dy, double*
 // two images) im2col's whole-row copies and the stored C tiles were faster there.
 constexpr int implicit_max_plane = 256;
 
-void group_forward(const Dims& d, int n, const float* x, const float* k, float* c) {
-    if (d.plane() > implicit_max_plane) return forward_cols(d, n, x, k, c);
-    const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
-    kernels::detail::sgemm_with(kernels::detail::current_spec(), d.D, ld, R, {k, R, false}, ColumnPanels(d, x), c, ld, false);
+using kernels::detail::ColumnBlocks;
+using kernels::detail::current_spec;
+using kernels::detail::sgemm_with;
+
+// The products' op(A) from K: double the tensor's data; float K (forward) or K^T (backward data)
+// packed once per call, for the kernel the call runs, rather than once per group (not at all
+// without `needed`: an empty PackedRows).
+struct PackedKernels {
+    kernels::detail::KernelSpec spec;
+    kernels::detail::PackedRows rows;
+};
+template <class T>
+auto kernels_as_a(const Dims& d, const T* k, bool transposed, bool needed = true) {
+    if constexpr (std::is_same_v<T, float>) {
+        const auto spec = current_spec();
+        const int R = needed ? static_cast<int>(d.rows()) : 0;
+        return PackedKernels{spec, kernels::detail::PackedRows(spec, transposed ? R : d.D, transposed ? d.D : R, {k, R, transposed})};
+    } else {
+        return k;
+    }
 }
+
+// Planes narrower than this many tiles of the GEMM: Y_G is computed into a scratch matrix and copied
+// out, since nearly every C tile would cross an image's edge and be added out of a scratch tile once
+// per block of K (measured: 256->256 at 3x3, 9 blocks of K, forward ~10 % slower that way).
+constexpr int blocked_min_tiles = 4;
+
+// Y_G (D x n*Ho*Wo) = K * cols_G, written into Y's images (one block of columns per image).
+void group_forward(const Dims& d, int n, const float* x, const PackedKernels& k, float* y) {
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
+    const bool copied = n > 1 && P < blocked_min_tiles * k.spec.nr;
+    float* yg = copied ? scratch<float>(2, d.D * static_cast<std::ptrdiff_t>(ld)) : nullptr;
+    const ColumnBlocks c = copied ? ColumnBlocks{yg, ld} : ColumnBlocks{y, P, P, d.y_image()};
+    if (d.plane() <= implicit_max_plane) {
+        sgemm_with(k.spec, d.D, ld, R, k.rows, ColumnPanels(d, x), c, false);
+    } else {
+        float* cols = scratch<float>(0, d.rows() * ld);
+        for (int j = 0; j < n; ++j) im2col(x + j * d.x_image(), d, cols + j * P, ld);
+        sgemm_with(k.spec, d.D, ld, R, k.rows, kernels::detail::OperandPanels({cols, ld, false}), c, false);
+    }
+    for (int j = 0; copied && j < n; ++j)
+        for (int i = 0; i < d.D; ++i) std::copy_n(yg + i * ld + j * P, P, y + j * d.y_image() + i * P);
+}
+// dK (D x R) = dY_G * cols_G^T, or += with `accumulate`.
 void group_weights(const Dims& d, int n, const float* x, const float* dy, float* dk, bool accumulate) {
     const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
-    kernels::detail::sgemm_with(kernels::detail::current_spec(), d.D, R, ld, {dy, ld, false}, TransposedColumnPanels(d, x), dk,
-                                R, accumulate);
+    sgemm_with(current_spec(), d.D, R, ld, PlaneRows(d, dy), TransposedColumnPanels(d, x), ColumnBlocks{dk, R}, accumulate);
 }
-void group_data(const Dims& d, int n, const float* k, const float* dy, float* gx) {
-    if (d.plane() > implicit_max_plane) return data_cols(d, n, k, dy, gx);
-    const auto R = static_cast<int>(d.rows()), ld = n * static_cast<int>(d.plane());
-    kernels::detail::sgemm_with(kernels::detail::current_spec(), R, ld, d.D, {k, R, true}, {dy, ld, false},
-                                ColumnTilesToImage(d, gx));
+// dX of the group's images += col2im(K^T * dY_G).
+void group_data(const Dims& d, int n, const PackedKernels& kt, const float* dy, float* gx) {
+    const auto R = static_cast<int>(d.rows()), P = static_cast<int>(d.plane()), ld = n * P;
+    if (d.plane() <= implicit_max_plane) return sgemm_with(kt.spec, R, ld, d.D, kt.rows, PlanePanels(d, dy), ColumnTilesToImage(d, gx));
+    float* dcols = scratch<float>(1, d.rows() * ld);
+    sgemm_with(kt.spec, R, ld, d.D, kt.rows, PlanePanels(d, dy), ColumnBlocks{dcols, ld}, false);
+    for (int j = 0; j < n; ++j) col2im_add(dcols + j * P, d, ld, gx + j * d.x_image());
 }
 
 }  // namespace
@@ -215,17 +249,11 @@ void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions&
     const Dims d = dims_of(x.shape(), k.shape(), o);
     y.resize(Shape{d.B, d.D, d.Ho, d.Wo});
     const Groups g = groups_of(d);
-    const auto P = static_cast<int>(d.plane());
-#pragma omp parallel num_threads(threads_for(d, g))
-    {
-        T* yg = g.size > 1 ? scratch<T>(1, static_cast<std::ptrdiff_t>(d.D) * P * g.size) : nullptr;
-#pragma omp for schedule(dynamic)
-        for (int gi = 0; gi < g.count; ++gi) {
-            const int b0 = g.first(gi), n = g.images(gi, d.B);
-            T* yb = y.data() + b0 * d.y_image();
-            group_forward(d, n, x.data() + b0 * d.x_image(), k.data(), n == 1 ? yb : yg);
-            if (n > 1) copy_group(d, n, static_cast<const T*>(yg), yb, true);
-        }
+    const auto ka = kernels_as_a(d, k.data(), false);
+#pragma omp parallel for schedule(dynamic) num_threads(threads_for(d, g))
+    for (int gi = 0; gi < g.count; ++gi) {
+        const std::ptrdiff_t b0 = g.first(gi);
+        group_forward(d, g.images(gi, d.B), x.data() + b0 * d.x_image(), ka, y.data() + b0 * d.y_image());
     }
 }
 
@@ -239,26 +267,19 @@ void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy
     if (!gx && !gk) return;
     const Groups g = groups_of(d);
     const Chunks ch = chunks_of(g);
-    const auto P = static_cast<int>(d.plane());
     // dK: chunk 0 adds straight into gk; chunk c > 0 into partial c - 1, added at the end in order.
     const std::ptrdiff_t dk_size = static_cast<std::ptrdiff_t>(d.D) * d.rows();
     T* partials = gk ? scratch<T>(3, dk_size * (ch.count - 1)) : nullptr;
-#pragma omp parallel num_threads(std::min(threads_for(d, g), ch.count))
-    {
-        T* gyg = scratch<T>(2, g.size > 1 ? static_cast<std::ptrdiff_t>(d.D) * P * g.size : 0);
-#pragma omp for schedule(dynamic)
-        for (int c = 0; c < ch.count; ++c) {
-            T* dk = !gk ? nullptr : c == 0 ? gk->data() : partials + (c - 1) * dk_size;
-            for (int gi = ch.first(c); gi < ch.first(c + 1); ++gi) {
-                const int b0 = g.first(gi), n = g.images(gi, d.B);
-                const T* dy = gy.data() + b0 * d.y_image();
-                if (n > 1) {
-                    copy_group(d, n, dy, gyg, false);
-                    dy = gyg;
-                }
-                if (gk) group_weights(d, n, x.data() + b0 * d.x_image(), dy, dk, c == 0 || gi > ch.first(c));
-                if (gx) group_data(d, n, k.data(), dy, gx->data() + b0 * d.x_image());
-            }
+    const auto kt = kernels_as_a(d, k.data(), true, gx != nullptr);
+#pragma omp parallel for schedule(dynamic) num_threads(std::min(threads_for(d, g), ch.count))
+    for (int c = 0; c < ch.count; ++c) {
+        T* dk = !gk ? nullptr : c == 0 ? gk->data() : partials + (c - 1) * dk_size;
+        for (int gi = ch.first(c); gi < ch.first(c + 1); ++gi) {
+            const std::ptrdiff_t b0 = g.first(gi);
+            const int n = g.images(gi, d.B);
+            const T* dy = gy.data() + b0 * d.y_image();
+            if (gk) group_weights(d, n, x.data() + b0 * d.x_image(), dy, dk, c == 0 || gi > ch.first(c));
+            if (gx) group_data(d, n, kt, dy, gx->data() + b0 * d.x_image());
         }
     }
     for (int c = 1; c < ch.count && gk; ++c) gk->array() += ConstVectorMap<T>(partials + (c - 1) * dk_size, dk_size);
