@@ -208,7 +208,7 @@ namespace {
 constexpr int small_m_c_floats = 1 << 16;
 
 // The small-M loops of the top of this file (M <= s.mc), C as `t` says.
-void run_small_m(const KernelSpec& s, int M, int N, int K, Operand a, const PanelSource& b, Target t, bool accumulate) {
+void run_small_m(const KernelSpec& s, int M, int N, int K, const PanelSource& a, const PanelSource& b, Target t, bool accumulate) {
     const int KC = std::min(s.kc, K), Mp = (M + s.mr - 1) / s.mr * s.mr;
     const int NCs = std::clamp(small_m_c_floats / Mp / s.nr * s.nr, s.nr, std::max(s.nc / s.nr * s.nr, s.nr));
     float* pb = scratch(0, static_cast<std::size_t>(KC) * s.nr);
@@ -217,11 +217,12 @@ void run_small_m(const KernelSpec& s, int M, int N, int K, Operand a, const Pane
         const int nc = std::min(NCs, N - jc);
         for (int pc = 0; pc < K; pc += s.kc) {
             const int kc = std::min(s.kc, K - pc);
-            pack_a(a, 0, pc, M, kc, s.mr, pa);
+            const float* panels = a.packed(pc, 0, kc, M, s.mr);
+            if (!panels) a.pack(pc, 0, kc, M, s.mr, pa);
             for (int jr = 0; jr < nc; jr += s.nr) {
                 const int n = std::min(s.nr, nc - jr);
                 b.pack(pc, jc + jr, kc, n, s.nr, pb);
-                macro_kernel(s, 0, jc + jr, M, n, kc, pa, pb, t, accumulate || pc > 0);
+                macro_kernel(s, 0, jc + jr, M, n, kc, panels ? panels : pa, pb, t, accumulate || pc > 0);
             }
         }
     }
