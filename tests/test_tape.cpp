@@ -7,6 +7,7 @@
 #include "mcnn/threads.hpp"
 
 #include "mcnn/ops/activation.hpp"
+#include "mcnn/ops/bias.hpp"
 #include "mcnn/ops/elementwise.hpp"
 #include "mcnn/ops/linear.hpp"
 
@@ -47,11 +48,11 @@ void check_float_sum(float actual, double expected, double magnitude, int K, con
 
 BOOST_AUTO_TEST_SUITE(tape)
 
-BOOST_AUTO_TEST_CASE(float_linear_equals_the_plain_loops_on_any_thread_count) {
-    // Y = X W^T + b, dX = dY W, dW = dY^T X, db = column sums of dY, against double loops; large
-    // enough that the float products split their columns between threads, and bit for bit the
-    // same on 1 and 2 threads.
-    const int B = 37, I = 600, O = 70;
+namespace {
+
+// Y = X W^T + b, dX = dY W, dW = dY^T X, db = column sums of dY, against double loops, and bit for
+// bit the same on 1 and 2 threads.
+void check_float_linear(int B, int I, int O) {
     std::mt19937 rng(21);
     const Tensor<float> x = random_floats(Shape{B, I}, rng), u = random_floats(Shape{B, O}, rng);
     Parameter<float> w("w", random_floats(Shape{O, I}, rng)), b("b", random_floats(Shape{O}, rng));
@@ -96,6 +97,17 @@ BOOST_AUTO_TEST_CASE(float_linear_equals_the_plain_loops_on_any_thread_count) {
             check_float_sum(gw1[std::size_t(o) * I + p], sum, mag, B, "dW");
         }
     }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(float_linear_equals_the_plain_loops_on_any_thread_count) {
+    // large enough that the float products split their columns between threads (SGEMM)
+    check_float_linear(37, 600, 70);
+    // batches of at most 8 rows: the loops over W in place; I not a multiple of the 8 lanes
+    check_float_linear(8, 603, 70);
+    check_float_linear(4, 400, 120);
+    check_float_linear(1, 5, 3);
 }
 
 BOOST_AUTO_TEST_CASE(gradient_of_a_small_graph) {
@@ -200,6 +212,72 @@ BOOST_AUTO_TEST_CASE(clear_starts_a_new_recording) {
     const Var<double> x2 = tape.input(values({2.0}));
     tape.backward(weighted_sum(scale(x2, 4.0), values({1.0})));
     BOOST_TEST(x2.grad()[0] == 4.0);
+}
+
+BOOST_AUTO_TEST_CASE(gradient_buffers_are_reused_zeroed_across_recordings) {
+    // A second recording of the same graph gets the first one's gradient buffers back (same
+    // storage), zeroed: its gradients equal a fresh tape's, not the sum of both recordings.
+    Tape<double> tape;
+    const double* first_buffer = nullptr;
+    for (int step = 0; step < 3; ++step) {
+        tape.clear();
+        const Var<double> x = tape.input(values({1.0 + step, -2.0, 0.5}));
+        const Var<double> h = scale(x, 3.0);
+        tape.backward(weighted_sum(scale(h, 2.0), values({1.0, 2.0, 3.0})));
+        for (int i = 0; i < 3; ++i) {
+            BOOST_TEST(h.grad()[i] == 2.0 * (i + 1));
+            BOOST_TEST(x.grad()[i] == 6.0 * (i + 1));
+        }
+        if (step == 0) first_buffer = x.grad().data();
+        else BOOST_TEST((x.grad().data() == first_buffer || h.grad().data() == first_buffer));
+    }
+    // a recording of other sizes allocates what it needs and still starts from zero
+    tape.clear();
+    const Var<double> y = tape.input(values({1.0, 1.0, 1.0, 1.0, 1.0}));
+    tape.backward(weighted_sum(scale(y, 1.0), values({1.0, 1.0, 1.0, 1.0, 1.0})));
+    for (int i = 0; i < 5; ++i) BOOST_TEST(y.grad()[i] == 1.0);
+}
+
+BOOST_AUTO_TEST_CASE(temporaries_are_overwritten_in_place_only_when_nothing_else_holds_them) {
+    // relu and bias_channels of an rvalue write over its storage when no tape node, other handle
+    // or parameter holds it (inference); results equal those of the copying path.
+    Parameter<double> b("b", values({0.5, -1.0}));
+    const Tensor<double> x4(Shape{1, 2, 1, 2}, std::vector<double>{1.0, -2.0, 0.25, 3.0});
+    const std::vector<double> want = {1.5, 0.0, 0.0, 2.0};  // relu(x + b[channel])
+    Tape<double> inference(Tape<double>::Mode::inference);
+    {
+        Var<double> x = inference.input(x4);
+        const double* storage = x.value().data();
+        const Var<double> y = mcnn::relu(bias_channels(std::move(x), inference.param(b)));
+        BOOST_TEST(y.value().data() == storage);  // both nodes wrote over x's storage
+        BOOST_TEST(x.value().empty());
+        for (int i = 0; i < 4; ++i) BOOST_TEST(y.value()[i] == want[i]);
+    }
+    {
+        const Var<double> x = inference.input(x4);  // a named handle: left as it is
+        Var<double> copy = x;                       // and a second handle: not taken either
+        const Var<double> y = mcnn::relu(std::move(copy));
+        BOOST_TEST(x.value()[1] == -2.0);
+        BOOST_TEST(y.value().data() != x.value().data());
+    }
+    {
+        Var<double> p = inference.param(b);  // a parameter's value is never taken
+        const Var<double> y = mcnn::relu(std::move(p));
+        BOOST_TEST(b.value[1] == -1.0);
+        BOOST_TEST(y.value()[1] == 0.0);
+    }
+    // training: the recorded input stays for backward; gradients as with the copying path
+    Tape<double> tape;
+    Var<double> x = tape.input(x4);
+    Var<double> s = bias_channels(std::move(x), tape.param(b));
+    BOOST_TEST(x.value()[1] == -2.0);
+    const Var<double> y = mcnn::relu(std::move(s));
+    BOOST_TEST(s.value()[0] == 1.5);
+    b.zero_grad();
+    tape.backward(weighted_sum(y, Tensor<double>(Shape{1, 2, 1, 2}, 1.0)));
+    BOOST_TEST(b.grad[0] == 1.0);  // only (0, 0) passes relu in channel 0
+    BOOST_TEST(b.grad[1] == 1.0);  // only (1, 1) in channel 1
+    for (int i = 0; i < 4; ++i) BOOST_TEST(x.grad()[i] == (want[i] > 0 ? 1.0 : 0.0));
 }
 
 BOOST_AUTO_TEST_CASE(misuse_is_reported) {

@@ -1,5 +1,8 @@
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
+#include <vector>
+
 #include "mcnn/tensor.hpp"
 
 using namespace mcnn;
@@ -48,6 +51,28 @@ BOOST_AUTO_TEST_CASE(cast_between_precisions) {
     BOOST_TEST(d.shape() == f.shape());
     BOOST_TEST(d[0] == 1.5);
     BOOST_TEST(d[1] == -2.0);
+}
+
+BOOST_AUTO_TEST_CASE(constructors_and_fill_write_every_element) {
+    // The storage allocator leaves grown elements uninitialised (for resize); a shape and a fill
+    // value must still give that value everywhere, also in memory that held other values before.
+    for (int round = 0; round < 3; ++round) {
+        std::vector<Tensor<float>> dirty;
+        for (int i = 0; i < 8; ++i) dirty.emplace_back(Shape{1000 + 7 * i}, -3.5f);
+        dirty.clear();  // freed: the next tensors may get this memory back
+        const Tensor<float> zeros(Shape{1021});
+        const Tensor<float> twos(Shape{1007}, 2.f);
+        for (std::size_t i = 0; i < zeros.numel(); ++i) BOOST_TEST_REQUIRE(zeros[i] == 0.f);
+        for (std::size_t i = 0; i < twos.numel(); ++i) BOOST_TEST_REQUIRE(twos[i] == 2.f);
+    }
+    Tensor<double> t(Shape{5}, 1.0);
+    t.fill(-0.0);  // negative zero is not all bits zero: written as a value
+    for (std::size_t i = 0; i < t.numel(); ++i) BOOST_TEST(std::signbit(t[i]));
+    t.set_zero();
+    for (std::size_t i = 0; i < t.numel(); ++i) BOOST_TEST((t[i] == 0.0 && !std::signbit(t[i])));
+    t.resize(Shape{2, 2});  // shrinking keeps the first elements
+    BOOST_TEST(t.shape() == (Shape{2, 2}));
+    BOOST_TEST(t[3] == 0.0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

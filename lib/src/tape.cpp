@@ -29,6 +29,17 @@ const Tensor<T>& Var<T>::grad() const {
 }
 
 template <class T>
+bool Var<T>::take_value(Tensor<T>& out) {
+    // use_count() is 1 only for a value made by the tape (make_shared of a non-const Tensor) that
+    // no node and no other handle holds; a parameter's view has an empty owner and counts 0.
+    if (id_ >= 0 || !value_ || value_.use_count() != 1) return false;
+    Tensor<T>& value = const_cast<Tensor<T>&>(*value_);
+    out = std::move(value);
+    value = Tensor<T>();
+    return true;
+}
+
+template <class T>
 Var<T> Tape<T>::push(Node node) {
     if (backward_done_) fail("Tape: recording after backward(); clear() the tape first");
     auto value = node.value;
@@ -39,13 +50,13 @@ Var<T> Tape<T>::push(Node node) {
 template <class T>
 Var<T> Tape<T>::constant(Tensor<T> value) {
     if (detect_anomaly_) check_leaf("constant", value, nullptr);
-    return Var<T>(this, -1, std::make_shared<const Tensor<T>>(std::move(value)));
+    return Var<T>(this, -1, std::make_shared<Tensor<T>>(std::move(value)));
 }
 
 template <class T>
 Var<T> Tape<T>::input(Tensor<T> value) {
     if (detect_anomaly_) check_leaf("input", value, nullptr);
-    auto shared = std::make_shared<const Tensor<T>>(std::move(value));
+    auto shared = std::make_shared<Tensor<T>>(std::move(value));
     if (!recording()) return Var<T>(this, -1, std::move(shared));
     Node node;
     node.value = std::move(shared);
@@ -81,7 +92,7 @@ Var<T> Tape<T>::record(const char* op, Tensor<T> value, std::initializer_list<Va
         last_event_ = now;
     }
     if (detect_anomaly_) check_output(op, value, inputs, recording() && any_grad);
-    auto shared = std::make_shared<const Tensor<T>>(std::move(value));
+    auto shared = std::make_shared<Tensor<T>>(std::move(value));
     if (!recording() || !any_grad) return Var<T>(this, -1, std::move(shared));
     Node node;
     node.op = op;
@@ -96,10 +107,27 @@ template <class T>
 Tensor<T>& Tape<T>::grad_slot(int id) {
     Node& node = nodes_[static_cast<std::size_t>(id)];
     if (!node.has_grad) {
-        if (!node.param) node.grad = Tensor<T>(node.value->shape());
+        if (!node.param) node.grad = zeroed_buffer(node.value->shape());
         node.has_grad = true;
     }
     return node.param ? node.param->grad : node.grad;
+}
+
+template <class T>
+Tensor<T> Tape<T>::zeroed_buffer(const Shape& shape) {
+    // Newest spares first: a step that records the same graph again asks for the same sizes in
+    // the same order, so the search is short.
+    const std::size_t n = shape.numel();
+    for (std::size_t i = spare_grads_.size(); i-- > 0;) {
+        if (spare_grads_[i].numel() != n) continue;
+        Tensor<T> buffer = std::move(spare_grads_[i]);
+        spare_grads_[i] = std::move(spare_grads_.back());
+        spare_grads_.pop_back();
+        buffer.reshape(shape);
+        buffer.set_zero();
+        return buffer;
+    }
+    return Tensor<T>(shape);
 }
 
 template <class T>
@@ -111,15 +139,14 @@ void Tape<T>::backward(const Var<T>& loss) {
     backward_done_ = true;
     if (detect_anomaly_) check_parameter_gradients();
     grad_slot(loss.id()).fill(T(1));
-    std::vector<Tensor<T>*> slots;
     for (int id = loss.id(); id >= 0; --id) {
         Node& node = nodes_[static_cast<std::size_t>(id)];
         if (!node.backward || !node.has_grad) continue;
-        slots.assign(node.inputs.size(), nullptr);
+        slots_.assign(node.inputs.size(), nullptr);
         for (std::size_t k = 0; k < node.inputs.size(); ++k)
-            if (node.inputs[k] >= 0) slots[k] = &grad_slot(node.inputs[k]);
-        run_backward(node, GradSlots(slots));
-        if (detect_anomaly_) check_gradients(id, GradSlots(slots));
+            if (node.inputs[k] >= 0) slots_[k] = &grad_slot(node.inputs[k]);
+        run_backward(node, GradSlots(slots_));
+        if (detect_anomaly_) check_gradients(id, GradSlots(slots_));
     }
 }
 
@@ -139,6 +166,10 @@ void Tape<T>::run_backward(Node& node, GradSlots slots) {
 
 template <class T>
 void Tape<T>::clear() {
+    // Spares left unused by this recording are dropped: at most one recording's buffers are kept.
+    spare_grads_.clear();
+    for (Node& node : nodes_)
+        if (!node.grad.empty()) spare_grads_.push_back(std::move(node.grad));
     nodes_.clear();
     backward_done_ = false;
 }

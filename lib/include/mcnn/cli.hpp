@@ -18,7 +18,8 @@ namespace mcnn {
 
 /// Runs the command named by argv[1] (train, gradcheck, summary, visualize, bench) with the
 /// arguments after it. With no command or an unknown one: prints the usage (the commands and the
-/// registered models) and returns 2; "help" or "--help" prints it and returns 0.
+/// registered models) and returns 2; "help" or "--help" prints it and returns 0. Like run_main, it
+/// first runs use_default_openmp_wait_policy(argv) (threads.hpp): pass main's own argv.
 int run_command_line(int argc, char** argv);
 
 namespace cli {
@@ -41,7 +42,9 @@ int bench(int argc, char** argv);
 /// What the apps' main() returns: `command(argc, argv)` (one of the above, or run_command_line),
 /// with any exception that still escapes it (an allocation failure while parsing the flags, ...)
 /// printed as "<program>: error: <what>" and exit status 1, never an abort. The commands report
-/// their own errors the same way.
+/// their own errors the same way. First it runs use_default_openmp_wait_policy(argv) (threads.hpp):
+/// unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, the program is executed again with idle
+/// OpenMP threads sleeping rather than spinning.
 int run_main(int (*command)(int, char**), int argc, char** argv);
 
 }  // namespace cli

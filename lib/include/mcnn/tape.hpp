@@ -125,8 +125,17 @@ public:
     /// dL/d(this value) after Tape::backward(); throws when no gradient reached it.
     const Tensor<T>& grad() const;
 
+    /// For ops given a temporary input (an rvalue Var) that may write their output over it: when
+    /// this handle is the only owner of its value (not recorded on a tape, no other handle, not a
+    /// parameter), moves the value into `out`, leaves this handle's value empty and returns true;
+    /// otherwise changes nothing and returns false. In inference the activations between layers
+    /// are such temporaries, so bias and activation then work in place.
+    bool take_value(Tensor<T>& out);
+
 private:
     friend class Tape<T>;
+    // `value` points to a non-const Tensor (take_value may move from it) or to a parameter, whose
+    // owner is empty (use_count 0).
     Var(Tape<T>* tape, int id, std::shared_ptr<const Tensor<T>> value) : tape_(tape), id_(id), value_(std::move(value)) {}
 
     Tape<T>* tape_ = nullptr;
@@ -165,7 +174,9 @@ public:
 
     /// Reverse pass from a scalar (one-element) `loss` recorded on this tape. Once per recording.
     void backward(const Var<T>& loss);
-    /// Drops every entry; parameters keep their values and gradients.
+    /// Drops every entry; parameters keep their values and gradients. The gradient buffers of the
+    /// dropped entries are kept as spares: the next recording's backward() reuses those of equal
+    /// size (zeroed) instead of allocating, so a training loop allocates them only once.
     void clear();
 
     /// Attaches a profile that the following ops and backward passes add their times to (nullptr
@@ -212,6 +223,8 @@ private:
 
     Var<T> push(Node node);
     Tensor<T>& grad_slot(int id);
+    /// A zeroed gradient buffer of `shape`: a spare of the same size when there is one, else new.
+    Tensor<T> zeroed_buffer(const Shape& shape);
     void run_backward(Node& node, GradSlots slots);
 
     // Anomaly mode's checks; each throws AnomalyError at the first non-finite element.
@@ -223,6 +236,8 @@ private:
 
     Mode mode_;
     std::vector<Node> nodes_;
+    std::vector<Tensor<T>> spare_grads_;  // gradient buffers of the previous recording (see clear())
+    std::vector<Tensor<T>*> slots_;       // backward()'s gradient slots of one node, reused
     bool backward_done_ = false;
     OpProfile* profile_ = nullptr;
     std::chrono::steady_clock::time_point last_event_;

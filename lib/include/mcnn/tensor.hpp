@@ -6,6 +6,8 @@
 #include <initializer_list>
 #include <iosfwd>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Core>
@@ -51,6 +53,26 @@ using VectorMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>, Eigen::Unaligne
 template <class T>
 using ConstVectorMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>, Eigen::Unaligned>;
 
+/// The allocator of tensor storage: aligned for SIMD (Eigen's), and growing a buffer leaves the new
+/// elements uninitialised instead of zeroing them: Tensor::resize is followed by a pass that writes
+/// every element, so a zeroing pass before it would only cost a sweep over memory. Every other way
+/// to make a tensor (a shape and a fill value, values, a copy) still initialises every element.
+template <class T>
+struct UninitializedAllocator : Eigen::aligned_allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = UninitializedAllocator<U>;
+    };
+    UninitializedAllocator() = default;
+    template <class U>
+    UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+    /// Default-initialisation: for float and double, nothing is written.
+    template <class U>
+    void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) { ::new (static_cast<void*>(p)) U; }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) { ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...); }
+};
+
 template <class T>
 class Tensor {
 public:
@@ -92,7 +114,8 @@ public:
     /// Same data, another shape with the same element count.
     Tensor reshaped(const Shape& shape) const;
     void reshape(const Shape& shape);
-    /// Resize to `shape`, keeping storage when the count allows; contents unspecified.
+    /// Resize to `shape`, keeping storage when the count allows; contents unspecified (elements
+    /// beyond the old count are not initialised: write every element after it).
     void resize(const Shape& shape);
     void fill(T value);
     void set_zero() { fill(T(0)); }
@@ -110,7 +133,7 @@ private:
     std::size_t offset(std::initializer_list<int> index) const;
 
     Shape shape_;
-    std::vector<T, Eigen::aligned_allocator<T>> data_;
+    std::vector<T, UninitializedAllocator<T>> data_;
 };
 
 /// Throws a clear error unless `a` and `b` have the same shape; `op` names the caller.

@@ -8,6 +8,7 @@
 
 #include "common.hpp"
 #include "mcnn/cli.hpp"
+#include "mcnn/threads.hpp"
 
 namespace mcnn {
 namespace {
@@ -42,6 +43,8 @@ std::string usage(const std::string& program) {
 }  // namespace
 
 int run_command_line(int argc, char** argv) {
+    // Here, with main's own argv: the command's run_main below gets a shortened one.
+    use_default_openmp_wait_policy(argv);  // idle threads sleep: see threads.hpp (may execute the program again)
     const std::string program = argc > 0 && argv[0] ? std::filesystem::path(argv[0]).filename().string() : "mcnn";
     if (argc < 2) {
         fmt::print(stderr, "{}: no command given\n{}", program, usage(program));
@@ -66,6 +69,7 @@ int run_command_line(int argc, char** argv) {
 }
 
 int cli::run_main(int (*command)(int, char**), int argc, char** argv) {
+    use_default_openmp_wait_policy(argv);  // idle threads sleep: see threads.hpp (may execute the program again)
     const std::string program = argc > 0 && argv[0] ? std::string(argv[0]) : "mcnn";
     return cli::detail::run_reporting_errors(program, 1, [&] { return command(argc, argv); });
 }

@@ -1,5 +1,7 @@
 #include "mcnn/nn/layers.hpp"
 
+#include <utility>
+
 #include <fmt/format.h>
 
 #include "mcnn/ops/activation.hpp"
@@ -37,9 +39,9 @@ Conv2d<T>::Conv2d(const Conv2dSpec& spec, Rng& rng) : spec_(spec) {
 template <class T>
 Var<T> Conv2d<T>::forward(const Var<T>& x) {
     Tape<T>& tape = *x.tape();
-    const Var<T> y = conv2d(x, tape.param(weight), Conv2dOptions{spec_.padding, spec_.stride, spec_.path});
+    Var<T> y = conv2d(x, tape.param(weight), Conv2dOptions{spec_.padding, spec_.stride, spec_.path});
     switch (spec_.bias) {
-        case BiasKind::tied: return bias_channels(y, tape.param(bias));
+        case BiasKind::tied: return bias_channels(std::move(y), tape.param(bias));  // in place in inference
         case BiasKind::untied: return bias_untied(y, tape.param(bias));
         case BiasKind::none: break;
     }

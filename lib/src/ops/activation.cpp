@@ -1,6 +1,7 @@
 #include "mcnn/ops/activation.hpp"
 
 #include <cmath>
+#include <utility>
 
 #include "../parallel.hpp"
 
@@ -9,11 +10,13 @@ namespace {
 
 // Records y = f(x) element-wise with dx += vjp(dy, y): the gradient written through the output
 // (dy * f'(x) for most; relu selects instead of multiplying, see relu).
+// `y` is empty, or x's value taken from a temporary x (Var::take_value): then y = f(x) is written
+// over it in place.
 template <class T, class Forward, class VectorJacobianProduct>
-Var<T> elementwise(const char* op, const Var<T>& x, Forward f, VectorJacobianProduct vjp) {
-    Tensor<T> y;
-    y.resize(x.shape());  // every element is written below
-    const T* in = x.value().data();
+Var<T> elementwise(const char* op, const Var<T>& x, Tensor<T> y, Forward f, VectorJacobianProduct vjp) {
+    const bool in_place = !y.empty();
+    if (!in_place) y.resize(x.shape());  // every element is written below
+    const T* in = in_place ? y.data() : x.value().data();
     T* out = y.data();
     detail::parallel_ranges(static_cast<std::ptrdiff_t>(y.numel()), detail::min_parallel_elements, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
         for (std::ptrdiff_t i = begin; i < end; ++i) out[i] = f(in[i]);
@@ -27,6 +30,16 @@ Var<T> elementwise(const char* op, const Var<T>& x, Forward f, VectorJacobianPro
         });
     });
 }
+
+// relu's two element functions (types, not function pointers: the loops inline them)
+template <class T>
+struct ReluForward {
+    T operator()(T v) const { return v <= T(0) ? T(0) : v; }
+};
+template <class T>
+struct ReluVjp {
+    T operator()(T dy, T y) const { return y <= T(0) ? T(0) : dy; }
+};
 
 // The branch each element of x takes at the kink of relu and leaky_relu (x > 0 or not), for the
 // tape's branch log (see tape.hpp).
@@ -53,8 +66,15 @@ void log_signs(const Var<T>& x, const char* op) {
 template <class T>
 Var<T> relu(const Var<T>& x) {
     log_signs(x, "relu");
-    return elementwise<T>(
-        "relu", x, [](T v) { return v <= T(0) ? T(0) : v; }, [](T dy, T y) { return y <= T(0) ? T(0) : dy; });
+    return elementwise<T>("relu", x, Tensor<T>(), ReluForward<T>{}, ReluVjp<T>{});
+}
+
+template <class T>
+Var<T> relu(Var<T>&& x) {
+    log_signs(x, "relu");
+    Tensor<T> y;
+    x.take_value(y);
+    return elementwise<T>("relu", x, std::move(y), ReluForward<T>{}, ReluVjp<T>{});
 }
 
 template <class T>
@@ -62,23 +82,24 @@ Var<T> leaky_relu(const Var<T>& x, T slope) {
     if (!(slope >= T(0))) fail("leaky_relu: slope must be >= 0, got {}", slope);
     log_signs(x, "leaky_relu");
     return elementwise<T>(
-        "leaky_relu", x, [slope](T v) { return v > T(0) ? v : slope * v; },
+        "leaky_relu", x, Tensor<T>(), [slope](T v) { return v > T(0) ? v : slope * v; },
         [slope](T dy, T y) { return dy * (y > T(0) ? T(1) : slope); });
 }
 
 template <class T>
 Var<T> tanh(const Var<T>& x) {
-    return elementwise<T>("tanh", x, [](T v) { return std::tanh(v); }, [](T dy, T y) { return dy * (T(1) - y * y); });
+    return elementwise<T>("tanh", x, Tensor<T>(), [](T v) { return std::tanh(v); }, [](T dy, T y) { return dy * (T(1) - y * y); });
 }
 
 template <class T>
 Var<T> sigmoid(const Var<T>& x) {
     return elementwise<T>(
-        "sigmoid", x, [](T v) { return T(1) / (T(1) + std::exp(-v)); }, [](T dy, T y) { return dy * (y * (T(1) - y)); });
+        "sigmoid", x, Tensor<T>(), [](T v) { return T(1) / (T(1) + std::exp(-v)); }, [](T dy, T y) { return dy * (y * (T(1) - y)); });
 }
 
 #define MCNN_INSTANTIATE(T)                     \
     template Var<T> relu(const Var<T>&);        \
+    template Var<T> relu(Var<T>&&);             \
     template Var<T> leaky_relu(const Var<T>&, T); \
     template Var<T> tanh(const Var<T>&);        \
     template Var<T> sigmoid(const Var<T>&);

@@ -1,5 +1,7 @@
 #include "mcnn/ops/bias.hpp"
 
+#include <utility>
+
 #include "../parallel.hpp"
 
 namespace mcnn {
@@ -15,18 +17,20 @@ void add_into(Tensor<T>& into, const Tensor<T>& from) {
     });
 }
 
-}  // namespace
+void check_bias_channels(const Shape& xs, const Shape& bs) {
+    if ((xs.rank() != 2 && xs.rank() != 4) || bs.rank() != 1 || bs[0] != xs[1])
+        fail("bias_channels: input {} (B x D x H x W or B x D) needs a bias of shape [D], got {}", xs.str(), bs.str());
+}
 
+// y = x + b[d]; `y` is empty, or x's value taken from a temporary x (Var::take_value): then the
+// sum is written over it in place.
 template <class T>
-Var<T> bias_channels(const Var<T>& x, const Var<T>& b) {
-    const Shape& xs = x.shape();
-    if ((xs.rank() != 2 && xs.rank() != 4) || b.shape().rank() != 1 || b.shape()[0] != xs[1])
-        fail("bias_channels: input {} (B x D x H x W or B x D) needs a bias of shape [D], got {}", xs.str(), b.shape().str());
+Var<T> bias_channels_into(const Var<T>& x, const Var<T>& b, const Shape& xs, Tensor<T> y) {
     const Eigen::Index batch = xs[0], channels = xs[1], plane = static_cast<Eigen::Index>(xs.numel() / (batch * channels));
-    Tensor<T> y;
-    y.resize(xs);
+    const bool in_place = !y.empty();
+    if (!in_place) y.resize(xs);
     // rows (n, d) of `plane` positions: y = x + b[d], rows split between threads
-    const T* in = x.value().data();
+    const T* in = in_place ? y.data() : x.value().data();
     const T* bias = b.value().data();
     T* out = y.data();
     detail::parallel_ranges(batch * channels, detail::min_parallel_elements / std::max<Eigen::Index>(plane, 1), [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
@@ -50,6 +54,23 @@ Var<T> bias_channels(const Var<T>& x, const Var<T>& b) {
                      });
 }
 
+}  // namespace
+
+template <class T>
+Var<T> bias_channels(const Var<T>& x, const Var<T>& b) {
+    check_bias_channels(x.shape(), b.shape());
+    return bias_channels_into(x, b, x.shape(), Tensor<T>());
+}
+
+template <class T>
+Var<T> bias_channels(Var<T>&& x, const Var<T>& b) {
+    check_bias_channels(x.shape(), b.shape());
+    const Shape xs = x.shape();
+    Tensor<T> y;
+    x.take_value(y);
+    return bias_channels_into(x, b, xs, std::move(y));
+}
+
 template <class T>
 Var<T> bias_untied(const Var<T>& x, const Var<T>& b) {
     const Shape& xs = x.shape();
@@ -66,6 +87,8 @@ Var<T> bias_untied(const Var<T>& x, const Var<T>& b) {
 
 template Var<float> bias_channels(const Var<float>&, const Var<float>&);
 template Var<double> bias_channels(const Var<double>&, const Var<double>&);
+template Var<float> bias_channels(Var<float>&&, const Var<float>&);
+template Var<double> bias_channels(Var<double>&&, const Var<double>&);
 template Var<float> bias_untied(const Var<float>&, const Var<float>&);
 template Var<double> bias_untied(const Var<double>&, const Var<double>&);
 

@@ -15,6 +15,9 @@ namespace mcnn {
 
 template <class T>
 Var<T> relu(const Var<T>& x);
+/// relu of a temporary: writes y over x's storage when nothing else holds x (Var::take_value).
+template <class T>
+Var<T> relu(Var<T>&& x);
 template <class T>
 Var<T> leaky_relu(const Var<T>& x, T slope = T(0.01));
 template <class T>

@@ -11,6 +11,9 @@ namespace mcnn {
 
 template <class T>
 Var<T> bias_channels(const Var<T>& x, const Var<T>& b);
+/// bias_channels of a temporary: writes y over x's storage when nothing else holds x (Var::take_value).
+template <class T>
+Var<T> bias_channels(Var<T>&& x, const Var<T>& b);
 template <class T>
 Var<T> bias_untied(const Var<T>& x, const Var<T>& b);
 
