@@ -132,22 +132,24 @@ template <class T>
 void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                      std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
 
-/// The Winograd path's tile: F(winograd_tile x winograd_tile, 3 x 3), 2 or 4.
-constexpr int winograd_tile = 4;
+/// The Winograd path's tile m for F x F kernels: F(4x4, 3x3) and F(2x2, 5x5).
+constexpr int winograd_tile(int kernel) { return kernel == 5 ? 2 : 4; }
 
-/// Y = conv(X, K) by Winograd's F(m x m, 3 x 3), m = winograd_tile (threads share groups of images).
-/// K must be D x N x 3 x 3 and the stride 1 (else throws, naming the shape or stride).
+/// Y = conv(X, K) by Winograd's F(m x m, F x F), m = winograd_tile(F) (threads share groups of
+/// images). K must be D x N x 3 x 3 or D x N x 5 x 5 and the stride 1 (else throws, naming the
+/// shape or stride).
 template <class T>
 void forward_winograd(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
 /// dX (the same machinery on dY with the turned, transposed kernels) and dK (transformed input
-/// times transformed dY per tile position, then G^T . G), m = winograd_tile.
+/// times transformed dY per tile position, then G^T . G), m = winograd_tile(F).
 template <class T>
 void backward_winograd(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                        std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
-/// forward_winograd on tiles of `tile` x `tile` (2 or 4; else throws).
+/// forward_winograd on tiles of `tile` x `tile`: 2 or 4 for 3x3 kernels, 2, 3 or 4 for 5x5 (else
+/// throws).
 template <class T>
 void forward_winograd_tile(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y, int tile);
-/// backward_winograd on tiles of `tile` x `tile` (2 or 4; else throws).
+/// backward_winograd on tiles of `tile` x `tile` (as forward_winograd_tile).
 template <class T>
 void backward_winograd_tile(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                             std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk, int tile);
