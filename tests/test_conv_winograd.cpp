@@ -37,7 +37,8 @@ struct WinoCase {
     std::vector<int> tiles() const { return R == 3 ? std::vector<int>{2, 4} : std::vector<int>{2, 3, 4}; }
 };
 
-// 1x1 and 2x2 images (padding 1 and 2), sizes below, at and past the tile sizes 2 and 4 (3, 4, 5,
+// (dX runs as the forward's adjoint where D > N, as the turned correlation elsewhere: both among
+// the cases.) 1x1 and 2x2 images (padding 1 and 2), sizes below, at and past the tile sizes 2 and 4 (3, 4, 5,
 // 8, 9, 13), non-square, padding 0 to 3, batches of 1 to 5 (several images per GEMM group).
 std::vector<WinoCase> wino_cases() {
     std::vector<WinoCase> out = {{1, 1, 1, 1, 1, 1}, {2, 3, 1, 1, 4, 2}, {1, 2, 2, 2, 3, 1}, {3, 2, 3, 3, 2, 0},

@@ -31,6 +31,12 @@
 // Backward data: dX[b,j,r,c] = sum_{i,u,v} dY[b,i,r+P-u,c+P-v] K[i,j,u,v], an r x r correlation of dY
 // with the filters K'[j,i] = rot180(K[i,j]) (transposed, turned) and padding r - 1 - P (negative
 // for P > r - 1: tiles then start inside dY): the same machinery, input dY, output dX (added into).
+// Or, when the layer has more output channels than input channels (D > N), backward data as the
+// adjoint of the forward: dM = A dY A^T per tile (D channels, m x m windows: the cheap transform),
+// dV[xi,nu] (N x T) = U[xi,nu]^T dM[xi,nu], and the windows B dV B^T added into dX where they
+// overlap (N channels: the costly transform). Measured on TunedCNN's 16->64 and 64->128 5x5 layers,
+// 1 thread: 1.2-1.5x faster than the turned correlation, whose costly transform runs on dY's D
+// channels; about even on 3x3 layers with D = N, which keep the turned correlation.
 // Backward weights: differentiate the forward. Y = A^T M A gives dM = A dY A^T per tile (dY's
 // m x m tile, zeros past its edge); M = U V gives dU[xi,nu] = dM[xi,nu] (O x T) * V[xi,nu]^T
 // (T x C), summed over all groups; U = G K G^T gives dK[o,c] = G^T dU[.,.,o,c] G.
@@ -74,7 +80,7 @@ using detail::scratch;
 template <int m, int r>
 struct Winograd {
     static constexpr int a = m + r - 1;
-    double BT[a][a] = {}, G[a][r] = {}, AT[m][a] = {}, A[a][m] = {};
+    double BT[a][a] = {}, B[a][a] = {}, G[a][r] = {}, AT[m][a] = {}, A[a][m] = {};
 };
 
 // The finite interpolation points, in the order the rows use them.
@@ -114,6 +120,8 @@ constexpr Winograd<m, r> toom_cook() {
     w.AT[m - 1][a - 1] = 1;
     for (int i = 0; i < m; ++i)
         for (int j = 0; j < a; ++j) w.A[j][i] = w.AT[i][j];
+    for (int i = 0; i < a; ++i)
+        for (int j = 0; j < a; ++j) w.B[j][i] = w.BT[i][j];
     return w;
 }
 
@@ -215,10 +223,13 @@ void gather_windows(const T* __restrict P, int wp, int th, int tw, T* __restrict
 }
 
 // out[(i*R + j)*out_step + t] = (Mat d_t Mat^T)[i][j] for the S x S windows d_t in
-// d[(r*S + s)*ld + t], t in [0, ld); tmp holds R*S*ld elements.
+// d[(r*S + s)*in_step + t], t in [0, ld); tmp holds R*S*ld elements.
 template <class T, int R, int S>
-void transform_windows(const double (&mat)[R][S], const T* d, T* tmp, std::ptrdiff_t ld, T* out, std::ptrdiff_t out_step) {
-    combine_rows<T, R, S>(mat, d, S * ld, tmp, S * ld, S * ld);  // rows: tmp[i][s][t] = (Mat d_t)[i][s]
+void transform_windows(const double (&mat)[R][S], const T* d, std::ptrdiff_t in_step, T* tmp, std::ptrdiff_t ld, T* out,
+                       std::ptrdiff_t out_step) {
+    if (in_step == ld) combine_rows<T, R, S>(mat, d, S * ld, tmp, S * ld, S * ld);  // rows: tmp[i][s][t] = (Mat d_t)[i][s]
+    else
+        for (int s = 0; s < S; ++s) combine_rows<T, R, S>(mat, d + s * in_step, S * in_step, tmp + s * ld, S * ld, ld);
     for (int i = 0; i < R; ++i)                                      // columns: (Mat d_t) Mat^T
         combine_rows<T, R, S>(mat, tmp + i * S * ld, ld, out + i * R * out_step, out_step, ld);
 }
@@ -237,7 +248,7 @@ void input_transform(const T* in, const Geometry& g, int n, T* v, std::ptrdiff_t
             pad_plane(in + j * g.in_image() + static_cast<std::ptrdiff_t>(c) * g.Hi * g.Wi, g.Hi, g.Wi, g.p, hp, wp, padded);
             gather_windows<T, m, a>(padded, wp, g.th(), g.tw(), d, ld, j * g.tiles());
         }
-        transform_windows<T, a, a>(matrices<m, r>.BT, d, tmp, ld, v + c * ld, g.C * ld);
+        transform_windows<T, a, a>(matrices<m, r>.BT, d, ld, tmp, ld, v + c * ld, g.C * ld);
     }
 }
 
@@ -255,7 +266,7 @@ void gradient_transform(const T* gy, const Geometry& g, int n, T* dm, std::ptrdi
             pad_plane(gy + j * g.out_image() + static_cast<std::ptrdiff_t>(o) * g.Ho * g.Wo, g.Ho, g.Wo, 0, hp, wp, padded);
             gather_windows<T, m, m>(padded, wp, g.th(), g.tw(), d, ld, j * g.tiles());
         }
-        transform_windows<T, a, m>(matrices<m, r>.A, d, tmp, ld, dm + o * ld, g.O * ld);
+        transform_windows<T, a, m>(matrices<m, r>.A, d, ld, tmp, ld, dm + o * ld, g.O * ld);
     }
 }
 
@@ -329,6 +340,35 @@ void filter_gradient(const T* du, int O, int C, T* gk) {
     }
 }
 
+// dIn (the group's n images, n x C x Hi x Wi) += the adjoint of input_transform for dV (a*a x C x
+// ld): the windows B dV_t B^T of the tiles, added up where they overlap and cropped to the plane.
+// work holds work_size(g, ld) elements.
+template <class T, int m, int r>
+void input_adjoint(const T* dv, const Geometry& g, int n, std::ptrdiff_t ld, T* gin, T* work) {
+    constexpr int a = Winograd<m, r>::a;
+    T* d = work;
+    T* tmp = work + a * a * ld;
+    T* padded = tmp + a * a * ld;
+    const int th = g.th(), tw = g.tw(), hp = th * m + a - m, wp = tw * m + a - m;
+    for (int c = 0; c < g.C; ++c) {
+        transform_windows<T, a, a>(matrices<m, r>.B, dv + c * ld, g.C * ld, tmp, ld, d, ld);
+        for (int j = 0; j < n; ++j) {
+            std::fill(padded, padded + static_cast<std::ptrdiff_t>(hp) * wp, T(0));
+            for (int i = 0; i < a; ++i)
+                for (int s = 0; s < a; ++s) {
+                    const T* w = d + (i * a + s) * ld + j * g.tiles();
+                    for (int ty = 0; ty < th; ++ty) {
+                        T* row = padded + static_cast<std::ptrdiff_t>(ty * m + i) * wp + s;
+                        for (int tx = 0; tx < tw; ++tx) row[tx * m] += w[ty * tw + tx];
+                    }
+                }
+            T* plane = gin + j * g.in_image() + static_cast<std::ptrdiff_t>(c) * g.Hi * g.Wi;
+            for (int y = 0; y < g.Hi; ++y)
+                for (int x = 0; x < g.Wi; ++x) plane[y * g.Wi + x] += padded[static_cast<std::ptrdiff_t>(y + g.p) * wp + x + g.p];
+        }
+    }
+}
+
 // The elements the transforms' work area holds for groups of `cols` tiles: two sets of windows
 // and a padded plane.
 template <int m, int r>
@@ -357,6 +397,32 @@ void correlate(const Geometry& g, const T* in, const T* u, T* out, bool add) {
                 gemm(g.O, ld, g.C, u + static_cast<std::ptrdiff_t>(pos) * g.O * g.C, g.C, false, v + pos * g.C * ld, ld, false,
                      mm + pos * g.O * ld, ld, false);
             output_transform<T, m, r>(mm, g, n, ld, out + b0 * g.out_image(), add, work);
+        }
+    }
+}
+
+// dIn (B x C x Hi x Wi) += the input gradient of the correlation `g` describes (p >= 0), given its
+// output gradient `gy` and its filters U (a*a x O x C): per group dM = A dy A^T, dV[xi,nu] (C x T)
+// = U[xi,nu]^T dM[xi,nu], then the adjoint of the input transform.
+template <class T, int m, int r>
+void input_gradient(const Geometry& g, const T* gy, const T* u, T* gin) {
+    constexpr int a2 = Winograd<m, r>::a * Winograd<m, r>::a;
+    const Groups groups = groups_of(g);
+    const int tiles = g.tiles();
+#pragma omp parallel num_threads(threads_for(g, groups))
+    {
+        const std::ptrdiff_t cols = static_cast<std::ptrdiff_t>(groups.size) * tiles;
+        T* dv = scratch<T>(0, a2 * g.C * cols);
+        T* dm = scratch<T>(1, a2 * g.O * cols);
+        T* work = scratch<T>(2, work_size<m, r>(g, cols));
+#pragma omp for schedule(static)
+        for (int gi = 0; gi < groups.count; ++gi) {
+            const int b0 = groups.first(gi), n = groups.images(gi, g.B), ld = n * tiles;
+            gradient_transform<T, m, r>(gy + b0 * g.out_image(), g, n, dm, ld, work);
+            for (int pos = 0; pos < a2; ++pos)
+                gemm(g.C, ld, g.O, u + static_cast<std::ptrdiff_t>(pos) * g.O * g.C, g.C, true, dm + pos * g.O * ld, ld, false,
+                     dv + pos * g.C * ld, ld, false);
+            input_adjoint<T, m, r>(dv, g, n, ld, gin + b0 * g.in_image(), work);
         }
     }
 }
@@ -442,7 +508,12 @@ template <class T, int m, int r>
 void backward_tile(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& o, Tensor<T>* gx, Tensor<T>* gk) {
     const int B = x.dim(0), N = x.dim(1), H = x.dim(2), W = x.dim(3), D = k.dim(0), Ho = gy.dim(2), Wo = gy.dim(3);
     constexpr int a = Winograd<m, r>::a;
-    if (gx) {  // dX = the correlation of dY with rot180(K[i,j]) over i, padding r - 1 - P
+    if (gx && D > N) {  // dX = the adjoint of the forward (transforms on D channels of dY are the cheap ones)
+        const Geometry g{B, N, H, W, D, Ho, Wo, o.padding, m, r};
+        std::vector<T> u(static_cast<std::size_t>(a * a) * static_cast<std::size_t>(N * D));
+        filter_transform<T, m, r>(k.data(), D, N, false, u.data());
+        input_gradient<T, m, r>(g, gy.data(), u.data(), gx->data());
+    } else if (gx) {  // dX = the correlation of dY with rot180(K[i,j]) over i, padding r - 1 - P
         const Geometry g{B, D, Ho, Wo, N, H, W, r - 1 - o.padding, m, r};
         std::vector<T> u(static_cast<std::size_t>(a * a) * static_cast<std::size_t>(N * D));
         filter_transform<T, m, r>(k.data(), N, D, true, u.data());
