@@ -1,8 +1,11 @@
-// Times a conv path (im2col, or winograd on the 3x3 layers) on the conv layers that matter (TunedCNN's three 5x5 layers at batch
+// Times a conv path (im2col or winograd) on the conv layers that matter (TunedCNN's three 5x5 layers at batch
 // 64, the modern network's six 3x3 layers at batch 256), forward, backward data (dL/dX) and
 // backward weights (dL/dK) apart, and prints each one's GFLOP/s and its fraction of the FMA peak.
-//   bench_conv_layers [--set tuned|modern|all] [--path im2col|winograd|winograd2] [--reps 5] [--peak 209] [--cpu-time]
-// winograd runs F(4x4,3x3), winograd2 F(2x2,3x3); GFLOP/s count the direct convolution's FLOPs.
+//   bench_conv_layers [--set tuned|modern|all] [--path im2col|winograd|winograd2|winograd3|winograd4] [--layer 0] [--reps 5]
+//                     [--peak 209] [--cpu-time]
+// winograd runs each layer on its default tile (conv::winograd_tile: F(4x4,3x3), F(2x2,5x5)), winogradM on
+// tiles of M x M (F(2x2) and F(4x4) for 3x3 and 5x5 layers, F(3x3) for 5x5 only: layers without that tile
+// are skipped); GFLOP/s count the direct convolution's FLOPs.
 // Threads follow OMP_NUM_THREADS; 1 thread measures one core against one core's peak.
 #include <algorithm>
 #include <chrono>
@@ -62,9 +65,20 @@ struct Products {
                        Tensor<float>*)>
         backward;
 };
+// The tile winogradM asks for (0: each layer's default; -1: not a winograd path).
+int tile_of(const std::string& path) {
+    if (path == "im2col") return -1;
+    return path == "winograd" ? 0 : path.back() - '0';
+}
+bool runs_layer(const std::string& path, const Layer& l) {
+    const int tile = tile_of(path);
+    return tile < 0 || ((l.kernel == 3 || l.kernel == 5) && (tile != 3 || l.kernel == 5));
+}
+
 Products products_of(const std::string& path) {
     if (path == "im2col") return {conv::forward_im2col<float>, conv::backward_im2col<float>};
-    const int tile = path == "winograd2" ? 2 : 4;
+    if (path == "winograd") return {conv::forward_winograd<float>, conv::backward_winograd<float>};
+    const int tile = tile_of(path);
     return {[tile](const auto& x, const auto& k, const auto& o, auto& y) { conv::forward_winograd_tile(x, k, o, y, tile); },
             [tile](const auto& x, const auto& k, const auto& gy, const auto& o, auto* gx, auto* gk) {
                 conv::backward_winograd_tile(x, k, gy, o, gx, gk, tile);
@@ -95,11 +109,12 @@ void time_layer(const Layer& l, const Products& p, int reps, double peak) {
 int main(int argc, char** argv) {
     CLI::App app{"Conv layers of TunedCNN and the modern network on a conv path: GFLOP/s and fraction of the FMA peak."};
     std::string set = "all", path = "im2col";
-    int reps = 5;
+    int reps = 5, only = 0;
     double peak = 209;
     app.add_option("--set", set, "tuned, modern or all")->check(CLI::IsMember({"tuned", "modern", "all"}));
-    app.add_option("--path", path, "im2col, winograd (F(4x4,3x3)) or winograd2 (F(2x2,3x3)); winograd skips non-3x3 layers")
-        ->check(CLI::IsMember({"im2col", "winograd", "winograd2"}));
+    app.add_option("--path", path, "im2col, winograd (each layer's default tile) or winograd2/3/4 (tiles of 2x2, 3x3, 4x4)")
+        ->check(CLI::IsMember({"im2col", "winograd", "winograd2", "winograd3", "winograd4"}));
+    app.add_option("--layer", only, "time only the set's layer of this number (1 = the first), 0 = all");
     app.add_option("--reps", reps, "repetitions; the best is reported")->check(CLI::PositiveNumber);
     app.add_flag("--cpu-time", cpu_time, "time by the process's CPU time (all threads) instead of the wall clock");
     app.add_option("--peak", peak, "FMA peak of the cores used, GFLOP/s (fp32)")->check(CLI::PositiveNumber);
@@ -109,6 +124,7 @@ int main(int argc, char** argv) {
     fmt::print("{:<7} {:>4} {:>10} {:>7} {:<4} {:>7} | {:^22} | {:^22} | {:^22}\n", "set", "B", "N->D", "size", "", "GFLOP",
                "forward", "backward data", "backward weights");
     const Products p = products_of(path);
+    int number = 0;
     for (const Layer& l : layers)
-        if ((set == "all" || set == l.set) && (path == "im2col" || l.kernel == 3)) time_layer(l, p, reps, peak);
+        if ((set == "all" || set == l.set) && ++number && (only == 0 || only == number) && runs_layer(path, l)) time_layer(l, p, reps, peak);
 }

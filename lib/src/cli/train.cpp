@@ -76,10 +76,10 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
     add_integer_flag(app, "--report-every", c.report_every, "batches between loss reports (the notebook: 2000)", 1);
     add_integer_flag(app, "--validation", c.validation, "training images held out to validate each epoch (0: test set)", 0);
     app.add_option("--conv", c.conv, "conv implementation: plain (the formulas' loops, slow), correlate2d (loops of the "
-                                    "vectorised correlate2d), im2col (im2col + GEMM), winograd (Winograd F(4x4,3x3); "
-                                    "models with only 3x3 stride-1 convs), automatic (im2col; correlate2d "
-                                    "for layers with < 8 output channels, winograd for 3x3 stride-1 layers with >= 64 "
-                                    "channels in and out), or auto: the model's default (correlate2d "
+                                    "vectorised correlate2d), im2col (im2col + GEMM), winograd (Winograd F(4x4,3x3) and "
+                                    "F(4x4,5x5); models with only 3x3 and 5x5 stride-1 convs), automatic (im2col; correlate2d "
+                                    "for layers with < 8 output channels, winograd for stride-1 layers with >= 64 channels "
+                                    "in and out (3x3) or >= 16 (5x5)), or auto: the model's default (correlate2d "
                                     "for manual, automatic for the others)")
         ->capture_default_str()->check(CLI::IsMember(conv_settings()));
     app.add_option("--normalization", c.normalization, "notebook: (x-0.5)/0.5; dataset: per-channel mean/std")

@@ -41,13 +41,14 @@ Tensor<T> convolve2d(const Tensor<T>& input, const Tensor<T>& kernel, CorrelateM
 ///   correlate2d: loops of the vectorised 2-D correlate2d over (image, channel) planes: the
 ///                notebook's layer structure (correlate2d.cpp).
 ///   im2col:      im2col + GEMM, image by image (conv2d_im2col.cpp).
-///   winograd:    Winograd's minimal filtering F(4x4, 3x3): transformed tiles, one GEMM over
-///                channels per tile position (conv2d_winograd.cpp); 3x3 kernels at stride 1 only,
-///                other layers are refused.
+///   winograd:    Winograd's minimal filtering F(4x4, 3x3) and F(4x4, 5x5): transformed tiles, one
+///                GEMM over channels per tile position (conv2d_winograd.cpp); 3x3 and 5x5 kernels
+///                at stride 1 only, other layers are refused.
 ///   automatic:   im2col, except correlate2d for layers with fewer than direct_max_out_channels
 ///                output channels at stride 1 (SimpleCNN's conv1), whose GEMM has too few rows to
 ///                fill its register blocks, and winograd for 3x3 stride-1 layers with at least
-///                winograd_min_channels input and output channels.
+///                winograd_min_channels input and output channels and 5x5 stride-1 layers with at
+///                least winograd5_min_channels.
 enum class ConvPath {
     plain,
     correlate2d,
@@ -85,11 +86,19 @@ inline bool automatic_uses_correlate2d(const Shape& k, const Conv2dOptions& opti
 /// 3x3 and 64->64 at 15x15 about even to 1.8x faster, 24->64 at 31x31 slower (its transforms, per
 /// channel, outweigh a GEMM over only 24 channels).
 constexpr int winograd_min_channels = 64;
+/// From this many input and output channels up, ConvPath::automatic runs 5x5 stride-1 layers on
+/// winograd (F(4x4,5x5)). Measured with bench_conv_layers --set tuned, 1 thread, Zen 3 (AVX2),
+/// batch 64, against im2col: 64->128 at 9x9 1.7-2.3x faster forward, 1.5-1.7x backward;
+/// 16->64 at 17x17 faster forward, about even backward; 3->16 at 32x32 1.2-2x slower (the
+/// transforms of a tile outweigh a GEMM over only 3 channels).
+constexpr int winograd5_min_channels = 16;
 /// Whether ConvPath::automatic runs a conv of kernels `k` (D x N x F x F) with `options` on the
-/// winograd path: 3x3 kernels, stride 1, D and N at least winograd_min_channels.
+/// winograd path: stride 1 and 3x3 kernels with D and N at least winograd_min_channels, or 5x5
+/// kernels with D and N at least winograd5_min_channels.
 inline bool automatic_uses_winograd(const Shape& k, const Conv2dOptions& options) {
-    return k.rank() == 4 && k[2] == 3 && k[3] == 3 && options.stride == 1 && k[0] >= winograd_min_channels &&
-           k[1] >= winograd_min_channels;
+    if (k.rank() != 4 || k[2] != k[3] || options.stride != 1) return false;
+    const int least = k[2] == 3 ? winograd_min_channels : k[2] == 5 ? winograd5_min_channels : -1;
+    return least > 0 && k[0] >= least && k[1] >= least;
 }
 /// The path that runs for kernels `k` and `options`: options.path, with automatic resolved to
 /// correlate2d, winograd or im2col.
@@ -132,22 +141,25 @@ template <class T>
 void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                      std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
 
-/// The Winograd path's tile: F(winograd_tile x winograd_tile, 3 x 3), 2 or 4.
-constexpr int winograd_tile = 4;
+/// The Winograd path's tile m for F x F kernels: F(4x4, 3x3) and F(4x4, 5x5) (the 5x5 tiles 2 and
+/// 3 measured slower on TunedCNN's layers; all hold the float error below 1e-5 of the results).
+constexpr int winograd_tile(int /*kernel*/) { return 4; }
 
-/// Y = conv(X, K) by Winograd's F(m x m, 3 x 3), m = winograd_tile (threads share groups of images).
-/// K must be D x N x 3 x 3 and the stride 1 (else throws, naming the shape or stride).
+/// Y = conv(X, K) by Winograd's F(m x m, F x F), m = winograd_tile(F) (threads share groups of
+/// images). K must be D x N x 3 x 3 or D x N x 5 x 5 and the stride 1 (else throws, naming the
+/// shape or stride).
 template <class T>
 void forward_winograd(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
 /// dX (the same machinery on dY with the turned, transposed kernels) and dK (transformed input
-/// times transformed dY per tile position, then G^T . G), m = winograd_tile.
+/// times transformed dY per tile position, then G^T . G), m = winograd_tile(F).
 template <class T>
 void backward_winograd(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                        std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
-/// forward_winograd on tiles of `tile` x `tile` (2 or 4; else throws).
+/// forward_winograd on tiles of `tile` x `tile`: 2 or 4 for 3x3 kernels, 2, 3 or 4 for 5x5 (else
+/// throws).
 template <class T>
 void forward_winograd_tile(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y, int tile);
-/// backward_winograd on tiles of `tile` x `tile` (2 or 4; else throws).
+/// backward_winograd on tiles of `tile` x `tile` (as forward_winograd_tile).
 template <class T>
 void backward_winograd_tile(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                             std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk, int tile);
