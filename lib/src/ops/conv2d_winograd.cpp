@@ -41,9 +41,9 @@
 // m x m tile, zeros past its edge); M = U V gives dU[xi,nu] = dM[xi,nu] (O x T) * V[xi,nu]^T
 // (T x C), summed over all groups; U = G K G^T gives dK[o,c] = G^T dU[.,.,o,c] G.
 //
-// Work splits into groups of whole images with at least `group_tiles` tiles (fixed by the shapes,
-// never by the thread count); threads take whole groups, each with its own scratch, and for dK its
-// own partial dU, added up in thread order at the end. Y and dX do not depend on the thread count;
+// Work splits into groups of whole images with about `group_tiles` tiles, an even number of them
+// when more than one (fixed by the shapes, never by the thread count); threads take whole groups,
+// each with its own scratch, and for dK its own partial dU, added up in thread order at the end. Y and dX do not depend on the thread count;
 // dK only through the rounding of that final sum.
 //
 // Transforms: the windows of a group's tiles are gathered, channel by channel, into a*a rows
@@ -156,8 +156,16 @@ struct Groups {
     int images(int g, int B) const { return std::min(size, B - g * size); }
 };
 Groups groups_of(const Geometry& g) {
-    const int size = std::clamp((group_tiles + g.tiles() - 1) / g.tiles(), 1, std::max(g.B, 1));
-    return {size, (g.B + size - 1) / size};
+    int size = std::clamp((group_tiles + g.tiles() - 1) / g.tiles(), 1, std::max(g.B, 1));
+    int count = (g.B + size - 1) / size;
+    // An odd count of groups leaves one of two threads idle for a whole group at the end (64
+    // images of 9 tiles made groups of 29, 29 and 6: one thread did 58 images, the other 6), so
+    // an odd count becomes the next even one, the images shared out evenly.
+    if (count > 1 && count % 2 != 0) {
+        size = (g.B + count) / (count + 1);
+        count = (g.B + size - 1) / size;
+    }
+    return {size, count};
 }
 int threads_for(const Geometry& g, const Groups& groups) {
     if (groups.count < 2 || g.flops() < parallel_min_flops || omp_in_parallel()) return 1;
