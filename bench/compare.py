@@ -15,7 +15,8 @@ it, the modern network's peer (torch_fast_net.py), and the date, CPU and command
   bench/compare.py --libtorch ~/build-libtorch   # where seed_models was built
 
 The peers run in the peer-only environment: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed (on
-machines that set them they force a slower OpenBLAS kernel); ManualCNN's runs keep the environment
+machines that set them they force a slower OpenBLAS kernel) and OPENBLAS_NUM_THREADS set to the case's
+thread count (torch.set_num_threads does not limit OpenBLAS's own threads); ManualCNN's runs keep the environment
 as it is. Before anything else the script measures a 2048 x 2048 float matmul in the peer's own
 environment (PyTorch, one thread) and refuses to report (exit 1) when it looks like the reference
 BLAS rather than OpenBLAS. Run it on an otherwise idle machine.
@@ -95,9 +96,15 @@ def busy_core_note(peak_one, peak_two):
             "core during this run, so its 2-thread figures are not reliable.")
 
 
-def peer_env(env):
-    """A copy of `env` without the variables that force a slower OpenBLAS kernel (peer commands only)."""
-    return {k: v for k, v in env.items() if k not in PEER_ONLY_UNSET}
+def peer_env(env, threads=None):
+    """A copy of `env` without the variables that force a slower OpenBLAS kernel (peer commands only);
+    with `threads`, OPENBLAS_NUM_THREADS set to it: torch.set_num_threads does not reach OpenBLAS's own
+    thread pool, so a "1 thread" peer otherwise multiplies its linear layers on every core (measured:
+    1.5 cores busy in libtorch's 1-thread TunedCNN run, the 2048 matmul 128 GFLOP/s vs 78 on one)."""
+    out = {k: v for k, v in env.items() if k not in PEER_ONLY_UNSET}
+    if threads is not None:
+        out["OPENBLAS_NUM_THREADS"] = str(threads)
+    return out
 
 
 def verdict(ratio, target):
@@ -139,7 +146,7 @@ def peer_matmul_gflops(python):
     code = ("import time, torch\ntorch.set_num_threads(1)\na = torch.randn(2048, 2048); b = torch.randn(2048, 2048)\n"
             "a @ b\nbest = 1e9\nfor _ in range(3):\n    t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)\n"
             "print(f'RESULT peer=pytorch matmul=2048 gflops={2 * 2048 ** 3 / best / 1e9:.2f}')\n")
-    out, _ = run([python, "-c", code], env=peer_env(os.environ))
+    out, _ = run([python, "-c", code], env=peer_env(os.environ, 1))
     return result_value(out, "gflops", "the peer's matmul check")
 
 
@@ -150,8 +157,10 @@ class Runner:
         self.a = a
         self.bench = os.path.join(ROOT, a.build, "bench", "bench")
         self.seed_models = a.libtorch_bin
-        self.env = peer_env(os.environ)
         self.cache = {}
+
+    def env(self, threads):
+        return peer_env(os.environ, threads)
 
     def ours_cmd(self, case, threads):
         return [self.bench, "--case", case, "--threads", str(threads), "--seconds", f"{self.a.seconds:g}", "--data", self.a.data]
@@ -172,14 +181,14 @@ class Runner:
         return float(r["img_per_s"]), rss, r
 
     def libtorch(self, spec, threads):
-        out, rss = run(self.libtorch_cmd(spec, threads), env=self.env)
+        out, rss = run(self.libtorch_cmd(spec, threads), env=self.env(threads))
         return result_value(out, "img_per_s", "libtorch seed_models"), rss
 
     def python(self, spec, threads):
         cmd = self.python_cmd(spec, threads)
         key = tuple(cmd)
         if key not in self.cache:  # one run gives both its training and its eval figure
-            out, rss = run(cmd, env=self.env)
+            out, rss = run(cmd, env=self.env(threads))
             ev = [l.split()[1] for l in out.splitlines() if l.startswith("eval ") and l.endswith("img/s")]
             self.cache[key] = {"train": result_value(out, "train_img_per_s", "torch_seed_models.py"),
                                "eval": float(ev[0]) if ev else None, "rss": rss}
@@ -194,7 +203,7 @@ class Runner:
     def fast_net(self, threads):
         cmd = [self.a.python, os.path.join(SHARED_BENCH, "torch_fast_net.py"), self.a.data, str(self.a.fast_net_batch),
                str(self.a.fast_net_steps), str(threads)]
-        out, _ = run(cmd, env=self.env)
+        out, _ = run(cmd, env=self.env(threads))
         return next(x for x in parse_results(out) if "train_img_per_s" in x), cmd
 
 
@@ -224,7 +233,7 @@ def run_rounds(runner, rounds, extras):
         if extras:
             o, _, _ = runner.ours(MANUAL[1], 2)
             out, _ = run([runner.a.python, os.path.join(SHARED_BENCH, "seed_manual_conv.py"), runner.a.data] + MANUAL[2] + ["2"],
-                         env=runner.env)
+                         env=runner.env(2))
             p = result_value(out, "train_img_per_s", "seed_manual_conv.py")
             extra["manual"].append((o, p))
             print(f"round {r + 1}: {MANUAL[0]}: ours {o:,.0f} img/s, scipy layer {p:,.0f}", flush=True)

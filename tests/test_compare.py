@@ -95,6 +95,12 @@ class PeerEnvironment(unittest.TestCase):
     def test_an_environment_without_them_is_unchanged(self):
         self.assertEqual(compare.peer_env({"HOME": "/root"}), {"HOME": "/root"})
 
+    def test_the_thread_count_reaches_openblas(self):
+        env = {"OPENBLAS_NUM_THREADS": "8", "HOME": "/root"}
+        self.assertEqual(compare.peer_env(env, 1), {"OPENBLAS_NUM_THREADS": "1", "HOME": "/root"})
+        self.assertEqual(compare.peer_env({}, 2), {"OPENBLAS_NUM_THREADS": "2"})
+        self.assertEqual(env["OPENBLAS_NUM_THREADS"], "8")
+
 
 class Verdict(unittest.TestCase):
     def test_met_and_not_met(self):
