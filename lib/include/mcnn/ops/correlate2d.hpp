@@ -132,11 +132,11 @@ template <class T>
 void backward_correlate2d(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                           std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
 
-/// Y = conv(X, K) by im2col + GEMM, image by image (threads share the images).
+/// Y = conv(X, K) by im2col + GEMM over groups of images (threads share the groups).
 template <class T>
 void forward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
-/// dX and dK by im2col + GEMM image by image (the column matrix is rebuilt from x rather than kept
-/// from the forward pass).
+/// dX and dK by im2col + GEMM over groups of images (the columns are gathered from x again rather
+/// than kept from the forward pass).
 template <class T>
 void backward_im2col(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
                      std::type_identity_t<Tensor<T>>* gx, std::type_identity_t<Tensor<T>>* gk);
@@ -150,7 +150,8 @@ constexpr int winograd_tile(int /*kernel*/) { return 4; }
 /// shape or stride).
 template <class T>
 void forward_winograd(const Tensor<T>& x, const Tensor<T>& k, const Conv2dOptions& options, Tensor<T>& y);
-/// dX (the same machinery on dY with the turned, transposed kernels) and dK (transformed input
+/// dX (the same machinery on dY with the turned, transposed kernels, or, for layers with more
+/// output than input channels, the adjoint of the forward's transforms) and dK (transformed input
 /// times transformed dY per tile position, then G^T . G), m = winograd_tile(F).
 template <class T>
 void backward_winograd(const Tensor<T>& x, const Tensor<T>& k, const Tensor<T>& gy, const Conv2dOptions& options,
