@@ -197,7 +197,10 @@ void plain_forward(const Tensor<T>& x, const Tensor<T>* weight, const Tensor<T>*
             m = sum / N;
             for (int n = 0; n < B; ++n)
                 for (int i = 0; i < H; ++i)
-                    for (int j = 0; j < W; ++j) squares += (static_cast<double>(x.at({n, c, i, j})) - m) * (static_cast<double>(x.at({n, c, i, j})) - m);
+                    for (int j = 0; j < W; ++j) {
+                        const double d = static_cast<double>(x.at({n, c, i, j})) - m;
+                        squares += d * d;
+                    }
             v = squares / N;
             mean[c] = static_cast<T>(m);
             var[c] = static_cast<T>(v);
