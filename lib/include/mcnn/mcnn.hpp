@@ -17,6 +17,7 @@
 #include "mcnn/ops/elementwise.hpp"
 #include "mcnn/ops/linear.hpp"
 #include "mcnn/ops/loss.hpp"
+#include "mcnn/ops/norm.hpp"
 #include "mcnn/ops/pool.hpp"
 #include "mcnn/ops/shape.hpp"
 

@@ -14,6 +14,7 @@
 #include "mcnn/ops/elementwise.hpp"
 #include "mcnn/ops/linear.hpp"
 #include "mcnn/ops/loss.hpp"
+#include "mcnn/ops/norm.hpp"
 #include "mcnn/ops/pool.hpp"
 #include "mcnn/ops/shape.hpp"
 
@@ -255,12 +256,46 @@ void add_linear_and_loss_cases(std::vector<NodeCase>& cases) {
                      }});
 }
 
+// Batch norm on x [3, 4, 3, 5] (batch 3, 4 channels, odd and non-square): train mode with and
+// without affine parameters (gradient through the batch mean and variance), eval mode with running
+// statistics drawn as constants.
+void add_norm_cases(std::vector<NodeCase>& cases) {
+    const Shape xs{3, 4, 3, 5}, cs{4};
+    cases.push_back({.name = "batch_norm2d_train",
+                     .node = "batch_norm2d",
+                     .description = "train mode: batch statistics, affine weight and bias",
+                     .inputs = {{"x", xs, uniform_values(-2, 2)}},
+                     .params = {{"weight", cs, uniform_values(0.5, 1.5)}, {"bias", cs, uniform_values()}},
+                     .forward = [](const NodeArgs& a) {
+                         return batch_norm2d(a.inputs[0], a.params[0], a.params[1], BatchNormRunning<double>{}, {.training = true});
+                     }});
+    cases.push_back({.name = "batch_norm2d_train_no_affine",
+                     .node = "batch_norm2d",
+                     .description = "train mode: batch statistics, no weight or bias, eps 0.1",
+                     .inputs = {{"x", xs, uniform_values(-2, 2)}},
+                     .forward = [](const NodeArgs& a) {
+                         return batch_norm2d(a.inputs[0], BatchNormRunning<double>{}, {.training = true, .eps = 0.1});
+                     }});
+    cases.push_back({.name = "batch_norm2d_eval",
+                     .node = "batch_norm2d",
+                     .description = "eval mode: running mean and var (constants), affine weight and bias",
+                     .inputs = {{"x", xs, uniform_values(-2, 2)}},
+                     .params = {{"weight", cs, uniform_values(0.5, 1.5)}, {"bias", cs, uniform_values()}},
+                     .constants = {{"running_mean", cs, uniform_values()}, {"running_var", cs, uniform_values(0.5, 2)}},
+                     .forward = [](const NodeArgs& a) {
+                         Tensor<double> mean = a.constants[0], var = a.constants[1];
+                         return batch_norm2d(a.inputs[0], a.params[0], a.params[1], BatchNormRunning<double>{&mean, &var},
+                                             {.training = false});
+                     }});
+}
+
 std::vector<NodeCase> make_cases() {
     std::vector<NodeCase> cases;
     add_conv_cases(cases);
     add_bias_and_activation_cases(cases);
     add_pool_and_shape_cases(cases);
     add_linear_and_loss_cases(cases);
+    add_norm_cases(cases);
     cases.push_back(notebook_case(NotebookFault::none));
     return cases;
 }

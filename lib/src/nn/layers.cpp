@@ -1,5 +1,6 @@
 #include "mcnn/nn/layers.hpp"
 
+#include <cmath>
 #include <utility>
 
 #include <fmt/format.h>
@@ -126,5 +127,41 @@ Conv2d<T>* first_conv(Module<T>& model) {
 MCNN_INSTANTIATE(float)
 MCNN_INSTANTIATE(double)
 #undef MCNN_INSTANTIATE  // the unity build puts several files in one translation unit
+
+template <class T>
+BatchNorm2d<T>::BatchNorm2d(int channels, const BatchNormSpec& spec) : spec_(spec) {
+    if (channels < 1) fail("BatchNorm2d: channels must be >= 1, got {}", channels);
+    if (!(spec.eps > 0) || !std::isfinite(spec.eps)) fail("BatchNorm2d: eps must be finite and > 0, got {}", spec.eps);
+    if (!(spec.momentum >= 0 && spec.momentum <= 1)) fail("BatchNorm2d: momentum must be in [0, 1], got {}", spec.momentum);
+    running_mean = Tensor<T>(Shape{channels});  // zeros
+    running_var = Tensor<T>(Shape{channels});
+    running_var.fill(T(1));
+    this->register_buffer("running_mean", running_mean);
+    this->register_buffer("running_var", running_var);
+    if (!spec.affine) return;
+    weight.value = Tensor<T>(Shape{channels});
+    weight.value.fill(T(1));
+    bias.value = Tensor<T>(Shape{channels});
+    this->register_parameter("weight", weight);
+    this->register_parameter("bias", bias);
+}
+
+template <class T>
+Var<T> BatchNorm2d<T>::forward(const Var<T>& x) {
+    const BatchNorm2dOptions options{.training = this->is_training(), .momentum = spec_.momentum, .eps = spec_.eps};
+    const BatchNormRunning<T> running{&running_mean, &running_var};
+    if (!spec_.affine) return batch_norm2d(x, running, options);
+    Tape<T>& tape = *x.tape();
+    return batch_norm2d(x, tape.param(weight), tape.param(bias), running, options);
+}
+
+template <class T>
+std::string BatchNorm2d<T>::describe() const {
+    return fmt::format("{} channels, momentum {:g}, eps {:g}{}", running_mean.numel(), spec_.momentum, spec_.eps,
+                       spec_.affine ? "" : ", no affine");
+}
+
+template class BatchNorm2d<float>;
+template class BatchNorm2d<double>;
 
 }  // namespace mcnn

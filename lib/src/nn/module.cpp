@@ -20,10 +20,11 @@ template <class T>
 void Module<T>::check_new_name(const std::string& name) const {
     const std::string where = path().empty() ? type_name() : fmt::format("'{}' ({})", path(), type_name());
     if (name.empty() || name.find('.') != std::string::npos || name.find('/') != std::string::npos)
-        fail("module {}: '{}' is not a valid name for a parameter or submodule (non-empty, no '.' or '/')", where, name);
+        fail("module {}: '{}' is not a valid name for a parameter, buffer or submodule (non-empty, no '.' or '/')", where, name);
     const bool taken = std::any_of(params_.begin(), params_.end(), [&](const auto& p) { return p.first == name; }) ||
+                       std::any_of(buffers_.begin(), buffers_.end(), [&](const auto& b) { return b.first == name; }) ||
                        std::any_of(children_.begin(), children_.end(), [&](const Named& c) { return c.name == name; });
-    if (taken) fail("module {}: a parameter or submodule named '{}' is already registered", where, name);
+    if (taken) fail("module {}: a parameter, buffer or submodule named '{}' is already registered", where, name);
 }
 
 template <class T>
@@ -33,6 +34,13 @@ Parameter<T>& Module<T>::register_parameter(const std::string& name, Parameter<T
     p.name = join(path(), name);
     if (p.grad.shape() != p.value.shape()) p.grad = Tensor<T>(p.value.shape());
     return p;
+}
+
+template <class T>
+Tensor<T>& Module<T>::register_buffer(const std::string& name, Tensor<T>& t) {
+    check_new_name(name);
+    buffers_.emplace_back(name, &t);
+    return t;
 }
 
 template <class T>
@@ -71,6 +79,20 @@ std::vector<Parameter<T>*> Module<T>::parameters() {
                 fail("parameter '{}' is registered twice in one model (as '{}' and '{}')", p->name, (*seen)->name,
                      join(m.path(), entry.first));
             out.push_back(p);
+        }
+    });
+    return out;
+}
+
+template <class T>
+std::vector<NamedBuffer<T>> Module<T>::buffers() {
+    std::vector<NamedBuffer<T>> out;
+    visit([&](const std::string& path, Module<T>& m) {
+        for (auto& [name, t] : m.buffers_) {
+            const std::string full = join(path, name);
+            const auto seen = std::find_if(out.begin(), out.end(), [t = t](const NamedBuffer<T>& b) { return b.tensor == t; });
+            if (seen != out.end()) fail("buffer '{}' is registered twice in one model (as '{}' and '{}')", full, seen->name, full);
+            out.push_back({full, t});
         }
     });
     return out;

@@ -26,11 +26,15 @@ template <class T>
 std::string summary(Module<T>& model, const Shape& input, const std::string& name) {
     Tape<T> tape;
     const Var<T> x = tape.input(Tensor<T>(input));
+    const bool training = model.is_training();
+    model.eval();  // a probe: layers with running statistics (batch norm) must learn nothing from it
     try {
         model.forward(x);
     } catch (const Error& e) {
+        model.train(training);
         fail("summary: model '{}' cannot take an input of shape {}: {}", name, input.str(), e.what());
     }
+    model.train(training);
     std::string out = fmt::format("{} model ({}), input {}\n", name, model.type_name(), batch_free(x.shape()));
     out += fmt::format("{:>3}  {:<22} {:<18} {:>10}  {}\n", "#", "node", "output shape", "params", "reads");
     out += std::string(80, '-') + "\n";
@@ -56,6 +60,13 @@ std::string summary(Module<T>& model, const Shape& input, const std::string& nam
         out += fmt::format("note: the model declares {} parameters, the graph reads {}\n", with_commas(declared), with_commas(total));
     out += fmt::format("Total parameters: {} ({:.1f} KiB as {})\n", with_commas(declared),
                        static_cast<double>(declared * sizeof(T)) / 1024.0, sizeof(T) == 4 ? "float" : "double");
+    const std::vector<NamedBuffer<T>> buffers = model.buffers();
+    if (!buffers.empty()) {
+        std::size_t values = 0;
+        for (const NamedBuffer<T>& b : buffers) values += b.tensor->numel();
+        out += fmt::format("Buffers (saved, not trained): {} values in {} tensors ({}{})\n", with_commas(values), buffers.size(),
+                           buffers.front().name, buffers.size() > 1 ? ", ..." : "");
+    }
     return out;
 }
 

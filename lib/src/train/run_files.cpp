@@ -38,6 +38,8 @@ std::optional<NonFiniteValue> first_non_finite(const std::string& name, const Te
 std::optional<NonFiniteValue> first_non_finite(Module<float>& model, Optimizer<float>* optimizer) {
     for (Parameter<float>* p : model.parameters())
         if (auto bad = first_non_finite("model/" + p->name, p->value)) return bad;
+    for (const NamedBuffer<float>& b : model.buffers())
+        if (auto bad = first_non_finite("model/" + b.name, *b.tensor)) return bad;
     if (optimizer)
         for (const auto& [name, t] : optimizer->state())
             if (auto bad = first_non_finite(name, *t)) return bad;
@@ -59,6 +61,20 @@ void check_parameters(const fs::path& path, const TensorFile& file, Module<float
         if (t.shape() != p->value.shape())
             fail("{}: parameter '{}' has shape {} in the checkpoint but {} in the model", path.string(), p->name, t.shape().str(),
                  p->value.shape().str());
+        if (const auto bad = first_non_finite(name, t)) fail("{}: cannot load a non-finite checkpoint: {}", path.string(), bad->str());
+    }
+}
+
+/// Every buffer (batch norm's running statistics, ...) present in `file`, with its shape and finite values.
+void check_buffers(const fs::path& path, const TensorFile& file, Module<float>& model) {
+    for (const NamedBuffer<float>& b : model.buffers()) {
+        const std::string name = "model/" + b.name;
+        if (!file.contains(name))
+            fail("{}: buffer '{}' (tensor '{}') is missing: the checkpoint has no state for it", path.string(), b.name, name);
+        const Tensor<float>& t = file.at(name);
+        if (t.shape() != b.tensor->shape())
+            fail("{}: buffer '{}' has shape {} in the checkpoint but {} in the model", path.string(), b.name, t.shape().str(),
+                 b.tensor->shape().str());
         if (const auto bad = first_non_finite(name, t)) fail("{}: cannot load a non-finite checkpoint: {}", path.string(), bad->str());
     }
 }
@@ -146,8 +162,10 @@ TensorFile checked_checkpoint(const fs::path& path, Module<float>& model, Optimi
     if (!model_name.empty() && meta("model") != model_name)
         fail("{}: checkpoint of model '{}', cannot load into model '{}'", path.string(), meta("model"), model_name);
     check_parameters(path, file, model);
+    check_buffers(path, file, model);
     std::set<std::string> known;
     for (Parameter<float>* p : model.parameters()) known.insert("model/" + p->name);
+    for (const NamedBuffer<float>& b : model.buffers()) known.insert("model/" + b.name);
     if (optimizer) check_optimizer_state(path, file, *optimizer, known);
     refuse_unknown_tensors(path, file, known, optimizer != nullptr);
     return file;
@@ -158,6 +176,7 @@ void put_in_place(const TensorFile& file, Module<float>& model, Optimizer<float>
         p->value = file.at("model/" + p->name);
         p->zero_grad();
     }
+    for (const NamedBuffer<float>& b : model.buffers()) *b.tensor = file.at("model/" + b.name);
     if (optimizer)
         for (const auto& [name, t] : optimizer->state()) *t = file.contains(name) ? file.at(name) : Tensor<float>();
 }

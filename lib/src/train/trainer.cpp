@@ -541,6 +541,7 @@ void save_checkpoint(const fs::path& path, Module<float>& model, Optimizer<float
         fail("{}: not saved, a checkpoint must hold finite values only: {}", path.string(), bad->str());
     TensorFile file;
     for (Parameter<float>* p : model.parameters()) file.tensors.emplace_back("model/" + p->name, p->value);
+    for (const NamedBuffer<float>& b : model.buffers()) file.tensors.emplace_back("model/" + b.name, *b.tensor);
     json empty_state = json::array();  // so that loading tells a state not started yet from a missing one
     if (optimizer)
         for (const auto& [name, t] : optimizer->state()) {

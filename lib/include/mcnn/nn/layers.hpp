@@ -7,6 +7,7 @@
 #include "mcnn/nn/init.hpp"
 #include "mcnn/nn/module.hpp"
 #include "mcnn/ops/correlate2d.hpp"
+#include "mcnn/ops/norm.hpp"
 
 namespace mcnn {
 
@@ -89,6 +90,36 @@ void set_conv_path(Module<T>& model, ConvPath path);
 template <class T>
 Conv2d<T>* first_conv(Module<T>& model);
 
+/// Settings of a BatchNorm2d layer (PyTorch's defaults).
+struct BatchNormSpec {
+    double momentum = 0.1;  // running = (1 - momentum) running + momentum batch, in [0, 1]
+    double eps = 1e-5;      // > 0
+    bool affine = true;     // learnt weight and bias per channel
+};
+
+/// Batch norm over the channels of B x C x H x W input (batch_norm2d node, mcnn/ops/norm.hpp):
+/// batch statistics while training (is_training()), which also update the running ones; the
+/// running statistics in eval mode. Parameters "weight" [C] (init 1) and "bias" [C] (init 0) unless
+/// spec.affine is false; buffers "running_mean" [C] (init 0) and "running_var" [C] (init 1).
+template <class T>
+class BatchNorm2d : public Module<T> {
+public:
+    /// Throws naming the value when channels < 1, eps <= 0 or momentum is outside [0, 1].
+    explicit BatchNorm2d(int channels, const BatchNormSpec& spec = {});
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "BatchNorm2d"; }
+    std::string describe() const override;
+    const BatchNormSpec& spec() const { return spec_; }
+
+    Parameter<T> weight, bias;  // empty without affine
+    Tensor<T> running_mean, running_var;
+
+private:
+    BatchNormSpec spec_;
+};
+
+extern template class BatchNorm2d<float>;
+extern template class BatchNorm2d<double>;
 extern template class Conv2d<float>;
 extern template class Conv2d<double>;
 extern template class Linear<float>;

@@ -17,6 +17,11 @@
 // order. Modules register members by reference, so a module can be neither copied nor moved: make
 // it where it lives (a member, a local, std::make_unique).
 //
+// Buffers are the non-trained state a module owns (batch norm's running statistics): registered
+// like parameters (register_buffer), listed by buffers() with their paths ("bn1.running_mean"),
+// saved in checkpoints next to the parameters and checked for non-finite values like them; no
+// gradient, no optimiser.
+//
 // Train/eval mode (train(), eval(), is_training()) is a property of the modules, set on a whole
 // tree at once; whether ops are recorded for backward is the tape's business (Tape::Mode). Layers
 // that behave differently while training (dropout, batch norm) read is_training().
@@ -29,6 +34,13 @@
 #include "mcnn/tape.hpp"
 
 namespace mcnn {
+
+/// A module's buffer: its path in the model ("bn1.running_mean") and the tensor (a member of its module).
+template <class T>
+struct NamedBuffer {
+    std::string name;
+    Tensor<T>* tensor;
+};
 
 template <class T>
 class Module {
@@ -56,6 +68,9 @@ public:
     /// Every parameter of this module and of its submodules, depth first in registration order;
     /// each named by its path. Throws when one parameter object was registered twice.
     std::vector<Parameter<T>*> parameters();
+    /// Every buffer of this module and of its submodules, depth first in registration order, each
+    /// named by its path. Throws when one tensor was registered twice.
+    std::vector<NamedBuffer<T>> buffers();
     /// Total number of parameter elements.
     std::size_t parameter_count();
     /// Calls `visit(path, module)` for this module ("" as its path) and every submodule, depth first.
@@ -74,6 +89,9 @@ protected:
     /// Registers `p` (a member of this module) as parameter `name`; its name becomes its path and its
     /// gradient buffer is allocated (zeros, the shape of its value).
     Parameter<T>& register_parameter(const std::string& name, Parameter<T>& p);
+    /// Registers `t` (a member of this module) as buffer `name`: state that is saved and restored
+    /// with the parameters but not trained.
+    Tensor<T>& register_buffer(const std::string& name, Tensor<T>& t);
     /// Registers `m` (a member, or a module this one owns) as submodule `name`.
     template <class M>
     M& register_module(const std::string& name, M& m) {
@@ -91,6 +109,7 @@ private:
     Module<T>* parent_ = nullptr;
     std::string name_;
     std::vector<std::pair<std::string, Parameter<T>*>> params_;
+    std::vector<std::pair<std::string, Tensor<T>*>> buffers_;
     std::vector<Named> children_;
     bool training_ = true;
 };

@@ -124,15 +124,16 @@ struct NonFiniteValue {
 
 /// The first NaN or infinity of `tensor` (called `name` in messages); nullopt when all are finite.
 std::optional<NonFiniteValue> first_non_finite(const std::string& name, const Tensor<float>& tensor);
-/// The first NaN or infinity among the model's parameters (in parameter order), then among the
+/// The first NaN or infinity among the model's parameters (in parameter order), then its buffers
+/// ("model/<buffer>", e.g. batch norm's running statistics, in buffer order), then among the
 /// optimiser's state (in state order; empty tensors hold nothing); nullopt when all are finite.
 std::optional<NonFiniteValue> first_non_finite(Module<float>& model, Optimizer<float>* optimizer);
 
-/// Saves / restores a model and its optimiser's state (tensors "model/<param>" and the
+/// Saves / restores a model and its optimiser's state (tensors "model/<param>", "model/<buffer>" and the
 /// optimiser's state names; `metadata` is stored beside them, with "model" = model_name, and
 /// "optimizer_state_empty": a JSON list of the state tensors that were empty, so not stored).
 /// Saving refuses a model or state holding NaN or infinity (nothing is written).
-/// Loading checks everything before changing anything: every parameter present with its shape and
+/// Loading checks everything before changing anything: every parameter and buffer present with its shape and
 /// finite values; with an optimiser, every state tensor present (or listed as empty) with its shape
 /// and finite values; no tensor the model and optimiser do not know ("model/..." always; others only
 /// with an optimiser: without one, the state is not read); the model name (unless `model_name` is
