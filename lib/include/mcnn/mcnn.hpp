@@ -14,6 +14,7 @@
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/bias.hpp"
 #include "mcnn/ops/correlate2d.hpp"
+#include "mcnn/ops/dropout.hpp"
 #include "mcnn/ops/elementwise.hpp"
 #include "mcnn/ops/linear.hpp"
 #include "mcnn/ops/loss.hpp"

@@ -11,6 +11,7 @@
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/bias.hpp"
 #include "mcnn/ops/correlate2d.hpp"
+#include "mcnn/ops/dropout.hpp"
 #include "mcnn/ops/elementwise.hpp"
 #include "mcnn/ops/linear.hpp"
 #include "mcnn/ops/loss.hpp"
@@ -254,6 +255,42 @@ void add_linear_and_loss_cases(std::vector<NodeCase>& cases) {
                      .forward = [](const NodeArgs& a) {
                          return softmax_cross_entropy(a.inputs[0], labels_of(a.constants[0]));
                      }});
+    cases.push_back({.name = "softmax_cross_entropy_smoothed",
+                     .node = "softmax_cross_entropy",
+                     .description = "label smoothing 0.2 (airbench's); the large row needs the stable form",
+                     .inputs = {{"logits", {4, 6}, logits_with_a_large_row()}},
+                     .constants = {{"labels", {4}, class_labels(6)}},
+                     .forward = [](const NodeArgs& a) {
+                         return softmax_cross_entropy(a.inputs[0], labels_of(a.constants[0]), 0.2);
+                     }});
+}
+
+// The nodes of modern networks (airbench-like): gelu, dropout, scale, average pools, max-pool 3.
+void add_modern_cases(std::vector<NodeCase>& cases) {
+    cases.push_back(elementwise_case("gelu", "erf form, into both tails", uniform_values(-3, 3), [](const Var<double>& x) { return gelu(x); }));
+    cases.push_back(elementwise_case("dropout", "p 0.3, seed 7: some elements dropped, the rest scaled by 1 / 0.7", uniform_values(),
+                                     [](const Var<double>& x) { return dropout(x, 0.3, 7); }));
+    cases.push_back(elementwise_case("scale", "by 1/9 (airbench's head)", uniform_values(), [](const Var<double>& x) { return scale(x, 1.0 / 9); }));
+    cases.push_back({.name = "avg_pool2d",
+                     .node = "avg_pool2d",
+                     .description = "kernel 2, stride 2; input row 6 unused",
+                     .inputs = {{"x", {2, 3, 7, 8}, uniform_values()}},
+                     .forward = [](const NodeArgs& a) { return avg_pool2d(a.inputs[0], 2); }});
+    cases.push_back({.name = "avg_pool2d_overlap",
+                     .node = "avg_pool2d",
+                     .description = "kernel 3, stride 2: overlapping windows",
+                     .inputs = {{"x", {2, 3, 7, 9}, uniform_values()}},
+                     .forward = [](const NodeArgs& a) { return avg_pool2d(a.inputs[0], 3, 2); }});
+    cases.push_back({.name = "global_avg_pool2d",
+                     .node = "global_avg_pool2d",
+                     .description = "B x C x H x W -> B x C",
+                     .inputs = {{"x", {2, 3, 5, 7}, uniform_values()}},
+                     .forward = [](const NodeArgs& a) { return global_avg_pool2d(a.inputs[0]); }});
+    cases.push_back({.name = "max_pool2d_k3",
+                     .node = "max_pool2d",
+                     .description = "kernel 3, stride 3 (nn.MaxPool2d(3)), no ties; input row 6 unused",
+                     .inputs = {{"x", {2, 3, 7, 9}, distinct_values()}},
+                     .forward = [](const NodeArgs& a) { return max_pool2d(a.inputs[0], 3); }});
 }
 
 // Batch norm on x [3, 4, 3, 5] (batch 3, 4 channels, odd and non-square): train mode with and
@@ -294,6 +331,7 @@ std::vector<NodeCase> make_cases() {
     add_conv_cases(cases);
     add_bias_and_activation_cases(cases);
     add_pool_and_shape_cases(cases);
+    add_modern_cases(cases);
     add_linear_and_loss_cases(cases);
     add_norm_cases(cases);
     cases.push_back(notebook_case(NotebookFault::none));

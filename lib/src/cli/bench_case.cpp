@@ -32,8 +32,8 @@ double peak_rss_mib() {
 std::string kind_of(const std::string& op) {
     if (op == "conv2d") return "conv";
     if (op.starts_with("bias")) return "bias";
-    if (op == "relu" || op == "leaky_relu" || op == "tanh" || op == "sigmoid") return "activation";
-    if (op.starts_with("max_pool")) return "pool";
+    if (op == "relu" || op == "leaky_relu" || op == "tanh" || op == "sigmoid" || op == "gelu") return "activation";
+    if (op.ends_with("pool2d")) return "pool";
     if (op == "linear") return "linear";
     if (op == "softmax_cross_entropy") return "loss";
     return "other";

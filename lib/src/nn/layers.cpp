@@ -7,6 +7,8 @@
 
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/bias.hpp"
+#include "mcnn/ops/dropout.hpp"
+#include "mcnn/ops/elementwise.hpp"
 #include "mcnn/ops/linear.hpp"
 #include "mcnn/ops/pool.hpp"
 #include "mcnn/ops/shape.hpp"
@@ -101,6 +103,55 @@ Var<T> Flatten<T>::forward(const Var<T>& x) {
 }
 
 template <class T>
+Var<T> GELU<T>::forward(const Var<T>& x) {
+    return gelu(x);
+}
+
+template <class T>
+Dropout<T>::Dropout(double p, std::uint64_t seed) : p_(p), seeds_(seed) {
+    if (!(p >= 0 && p < 1)) fail("Dropout: p must be in [0, 1), got {}", p);
+}
+
+template <class T>
+Dropout<T>::Dropout(double p, Rng& rng) : Dropout(p, rng.engine()()) {}
+
+template <class T>
+Var<T> Dropout<T>::forward(const Var<T>& x) {
+    if (!this->is_training() || p_ == 0) return x;
+    return dropout(x, p_, seeds_.engine()());
+}
+
+template <class T>
+std::string Dropout<T>::describe() const {
+    return fmt::format("p {:g}", p_);
+}
+
+template <class T>
+Var<T> AvgPool2d<T>::forward(const Var<T>& x) {
+    return avg_pool2d(x, kernel_, stride_);
+}
+
+template <class T>
+std::string AvgPool2d<T>::describe() const {
+    return fmt::format("kernel {}, stride {}", kernel_, stride_ ? stride_ : kernel_);
+}
+
+template <class T>
+Scale<T>::Scale(double factor) : factor_(factor) {
+    if (!std::isfinite(factor)) fail("Scale: the factor must be finite, got {}", factor);
+}
+
+template <class T>
+Var<T> Scale<T>::forward(const Var<T>& x) {
+    return scale(x, factor_);
+}
+
+template <class T>
+std::string Scale<T>::describe() const {
+    return fmt::format("factor {:g}", factor_);
+}
+
+template <class T>
 void set_conv_path(Module<T>& model, ConvPath path) {
     model.visit([path](const std::string&, Module<T>& m) {
         if (auto* conv = dynamic_cast<Conv2d<T>*>(&m)) conv->set_path(path);
@@ -122,6 +173,11 @@ Conv2d<T>* first_conv(Module<T>& model) {
     template class ReLU<T>;                                    \
     template class MaxPool2d<T>;                               \
     template class Flatten<T>;                                 \
+    template class GELU<T>;                                    \
+    template class Dropout<T>;                                 \
+    template class AvgPool2d<T>;                               \
+    template class GlobalAvgPool2d<T>;                         \
+    template class Scale<T>;                                   \
     template void set_conv_path(Module<T>&, ConvPath);         \
     template Conv2d<T>* first_conv(Module<T>&);
 MCNN_INSTANTIATE(float)

@@ -97,12 +97,49 @@ Var<T> sigmoid(const Var<T>& x) {
         "sigmoid", x, Tensor<T>(), [](T v) { return T(1) / (T(1) + std::exp(-v)); }, [](T dy, T y) { return dy * (y * (T(1) - y)); });
 }
 
+namespace {
+
+// gelu's two element functions: y = x Phi(x), and dy/dx = Phi(x) + x phi(x) (see activation.hpp).
+template <class T>
+T gelu_value(T v) {
+    return v * (T(0.5) * (T(1) + std::erf(v * T(M_SQRT1_2))));
+}
+template <class T>
+T gelu_slope(T v) {
+    const T cdf = T(0.5) * (T(1) + std::erf(v * T(M_SQRT1_2)));
+    const T pdf = T(0.5) * T(M_2_SQRTPI) * T(M_SQRT1_2) * std::exp(T(-0.5) * v * v);  // exp(-v^2/2) / sqrt(2 pi)
+    return cdf + v * pdf;
+}
+
+}  // namespace
+
+// Not through elementwise(): its derivative needs x, not y (gelu is not one-to-one).
+template <class T>
+Var<T> gelu(const Var<T>& x) {
+    Tensor<T> y(x.shape());
+    const T* in = x.value().data();
+    T* out = y.data();
+    const auto n = static_cast<std::ptrdiff_t>(y.numel());
+    detail::parallel_ranges(n, detail::min_parallel_elements, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+        for (std::ptrdiff_t i = begin; i < end; ++i) out[i] = gelu_value(in[i]);
+    });
+    return record<T>("gelu", std::move(y), {x}, [xv = x.value_ptr(), n](const Tensor<T>&, const Tensor<T>& gy, auto g) {
+        if (!g[0]) return;
+        T* gx = g[0]->data();
+        const T *up = gy.data(), *in = xv->data();
+        detail::parallel_ranges(n, detail::min_parallel_elements, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
+            for (std::ptrdiff_t i = begin; i < end; ++i) gx[i] += up[i] * gelu_slope(in[i]);
+        });
+    });
+}
+
 #define MCNN_INSTANTIATE(T)                     \
     template Var<T> relu(const Var<T>&);        \
     template Var<T> relu(Var<T>&&);             \
     template Var<T> leaky_relu(const Var<T>&, T); \
     template Var<T> tanh(const Var<T>&);        \
-    template Var<T> sigmoid(const Var<T>&);
+    template Var<T> sigmoid(const Var<T>&);     \
+    template Var<T> gelu(const Var<T>&);
 MCNN_INSTANTIATE(float)
 MCNN_INSTANTIATE(double)
 #undef MCNN_INSTANTIATE  // the unity build puts several files in one translation unit

@@ -115,9 +115,100 @@ Var<T> max_pool2d(const Var<T>& x, int kernel, int stride) {
     });
 }
 
+namespace {
+
+// Window geometry of an average pool, checked: x is B x C x H x W.
+struct AvgWindows {
+    int B, C, H, W, Ho, Wo, kernel, stride;
+};
+AvgWindows avg_windows(const Shape& x, int kernel, int stride) {
+    require_rank("avg_pool2d input (B x C x H x W)", x, 4);
+    if (kernel < 1 || stride < 1) fail("avg_pool2d: kernel and stride must be >= 1, got {} and {}", kernel, stride);
+    if (kernel > x[2] || kernel > x[3]) fail("avg_pool2d: kernel {} is larger than the input {}", kernel, x.str());
+    return {x[0], x[1], x[2], x[3], (x[2] - kernel) / stride + 1, (x[3] - kernel) / stride + 1, kernel, stride};
+}
+
+}  // namespace
+
+// Plain loops of the formula; threads share the (image, channel) planes, each writing only its own.
+template <class T>
+Var<T> avg_pool2d(const Var<T>& x, int kernel, int stride) {
+    const AvgWindows a = avg_windows(x.shape(), kernel, stride ? stride : kernel);
+    Tensor<T> y(Shape{a.B, a.C, a.Ho, a.Wo});
+    const T inv = T(1) / static_cast<T>(a.kernel * a.kernel);
+    const std::ptrdiff_t planes = static_cast<std::ptrdiff_t>(a.B) * a.C, min_planes = detail::min_parallel_elements / (a.H * a.W);
+    const T* in = x.value().data();
+    T* out = y.data();
+    detail::parallel_ranges(planes, min_planes, [=](std::ptrdiff_t first, std::ptrdiff_t last) {
+        for (std::ptrdiff_t p = first; p < last; ++p) {
+            const T* plane = in + p * a.H * a.W;
+            T* o = out + p * a.Ho * a.Wo;
+            for (int r = 0; r < a.Ho; ++r)
+                for (int c = 0; c < a.Wo; ++c) {
+                    T sum = 0;
+                    for (int u = 0; u < a.kernel; ++u)
+                        for (int v = 0; v < a.kernel; ++v) sum += plane[(r * a.stride + u) * a.W + c * a.stride + v];
+                    o[r * a.Wo + c] = sum * inv;
+                }
+        }
+    });
+    return record<T>("avg_pool2d", std::move(y), {x}, [a, inv, planes, min_planes](const Tensor<T>&, const Tensor<T>& gy, auto g) {
+        if (!g[0]) return;
+        T* gx = g[0]->data();
+        const T* up = gy.data();
+        detail::parallel_ranges(planes, min_planes, [=](std::ptrdiff_t first, std::ptrdiff_t last) {
+            for (std::ptrdiff_t p = first; p < last; ++p) {
+                T* plane = gx + p * a.H * a.W;
+                const T* d = up + p * a.Ho * a.Wo;
+                for (int r = 0; r < a.Ho; ++r)
+                    for (int c = 0; c < a.Wo; ++c) {
+                        const T share = d[r * a.Wo + c] * inv;
+                        for (int u = 0; u < a.kernel; ++u)
+                            for (int v = 0; v < a.kernel; ++v) plane[(r * a.stride + u) * a.W + c * a.stride + v] += share;
+                    }
+            }
+        });
+    });
+}
+
+template <class T>
+Var<T> global_avg_pool2d(const Var<T>& x) {
+    require_rank("global_avg_pool2d input (B x C x H x W)", x.shape(), 4);
+    const int B = x.shape()[0], C = x.shape()[1];
+    const std::ptrdiff_t area = static_cast<std::ptrdiff_t>(x.shape()[2]) * x.shape()[3], planes = static_cast<std::ptrdiff_t>(B) * C;
+    if (area == 0) fail("global_avg_pool2d: empty planes in {}", x.shape().str());
+    const T inv = T(1) / static_cast<T>(area);
+    Tensor<T> y(Shape{B, C});
+    const T* in = x.value().data();
+    T* out = y.data();
+    const std::ptrdiff_t min_planes = detail::min_parallel_elements / area;
+    detail::parallel_ranges(planes, min_planes, [=](std::ptrdiff_t first, std::ptrdiff_t last) {
+        for (std::ptrdiff_t p = first; p < last; ++p) {
+            T sum = 0;
+            for (std::ptrdiff_t i = 0; i < area; ++i) sum += in[p * area + i];
+            out[p] = sum * inv;
+        }
+    });
+    return record<T>("global_avg_pool2d", std::move(y), {x}, [inv, area, planes, min_planes](const Tensor<T>&, const Tensor<T>& gy, auto g) {
+        if (!g[0]) return;
+        T* gx = g[0]->data();
+        const T* up = gy.data();
+        detail::parallel_ranges(planes, min_planes, [=](std::ptrdiff_t first, std::ptrdiff_t last) {
+            for (std::ptrdiff_t p = first; p < last; ++p) {
+                const T share = up[p] * inv;
+                for (std::ptrdiff_t i = 0; i < area; ++i) gx[p * area + i] += share;
+            }
+        });
+    });
+}
+
 template void pool::max_forward(const Tensor<float>&, int, int, Tensor<float>&, std::vector<std::int32_t>&);
 template void pool::max_forward(const Tensor<double>&, int, int, Tensor<double>&, std::vector<std::int32_t>&);
 template Var<float> max_pool2d(const Var<float>&, int, int);
 template Var<double> max_pool2d(const Var<double>&, int, int);
+template Var<float> avg_pool2d(const Var<float>&, int, int);
+template Var<double> avg_pool2d(const Var<double>&, int, int);
+template Var<float> global_avg_pool2d(const Var<float>&);
+template Var<double> global_avg_pool2d(const Var<double>&);
 
 }  // namespace mcnn

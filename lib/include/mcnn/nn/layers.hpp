@@ -1,13 +1,15 @@
 #pragma once
 // Layers: modules that own parameters (Conv2d, Linear) and modules around parameter-free ops
-// (ReLU, MaxPool2d, Flatten) for Sequential chains. Calling a layer records its nodes on the tape
+// (ReLU, MaxPool2d, Flatten, GELU, Dropout, AvgPool2d, GlobalAvgPool2d, Scale) for Sequential chains. Calling a layer records its nodes on the tape
 // of its input; its parameters are named by where it is registered ("conv1.weight").
+#include <cstdint>
 #include <string>
 
 #include "mcnn/nn/init.hpp"
 #include "mcnn/nn/module.hpp"
 #include "mcnn/ops/correlate2d.hpp"
 #include "mcnn/ops/norm.hpp"
+#include "mcnn/ops/pool.hpp"
 
 namespace mcnn {
 
@@ -82,6 +84,66 @@ public:
     std::string type_name() const override { return "Flatten"; }
 };
 
+/// GELU, erf form (nn.GELU()): any shape.
+template <class T>
+class GELU : public Module<T> {
+public:
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "GELU"; }
+};
+
+/// Dropout of probability p in training mode (the identity in eval mode): any shape. Each call in
+/// training draws a fresh mask seed from the module's own generator, seeded at construction, so a
+/// run from the same seed drops the same elements. p in [0, 1), else throws.
+template <class T>
+class Dropout : public Module<T> {
+public:
+    Dropout(double p, std::uint64_t seed);
+    /// Seeded from one draw of `rng` (as the layers that draw their weights from it).
+    Dropout(double p, Rng& rng);
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "Dropout"; }
+    std::string describe() const override;
+
+private:
+    double p_;
+    Rng seeds_;
+};
+
+/// Average pool (no padding): B x C x H x W -> B x C x Ho x Wo.
+template <class T>
+class AvgPool2d : public Module<T> {
+public:
+    explicit AvgPool2d(int kernel, int stride = 0) : kernel_(kernel), stride_(stride) {}
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "AvgPool2d"; }
+    std::string describe() const override;
+
+private:
+    int kernel_, stride_;
+};
+
+/// The mean of each channel: B x C x H x W -> B x C.
+template <class T>
+class GlobalAvgPool2d : public Module<T> {
+public:
+    Var<T> forward(const Var<T>& x) override { return global_avg_pool2d(x); }
+    std::string type_name() const override { return "GlobalAvgPool2d"; }
+};
+
+/// y = factor * x with a fixed factor (airbench's head: 1/9): any shape.
+template <class T>
+class Scale : public Module<T> {
+public:
+    explicit Scale(double factor);
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "Scale"; }
+    std::string describe() const override;
+
+private:
+    double factor_;
+};
+
 /// Sets the conv implementation of every Conv2d in `model`.
 template <class T>
 void set_conv_path(Module<T>& model, ConvPath path);
@@ -130,5 +192,15 @@ extern template class MaxPool2d<float>;
 extern template class MaxPool2d<double>;
 extern template class Flatten<float>;
 extern template class Flatten<double>;
+extern template class GELU<float>;
+extern template class GELU<double>;
+extern template class Dropout<float>;
+extern template class Dropout<double>;
+extern template class AvgPool2d<float>;
+extern template class AvgPool2d<double>;
+extern template class GlobalAvgPool2d<float>;
+extern template class GlobalAvgPool2d<double>;
+extern template class Scale<float>;
+extern template class Scale<double>;
 
 }  // namespace mcnn

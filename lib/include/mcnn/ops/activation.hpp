@@ -9,6 +9,10 @@
 // switched off gives 0 (a select), while leaky_relu multiplies it by the slope (see activation.cpp).
 // relu and leaky_relu bend at x = 0: with a branch log on the tape they log each input's side,
 // x > 0 or not (see tape.hpp).
+// gelu, the erf form (PyTorch's default nn.GELU(), not its tanh approximation), saves its input x:
+//   gelu        y = x Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2
+//               dx += dy * (Phi(x) + x phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+// gelu(NaN) = NaN, gelu(inf) = inf, gelu(-inf) = -inf * 0 = NaN (as PyTorch's formula gives).
 #include "mcnn/tape.hpp"
 
 namespace mcnn {
@@ -24,5 +28,8 @@ template <class T>
 Var<T> tanh(const Var<T>& x);
 template <class T>
 Var<T> sigmoid(const Var<T>& x);
+/// GELU, erf form: y = x Phi(x), any shape. Saves x.
+template <class T>
+Var<T> gelu(const Var<T>& x);
 
 }  // namespace mcnn

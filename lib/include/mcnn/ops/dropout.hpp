@@ -1,0 +1,27 @@
+#pragma once
+// Dropout (inverted, as nn.Dropout in training): each element is kept with probability 1 - p and
+// scaled by 1 / (1 - p), else zeroed.
+//   x: any shape -> y: the same shape;  y[i] = x[i] * m[i],  m[i] = keep(seed, i) ? 1 / (1 - p) : 0
+//   dx[i] += dy[i] * m[i]
+// The mask comes from a counter-based generator: keep(seed, i) is a hash of (seed, i) alone, so the
+// same seed and shape give the same mask whatever the thread count or order, and backward
+// recomputes it instead of saving it (nothing saved but the seed). A product, as in PyTorch: a NaN
+// or inf input gives NaN even where it is dropped (inf * 0).
+// The op always drops; the Dropout module calls it only in training mode.
+#include <cstdint>
+
+#include "mcnn/tape.hpp"
+
+namespace mcnn {
+
+/// y = x * mask(seed) / (1 - p), any shape; p in [0, 1) (else throws naming p).
+template <class T>
+Var<T> dropout(const Var<T>& x, double p, std::uint64_t seed);
+
+namespace dropout_mask {
+/// Whether element `index` is kept under `seed` at drop probability p: a 53-bit uniform number
+/// drawn from the hash of (seed, index) is >= p.
+bool keep(std::uint64_t seed, std::uint64_t index, double p);
+}  // namespace dropout_mask
+
+}  // namespace mcnn
