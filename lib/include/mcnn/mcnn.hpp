@@ -41,6 +41,7 @@
 #include "mcnn/check/notebook_layer.hpp"
 
 // Data, training, pictures.
+#include "mcnn/data/augment.hpp"
 #include "mcnn/data/cifar10.hpp"
 #include "mcnn/data/dataset.hpp"
 #include "mcnn/train/checkpoint.hpp"

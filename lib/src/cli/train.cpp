@@ -61,6 +61,27 @@ void refuse_settings_on_resume(const TrainFlags& f) {
              fmt::join(refused, ", "), fmt::join(resume_flags, ", "));
 }
 
+/// --crop-pad, --crop-padding, --flip, --cutout, --tta (data/augment.hpp, train/metrics.hpp).
+void add_augmentation_options(CLI::App& app, TrainConfig& c) {
+    using detail::add_integer_flag;
+    add_integer_flag(app, "--crop-pad", c.augment.crop_pad, "augmentation: translate each training image by up to this "
+                                                            "many pixels each way (random crop of the padded image; 0: none)", 0);
+    app.add_option_function<std::string>("--crop-padding", [&c](const std::string& v) { c.augment.padding = data::padding_from_name(v); },
+                                         "what --crop-pad uncovers: reflect (mirrored pixels) or zero")
+        ->default_str("reflect")->check(CLI::IsMember({"reflect", "zero"}));
+    app.add_option_function<std::string>("--flip", [&c](const std::string& v) { c.augment.flip = data::flip_mode_from_name(v); },
+                                         "augmentation: horizontal flips, none, random (each image, each epoch, 1/2) or "
+                                         "alternate (airbench: each image flipped every other epoch, from a random start)")
+        ->default_str("none")->check(CLI::IsMember({"none", "random", "alternate"}));
+    add_integer_flag(app, "--cutout", c.augment.cutout, "augmentation: zero a random square of this side in each "
+                                                        "training image (0: none)", 0);
+    app.add_option_function<std::string>("--tta", [&c](const std::string& v) { c.tta = tta_from_name(v); },
+                                         "test-time augmentation of the final evaluation: none, flip (mean of the logits of "
+                                         "the image and its mirror) or flip-translate (airbench94: the image and its mirror "
+                                         "1/4 each, shifted by (-1,-1) and (+1,+1) with their mirrors 1/8 each)")
+        ->default_str("none")->check(CLI::IsMember({"none", "flip", "flip-translate"}));
+}
+
 void add_training_options(CLI::App& app, TrainConfig& c) {
     using detail::add_integer_flag, detail::add_number_flag;
     const detail::NumberRange positive{.min = 0, .above_min = true}, non_negative{.min = 0};
@@ -86,6 +107,7 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
         ->capture_default_str()->check(CLI::IsMember({"notebook", "dataset"}));
     add_integer_flag(app, "--max-batches", c.max_batches, "stop each epoch after this many batches (0: all)", 0);
     add_integer_flag(app, "--eval-batch", c.eval_batch, "images per batch when evaluating", 1);
+    add_augmentation_options(app, c);
 }
 
 void add_run_options(CLI::App& app, TrainFlags& f) {

@@ -75,6 +75,7 @@ void BatchLoader::start_epoch(int epoch) {
         detail::shuffle(order_, engine);
     }
     position_ = 0;
+    batch_start_ = 0;
 }
 
 bool BatchLoader::next(Tensor<float>& batch, std::vector<int>& labels) {
@@ -86,6 +87,7 @@ bool BatchLoader::next(Tensor<float>& batch, std::vector<int>& labels) {
         return false;
     }
     data_->fill(order_.data() + position_, count, batch, labels);
+    batch_start_ = position_;
     position_ += count;
     return true;
 }

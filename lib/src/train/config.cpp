@@ -34,6 +34,20 @@ std::string normalized_conv_setting(const std::string& setting) {
     return setting;
 }
 
+namespace {
+
+/// `j` with the augmentation settings of `c` added.
+json with_augmentation(json j, const TrainConfig& c) {
+    j["crop_pad"] = c.augment.crop_pad;
+    j["crop_padding"] = data::padding_name(c.augment.padding);
+    j["flip"] = data::flip_mode_name(c.augment.flip);
+    j["cutout"] = c.augment.cutout;
+    j["tta"] = tta_name(c.tta);
+    return j;
+}
+
+}  // namespace
+
 std::string TrainConfig::to_json() const {
     const json j = {{"model", model},
                     {"epochs", epochs},
@@ -51,7 +65,7 @@ std::string TrainConfig::to_json() const {
                     {"max_batches", max_batches},
                     {"eval_batch", eval_batch},
                     {"plots", plots}};
-    return j.dump(2);
+    return with_augmentation(j, *this).dump(2);
 }
 
 namespace {
@@ -87,6 +101,25 @@ void get_number(const json& j, const char* key, double& out, bool positive = fal
     if (positive && out == 0) fail("{} must be a finite number > 0, got {}", what, field(j, key).dump());
 }
 
+/// The augmentation fields; each optional (run folders from before augmentation hold none of them).
+void read_augmentation(const json& j, TrainConfig& c) {
+    if (j.contains("crop_pad")) get_integer(j, "crop_pad", c.augment.crop_pad, 0);
+    if (j.contains("cutout")) get_integer(j, "cutout", c.augment.cutout, 0);
+    auto named = [&](const char* key, auto parse, auto& out) {
+        if (!j.contains(key)) return;
+        std::string name;
+        get(j, key, name);
+        try {
+            out = parse(name);
+        } catch (const Error& e) {
+            fail("run config: field '{}': {}", key, e.what());
+        }
+    };
+    named("crop_padding", data::padding_from_name, c.augment.padding);
+    named("flip", data::flip_mode_from_name, c.augment.flip);
+    named("tta", tta_from_name, c.tta);
+}
+
 }  // namespace
 
 TrainConfig TrainConfig::from_json(const std::string& text) {
@@ -114,6 +147,7 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
     get_integer(j, "max_batches", c.max_batches, 0);
     get_integer(j, "eval_batch", c.eval_batch, 1);
     get(j, "plots", c.plots);
+    read_augmentation(j, c);
     try {
         c.conv = normalized_conv_setting(c.conv);
     } catch (const Error& e) {
@@ -135,6 +169,7 @@ void TrainConfig::validate() const {
         if (!std::isfinite(value) || !(value >= 0)) fail("{} must be a finite number >= 0, got {}", name, value);
     if (normalization != "notebook" && normalization != "dataset")
         fail("normalization must be 'notebook' or 'dataset', got '{}'", normalization);
+    augment.check(data::image_size, data::image_size);
     if (run_dir.empty()) fail("a run folder is needed");
     Sgd<float>({}, sgd);  // checks the optimiser settings
 }
@@ -184,6 +219,8 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     o.title = fmt::format("{} model, SGD lr {} momentum {}, batch {}", config.model, config.sgd.lr, config.sgd.momentum, config.batch);
     o.out = out;
     o.detect_anomaly = config.detect_anomaly;
+    o.augment = config.augment;
+    o.tta = config.tta;
     return fit(*model, sgd, train_set, config.validation ? static_cast<const data::Dataset&>(validation_set) : test_set, o);
 }
 

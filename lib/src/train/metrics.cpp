@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "mcnn/data/augment.hpp"
 #include "mcnn/ops/loss.hpp"
 
 namespace mcnn {
@@ -30,7 +31,51 @@ std::vector<int> predictions(const Tensor<float>& logits) {
     return out;
 }
 
-Evaluation evaluate(Module<float>& model, const data::Dataset& data, int batch) {
+std::vector<TtaView> tta_views(Tta tta) {
+    switch (tta) {
+    case Tta::none: return {{0, 0, false, 1.0}};
+    case Tta::flip: return {{0, 0, false, 0.5}, {0, 0, true, 0.5}};
+    case Tta::flip_translate:
+        return {{0, 0, false, 0.25},    {0, 0, true, 0.25},    {-1, -1, false, 0.125},
+                {-1, -1, true, 0.125}, {1, 1, false, 0.125}, {1, 1, true, 0.125}};
+    }
+    fail("tta_views: unknown setting {}", static_cast<int>(tta));
+}
+
+std::string tta_name(Tta tta) {
+    switch (tta) {
+    case Tta::none: return "none";
+    case Tta::flip: return "flip";
+    case Tta::flip_translate: return "flip-translate";
+    }
+    return "?";
+}
+
+Tta tta_from_name(const std::string& name) {
+    for (Tta t : {Tta::none, Tta::flip, Tta::flip_translate})
+        if (tta_name(t) == name) return t;
+    fail("unknown test-time augmentation '{}'; known: none, flip, flip-translate", name);
+}
+
+Tensor<float> tta_logits(Module<float>& model, const Tensor<float>& images, Tta tta) {
+    require_rank("tta_logits (B x C x H x W images)", images.shape(), 4);
+    Tensor<float> sum;
+    for (const TtaView& v : tta_views(tta)) {
+        Tape<float> tape(Tape<float>::Mode::inference);
+        const bool plain = v.dy == 0 && v.dx == 0 && !v.flip;
+        const Var<float> logits =
+            model.forward(tape.constant(plain ? images : data::transformed_batch(images, v.dy, v.dx, v.flip, data::Padding::reflect)));
+        if (sum.empty()) {
+            sum = Tensor<float>(logits.shape());
+            sum.fill(0.0f);
+        }
+        const auto w = static_cast<float>(v.weight);
+        for (std::size_t i = 0; i < sum.numel(); ++i) sum[i] += w * logits.value()[i];
+    }
+    return sum;
+}
+
+Evaluation evaluate(Module<float>& model, const data::Dataset& data, int batch, Tta tta) {
     if (batch < 1) fail("evaluate: batch must be >= 1, got {}", batch);
     Evaluation e;
     const auto classes = static_cast<std::size_t>(data.classes());
@@ -44,7 +89,7 @@ Evaluation evaluate(Module<float>& model, const data::Dataset& data, int batch) 
     std::size_t correct = 0;
     while (loader.next(images, labels)) {
         Tape<float> tape(Tape<float>::Mode::inference);
-        const Var<float> logits = model.forward(tape.constant(images));
+        const Var<float> logits = tta == Tta::none ? model.forward(tape.constant(images)) : tape.constant(tta_logits(model, images, tta));
         if (logits.shape() != Shape{static_cast<int>(labels.size()), data.classes()})
             fail("evaluate: the model maps a batch of {} to {}; expected [{}, {}]", images.shape().str(), logits.shape().str(),
                  labels.size(), data.classes());

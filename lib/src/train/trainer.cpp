@@ -49,6 +49,18 @@ Shape batch_shape(const data::Dataset& d, int batch) {
     return Shape(dims);
 }
 
+/// Augmentation and test-time augmentation need C x H x W examples their settings fit.
+void check_augmentation(const data::Dataset& train, const FitOptions& o) {
+    if (!o.augment.enabled() && o.tta == Tta::none) return;
+    const Shape e = train.example_shape();
+    if (e.rank() != 3)
+        fail("fit: augmentation ({}) and test-time augmentation ({}) need C x H x W examples, got {}", o.augment.describe(),
+             tta_name(o.tta), e.str());
+    o.augment.check(e[1], e[2]);
+    if (o.tta == Tta::flip_translate && (e[1] < 2 || e[2] < 2))
+        fail("fit: test-time augmentation flip-translate shifts by 1 pixel: it needs images of at least 2 x 2, got {}", e.str());
+}
+
 void check_inputs(Module<float>& model, const data::Dataset& train, const data::Dataset& eval, const FitOptions& o) {
     if (o.epochs < 1) fail("fit: epochs must be >= 1, got {}", o.epochs);
     if (o.batch < 1) fail("fit: batch must be >= 1, got {}", o.batch);
@@ -88,6 +100,7 @@ void check_inputs(Module<float>& model, const data::Dataset& train, const data::
     if (static_cast<std::size_t>(o.batch) > train.size())
         fail("fit: batch {} is larger than the training set ({} examples): use a batch of at most {}", o.batch, train.size(),
              train.size());
+    check_augmentation(train, o);
     const std::uint64_t floats = memory::recorded_floats_per_example(model, train.example_shape());
     memory::check_fits(memory::training_step_bytes(floats, static_cast<std::uint64_t>(o.batch)),
                        static_cast<std::uint64_t>(o.batch), memory::available());
@@ -385,6 +398,11 @@ std::size_t train_epoch(Run& run, data::BatchLoader& loader, int epoch) {
     if (first == 0) w = ReportWindow{};
     double bar_loss = 0;
     for (std::size_t b = first; b < batches && loader.next(images, labels); ++b) {
+        if (run.o.augment.enabled()) {
+            const auto start = Clock::now();
+            data::augment_batch(run.o.augment, run.o.seed, epoch, loader.batch_indices(), images);
+            run.result.train_seconds += seconds_since(start);
+        }
         double l = 0;
         try {
             l = train_step(run, tape, images, labels, w);
@@ -437,6 +455,8 @@ json metrics_of(const Run& run, const data::Dataset& final_set) {
               {"class_names", final_set.class_names()},
               {"per_class_accuracy", r.test.per_class_accuracy()},
               {"confusion", r.test.confusion}};
+    m["augmentation"] = run.o.augment.describe();
+    m["tta"] = tta_name(run.o.tta);
     if (!run.o.config_json.empty()) m["config"] = json::parse(run.o.config_json);
     return m;
 }
@@ -446,11 +466,12 @@ void finish_run(Run& run, Evaluation last_eval, Clock::time_point wall_start) {
     run.model.eval();
     const data::Dataset& final_set = run.o.test ? *run.o.test : run.eval;
     if (run.o.test) {
-        run.result.test = evaluate(run.model, *run.o.test, run.o.eval_batch);
+        run.result.test = evaluate(run.model, *run.o.test, run.o.eval_batch, run.o.tta);
         run.folder.add_row({"test", run.o.epochs, run.result.steps, run.result.train_images, run.result.test.loss,
                             run.result.test.accuracy, run.result.test.images_per_second(), run.result.train_seconds});
     } else {
-        run.result.test = last_eval.count ? std::move(last_eval) : evaluate(run.model, run.eval, run.o.eval_batch);
+        const bool again = !last_eval.count || run.o.tta != Tta::none;
+        run.result.test = again ? evaluate(run.model, run.eval, run.o.eval_batch, run.o.tta) : std::move(last_eval);
     }
     run.model.train();
     run.folder.redraw();
@@ -458,7 +479,8 @@ void finish_run(Run& run, Evaluation last_eval, Clock::time_point wall_start) {
     run.result.log = run.folder.log;
     run.result.wall_seconds = seconds_since(wall_start);
     const Evaluation& t = run.result.test;
-    run.progress.line(fmt::format("Test accuracy of the network on the {} test images: {:.2f} %", t.count, t.accuracy));
+    run.progress.line(fmt::format("Test accuracy of the network on the {} test images: {:.2f} %{}", t.count, t.accuracy,
+                                  run.o.tta == Tta::none ? "" : fmt::format(" (test-time augmentation {})", tta_name(run.o.tta))));
     run.progress.line(format_class_report(t, final_set.class_names()));
     run.progress.line(fmt::format("Training: {} images in {:.1f} s of steps ({:.0f} img/s); this run took {:.1f} s in all",
                                   run.result.train_images, run.result.train_seconds, run.result.train_images_per_second(),

@@ -62,6 +62,9 @@ public:
     /// epoch is done.
     bool next(Tensor<float>& batch, std::vector<int>& labels);
     const std::vector<std::size_t>& order() const { return order_; }
+    /// The dataset indices of the examples of the batch the last next() returned, in batch order
+    /// (as many as the batch holds; for augmentation seeded per example).
+    const std::size_t* batch_indices() const { return order_.data() + batch_start_; }
 
 private:
     const Dataset* data_;
@@ -70,6 +73,7 @@ private:
     std::uint64_t seed_;
     std::vector<std::size_t> order_;
     std::size_t position_ = 0;
+    std::size_t batch_start_ = 0;
 };
 
 }  // namespace mcnn::data

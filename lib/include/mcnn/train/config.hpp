@@ -28,6 +28,9 @@ struct TrainConfig {
     std::filesystem::path run_dir;
     bool reset_optimizer = false;    // with resume: parameters only, the optimiser starts afresh (not in the JSON)
     bool detect_anomaly = false;     // FitOptions::detect_anomaly; a run-time switch, not in config.json
+    data::Augmentation augment;      // of the training batches (FitOptions::augment); config.json: crop_pad,
+                                     // crop_padding, flip, cutout (each optional: older files mean none)
+    Tta tta = Tta::none;             // of the final report (FitOptions::tta); config.json: tta (optional)
 
     std::string to_json() const;
     /// Parses what to_json wrote; throws naming the field that is missing or wrong.

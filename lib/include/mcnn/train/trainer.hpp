@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mcnn/data/augment.hpp"
 #include "mcnn/data/dataset.hpp"
 #include "mcnn/nn/module.hpp"
 #include "mcnn/optim/optimizer.hpp"
@@ -65,6 +66,14 @@ struct FitOptions {
     /// in a forward value or a gradient stops the run with AnomalyError naming the op, its place on
     /// the tape, the shapes and the element, and "at epoch E, batch B (step S)".
     bool detect_anomaly = false;
+    /// Augmentation of every training batch after it is filled (default none: batches as filled),
+    /// drawn from (seed, epoch, each example's index in train_data); see data/augment.hpp. Needs
+    /// C x H x W examples.
+    data::Augmentation augment;
+    /// Test-time augmentation of the final report (options.test when given, else eval_data
+    /// evaluated once more after the last epoch); the per-epoch evaluations stay plain (a view
+    /// costs a whole evaluation). Needs C x H x W examples.
+    Tta tta = Tta::none;
 };
 
 /// One line of log.csv.
