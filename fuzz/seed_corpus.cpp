@@ -199,10 +199,10 @@ void config_seeds() {
 }
 
 void log_seeds() {
-    const std::vector<mcnn::LogRow> rows{{"train", 1, 2000, 8000, 2.190123, 0.18, 5432.1, 1.5},
-                                         {"train", 1, 4000, 16000, 1.9, 0.3, 5500.0, 2.9},
-                                         {"test", 1, 4000, 16000, 1.6, 0.42, 25000.0, 2.9},
-                                         {"validation", 2, 12500, 50000, 1.2, 0.58, 24000.5, 9.25}};
+    const std::vector<mcnn::LogRow> rows{{"train", 1, 2000, 8000, 2.190123, 0.18, 5432.1, 1.5, 0.001},
+                                         {"train", 1, 4000, 16000, 1.9, 0.3, 5500.0, 2.9, 2.5e-05},
+                                         {"test", 1, 4000, 16000, 1.6, 0.42, 25000.0, 2.9, 0},
+                                         {"validation", 2, 12500, 50000, 1.2, 0.58, 24000.5, 9.25, 0.1}};
     const std::string valid = mcnn::format_log(rows);
     put("log", "valid.csv", valid);
     put("log", "valid-header-only.csv", mcnn::format_log({}));
@@ -215,13 +215,18 @@ void log_seeds() {
     const std::string header = mcnn::format_log({});
     put("log", "bad-header.csv", "kind,epoch,step\n" + valid.substr(header.size()));
     put("log", "bad-empty.csv", "");
-    put("log", "bad-columns.csv", header + "train,1,2000,8000,2.19,0.18,5432.1\n");
-    put("log", "bad-number.csv", header + "train,one,2000,8000,2.19,0.18,5432.1,1.5\n");
-    put("log", "bad-step-huge.csv", header + "train,1,9223372036854775808,8000,2.19,0.18,5432.1,1.5\n");
-    put("log", "bad-step-negative.csv", header + "train,1,-100,8000,2.19,0.18,5432.1,1.5\n");
-    put("log", "bad-epoch-2p31.csv", header + "train,2147483648,2000,8000,2.19,0.18,5432.1,1.5\n");
-    put("log", "bad-nan.csv", header + "train,1,2000,8000,nan,0.18,5432.1,1.5\n");
-    put("log", "bad-trailing-text.csv", header + "train,1,2000x,8000,2.19,0.18,5432.1,1.5\n");
+    put("log", "bad-columns.csv", header + "train,1,2000,8000,2.19,0.18,5432.1,1.5\n");
+    // a log written before the lr column: 8 columns under the old header (read with lr 0)
+    const std::string old_header = "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s\n";
+    put("log", "valid-without-lr.csv", old_header + "train,1,2000,8000,2.190123,0.1800,5432.1,1.500\n");
+    put("log", "bad-lr-in-old-log.csv", old_header + "train,1,2000,8000,2.19,0.18,5432.1,1.5,0.1\n");
+    put("log", "bad-lr-negative.csv", header + "train,1,2000,8000,2.19,0.18,5432.1,1.5,-0.1\n");
+    put("log", "bad-number.csv", header + "train,one,2000,8000,2.19,0.18,5432.1,1.5,0.01\n");
+    put("log", "bad-step-huge.csv", header + "train,1,9223372036854775808,8000,2.19,0.18,5432.1,1.5,0.01\n");
+    put("log", "bad-step-negative.csv", header + "train,1,-100,8000,2.19,0.18,5432.1,1.5,0.01\n");
+    put("log", "bad-epoch-2p31.csv", header + "train,2147483648,2000,8000,2.19,0.18,5432.1,1.5,0.01\n");
+    put("log", "bad-nan.csv", header + "train,1,2000,8000,nan,0.18,5432.1,1.5,0.01\n");
+    put("log", "bad-trailing-text.csv", header + "train,1,2000x,8000,2.19,0.18,5432.1,1.5,0.01\n");
 }
 
 }  // namespace

@@ -53,7 +53,9 @@ run_limited() {
 # train: help lists every flag; bad settings are refused before any work
 expect 0 "--resume" -- "$bin/train" --help
 for flag in --model --epochs --batch --lr --momentum --weight-decay --seed --report-every --validation \
-            --conv --normalization --max-batches --data --run-dir --threads --summary --reset-optimizer --detect-anomaly; do
+            --conv --normalization --max-batches --data --run-dir --threads --summary --reset-optimizer --detect-anomaly \
+            --optimizer --decoupled-weight-decay --beta1 --beta2 --eps --lr-scale-1d --weight-decay-1d --schedule --warmup \
+            --schedule-epochs --start-factor --final-factor --step-every --step-gamma; do
   expect 0 "$flag" -- "$bin/train" --help
 done
 expect 0 "Registered models:" -- "$bin/train" --help
@@ -82,7 +84,11 @@ refuse "^--lr must be a finite number > 0, got 'abc'" -- "$bin/train" --lr abc
 refuse "^--momentum must be a finite number >= 0, got '-0.5'" -- "$bin/train" --momentum -0.5
 refuse "^--weight-decay must be a finite number >= 0, got '-inf'" -- "$bin/train" --weight-decay -inf
 expect 0 "--batch INT=4 +images per mini-batch, .*\(>= 1\)" -- "$bin/train" --help
-expect 0 "--lr FLOAT=0.001 +SGD learning rate \(> 0\)" -- "$bin/train" --help
+expect 0 "--lr FLOAT=0.001 +base learning rate \(of SGD, Adam or AdamW\) \(> 0\)" -- "$bin/train" --help
+expect nonzero "--optimizer: rmsprop not in \{sgd,adam,adamw\}" -- "$bin/train" --optimizer rmsprop
+expect nonzero "--schedule: linear not in" -- "$bin/train" --schedule linear
+refuse "^--warmup must be a finite number >= 0, got '-1'" -- "$bin/train" --warmup -1
+expect nonzero "adam: Nesterov momentum, dampening and decoupled weight decay are SGD settings" -- "$bin/train" --optimizer adam --nesterov
 expect 0 "more than the cores is capped" -- "$bin/train" --help
 # more threads than cores: capped, with a one-line notice (here before the missing data stops the run)
 expect 1 "^train: --threads 100000 is more than the [0-9]+ cores? of this machine: using [0-9]+$" -- \

@@ -87,12 +87,12 @@ BOOST_AUTO_TEST_CASE(records_from_bytes_as_from_the_file) {
 }
 
 BOOST_AUTO_TEST_CASE(log_text_round_trip) {
-    const std::vector<LogRow> rows{{"train", 1, 2000, 8000, 2.190123, 0.18, 5432.1, 1.5},
-                                   {"test", 2, 4000, 16000, 1.6, 0.4275, 25000.0, 2.875}};
+    const std::vector<LogRow> rows{{"train", 1, 2000, 8000, 2.190123, 0.18, 5432.1, 1.5, 0.00125},
+                                   {"test", 2, 4000, 16000, 1.6, 0.4275, 25000.0, 2.875, 1e-5}};
     const std::string text = format_log(rows);
-    BOOST_TEST(text.substr(0, text.find('\n')) == "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s");
+    BOOST_TEST(text.substr(0, text.find('\n')) == "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s,lr");
     BOOST_TEST(text.substr(text.find('\n') + 1, text.find('\n', text.find('\n') + 1) - text.find('\n') - 1) ==
-               "train,1,2000,8000,2.190123,0.1800,5432.1,1.500");
+               "train,1,2000,8000,2.190123,0.1800,5432.1,1.500,0.00125");
     const std::vector<LogRow> back = parse_log(text, "memory");
     BOOST_TEST_REQUIRE(back.size() == rows.size());
     for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -104,6 +104,7 @@ BOOST_AUTO_TEST_CASE(log_text_round_trip) {
         BOOST_TEST(back[i].accuracy == rows[i].accuracy);
         BOOST_TEST(back[i].images_per_second == rows[i].images_per_second);
         BOOST_TEST(back[i].elapsed == rows[i].elapsed);
+        BOOST_TEST(back[i].lr == rows[i].lr);
     }
     TempDir tmp;
     write_bytes(tmp.path / "log.csv", text);

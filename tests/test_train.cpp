@@ -28,6 +28,8 @@
 #include "mcnn/train/config.hpp"
 #include "support.hpp"
 
+#include <nlohmann/json.hpp>
+
 using namespace mcnn;
 using namespace mcnn::test;
 namespace fs = std::filesystem;
@@ -202,6 +204,65 @@ BOOST_AUTO_TEST_CASE(config_round_trips_and_rejects_bad_fields) {
     BOOST_TEST(contains(error_of([&] { c.validate(); }), "unknown model 'resnet'"));
 }
 
+// The optimiser and schedule settings: round trip, old config.json files (without the fields) read
+// with the old defaults (SGD, no schedule), what each setting builds, and clear refusals.
+BOOST_AUTO_TEST_CASE(config_optimizer_and_schedule_fields) {
+    TrainConfig c;
+    c.run_dir = "x";
+    c.epochs = 10;
+    c.optimizer = "adamw";
+    c.sgd = {.lr = 0.003, .momentum = 0, .weight_decay = 0.1};
+    c.beta2 = 0.99;
+    c.schedule = "onecycle";
+    c.warmup = 2;
+    c.lr_scale_1d = 64;
+    c.weight_decay_1d = 0;
+    TrainConfig back = TrainConfig::from_json(c.to_json());
+    back.run_dir = "x";  // not in config.json
+    BOOST_TEST(back.optimizer == "adamw");
+    BOOST_TEST(back.beta2 == 0.99);
+    BOOST_TEST(back.schedule == "onecycle");
+    BOOST_TEST(back.schedule_epochs == 10.0);  // the run's length when written: --epochs on resume keeps it
+    BOOST_TEST(back.lr_scale_1d == 64.0);
+    BOOST_TEST(back.weight_decay_1d == 0.0);
+    back.validate();
+    BOOST_TEST(std::abs(schedule_of(back).at(1) - 0.6) < 1e-15);  // 0.2 -> 1 by epoch 2
+    Rng rng(1);
+    SimpleCNN<float> model(rng);
+    const auto opt = optimizer_of(back, model.parameters());
+    BOOST_TEST(contains(opt->describe(), "AdamW lr 0.003 betas 0.9 0.99"));
+    BOOST_TEST(contains(opt->describe(), "1-D parameters lr x64, weight decay 0"));
+    BOOST_TEST(opt->settings()[1].lr_scale == 64.0);  // conv1.bias
+    BOOST_TEST(opt->settings()[0].lr_scale == 1.0);   // conv1.weight
+
+    // a config.json from before these fields: SGD as it was, constant lr
+    nlohmann::json old_json = nlohmann::json::parse(TrainConfig().to_json());
+    for (const char* key : {"optimizer", "decoupled_weight_decay", "beta1", "beta2", "eps", "lr_scale_1d", "weight_decay_1d", "schedule",
+                            "warmup", "schedule_epochs", "start_factor", "final_factor", "step_every", "step_gamma"})
+        BOOST_TEST(old_json.erase(key) == 1u, key);
+    const std::string old = old_json.dump(2);
+    BOOST_TEST(!contains(old, "schedule"));
+    const TrainConfig from_old = TrainConfig::from_json(old);
+    BOOST_TEST(from_old.optimizer == "sgd");
+    BOOST_TEST(from_old.schedule == "none");
+    BOOST_TEST(!from_old.sgd.decoupled_weight_decay);
+    BOOST_TEST(dynamic_cast<Sgd<float>*>(optimizer_of(from_old, model.parameters()).get()) != nullptr);
+    BOOST_TEST((schedule_of(from_old).kind() == Schedule::Kind::constant));
+
+    const auto refused = [&](auto change, const std::string& message) {
+        TrainConfig bad = c;
+        change(bad);
+        BOOST_TEST(contains(error_of([&] { bad.validate(); }), message), message);
+    };
+    refused([](TrainConfig& b) { b.optimizer = "rmsprop"; }, "unknown optimizer 'rmsprop'; known: sgd, adam, adamw");
+    refused([](TrainConfig& b) { b.schedule = "linear"; }, "unknown schedule 'linear'; known: none, warmup-cosine");
+    refused([](TrainConfig& b) { b.sgd.nesterov = true; }, "adamw: Nesterov momentum, dampening and decoupled weight decay are SGD settings");
+    refused([](TrainConfig& b) { b.warmup = 10; }, "schedule 'onecycle' (warm-up 10 epochs, over 10 epochs)");
+    refused([](TrainConfig& b) { b.beta1 = 1; }, "AdamW: betas must be in [0, 1)");
+    refused([](TrainConfig& b) { b.lr_scale_1d = 0; }, "1-D parameters' lr scale");
+    refused([](TrainConfig& b) { b.schedule = "step"; b.step_gamma = 0; }, "gamma must be > 0");
+}
+
 // Numbers in config.json are read strictly: an integer field takes only a JSON integer within its
 // range (no truncation of 4.5, no wrap-around of 1e12 or 2^32 + 4, no undefined float-to-int
 // conversion of 1e300), a floating-point field only a finite number within its range; each refusal
@@ -333,7 +394,7 @@ BOOST_AUTO_TEST_CASE(resume_continues_exactly_where_the_checkpoint_left) {
     first.epochs = 1;  // the "interrupted" run: one epoch, then stop
     train(first, cifar, false, devnull);
     // a half-written log line from the lost epoch must be dropped on resume
-    { std::ofstream(broken / "log.csv", std::ios::app) << "train,2,999,9999,1.0,10.0,1.0,1.0\n"; }
+    { std::ofstream(broken / "log.csv", std::ios::app) << "train,2,999,9999,1.0,10.0,1.0,1.0,0.01\n"; }
     const TrainResult resumed = train(small_config(broken), cifar, true, devnull);
     std::fclose(devnull);
 
@@ -351,6 +412,55 @@ BOOST_AUTO_TEST_CASE(resume_continues_exactly_where_the_checkpoint_left) {
     const std::vector<LogRow> log = read_log(broken / "log.csv");
     BOOST_TEST(std::none_of(log.begin(), log.end(), [](const LogRow& r) { return r.step == 999; }));
     BOOST_TEST(log.size() == full.log.size());
+}
+
+// Adam's moments and step count and the schedule's position (the step) come back from the
+// checkpoint: a resumed AdamW + warm-up-cosine run ends bit for bit where an unbroken one does,
+// and the log's lr column follows the schedule.
+BOOST_AUTO_TEST_CASE(resume_with_adamw_and_a_schedule_is_bit_exact) {
+    const data::Cifar10 cifar = synthetic_cifar();
+    std::FILE* devnull = std::fopen("/dev/null", "w");
+    const TempDir tmp;
+    const auto config = [&](const fs::path& dir) {
+        TrainConfig c = small_config(dir);
+        c.optimizer = "adamw";
+        c.sgd = {.lr = 0.002, .weight_decay = 0.05};
+        c.schedule = "warmup-cosine";
+        c.warmup = 0.5;
+        c.lr_scale_1d = 4;
+        c.weight_decay_1d = 0;
+        return c;
+    };
+    const TrainResult full = train(config(tmp.path / "straight"), cifar, false, devnull);
+    TrainConfig first = config(tmp.path / "broken");
+    first.epochs = 1;
+    first.schedule_epochs = 3;  // the schedule of the whole run (as config.json keeps it)
+    train(first, cifar, false, devnull);
+    const TrainResult resumed = train(config(tmp.path / "broken"), cifar, true, devnull);
+    std::fclose(devnull);
+    BOOST_TEST(resumed.steps == full.steps);
+    const TensorFile a = load_safetensors(tmp.path / "straight" / "checkpoint.safetensors");
+    const TensorFile b = load_safetensors(tmp.path / "broken" / "checkpoint.safetensors");
+    BOOST_TEST_REQUIRE(a.tensors.size() == b.tensors.size());
+    BOOST_TEST(a.contains("adam/step"));
+    BOOST_TEST(a.at("adam/step")[0] == static_cast<float>(full.steps));
+    for (std::size_t i = 0; i < a.tensors.size(); ++i) {
+        BOOST_TEST(a.tensors[i].first == b.tensors[i].first);
+        BOOST_TEST(std::equal(a.tensors[i].second.begin(), a.tensors[i].second.end(), b.tensors[i].second.begin()),
+                   a.tensors[i].first << " differs");
+    }
+    // the lr column: base lr x the schedule at the report's last step (step - 1, 0-based)
+    const long per_epoch = full.steps / 3;
+    const Schedule schedule = Schedule::warmup_cosine(0.5, 3);
+    const std::vector<LogRow> log = read_log(tmp.path / "broken" / "log.csv");
+    int train_rows = 0;
+    for (const LogRow& r : log)
+        if (r.kind == "train") {
+            ++train_rows;
+            const double expected = 0.002 * schedule.at_step(r.step - 1, per_epoch);
+            BOOST_TEST(std::abs(r.lr - expected) <= 1e-5 * expected + 1e-12, "step " << r.step << ": lr " << r.lr << " vs " << expected);
+        }
+    BOOST_TEST(train_rows >= 6);
 }
 
 BOOST_AUTO_TEST_CASE(checkpoint_round_trip_and_bad_checkpoints) {
@@ -609,7 +719,7 @@ BOOST_AUTO_TEST_CASE(log_csv_is_read_strictly) {
     write(csv, "\xef\xbb\xbf" + header + "\n" + rows);
     CHECK_MESSAGE_HAS(error_of([&] { read_log(csv); }), "unexpected header '\\xef\\xbb\\xbfkind,epoch,");
     write(csv, "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s\t\n" + rows);
-    CHECK_MESSAGE_HAS(error_of([&] { read_log(csv); }), "elapsed_s\\t', expected '" + header + "'");
+    CHECK_MESSAGE_HAS(error_of([&] { read_log(csv); }), "elapsed_s\\t', expected '" + header + ",lr'");
     // each cell strictly, naming the line and the column
     const auto error_in = [&](const std::string& row) {
         write(csv, header + "\n" + rows + row + "\n");
@@ -623,6 +733,20 @@ BOOST_AUTO_TEST_CASE(log_csv_is_read_strictly) {
     CHECK_MESSAGE_HAS(error_in("train,2,40,320,1.0,100.5,1.0,1.0"), "column 'accuracy' must be a finite number from 0 to 100");
     CHECK_MESSAGE_HAS(error_in("train,2,40,320,1.0,1.0,1.0"), "line 4: expected 8 columns");
     CHECK_MESSAGE_HAS(error_in(",2,40,320,1.0,1.0,1.0,1.0"), "line 4: the column 'kind' is empty");
+    CHECK_MESSAGE_HAS(error_in("train,2,40,320,1.0,1.0,1.0,1.0,0.1"), "line 4: expected 8 columns");  // no lr in an old log
+    // the current log: 9 columns, the last the learning rate (the old 8-column logs above read with lr 0)
+    BOOST_TEST(lf[1].lr == 0.0);
+    const std::string lr_rows = "train,1,10,80,2.302585,10.0000,1200.5,0.067,0.05\ntest,1,30,240,1.9,35.0000,5000.0,0.2,2.5e-05\n";
+    write(csv, header + ",lr\n" + lr_rows);
+    const std::vector<LogRow> with_lr = read_log(csv);
+    BOOST_TEST_REQUIRE(with_lr.size() == 2u);
+    BOOST_TEST(with_lr[0].lr == 0.05);
+    BOOST_TEST(with_lr[1].lr == 2.5e-05);
+    BOOST_TEST(format_log(with_lr) == header + ",lr\n" + "train,1,10,80,2.302585,10.0000,1200.5,0.067,0.05\ntest,1,30,240,1.900000,35.0000,5000.0,0.200,2.5e-05\n");
+    write(csv, header + ",lr\n" + lr_rows + "train,2,40,320,1.0,1.0,1.0,1.0\n");
+    CHECK_MESSAGE_HAS(error_of([&] { read_log(csv); }), "line 4: expected 9 columns");
+    write(csv, header + ",lr\n" + lr_rows + "train,2,40,320,1.0,1.0,1.0,1.0,-0.1\n");
+    CHECK_MESSAGE_HAS(error_of([&] { read_log(csv); }), "line 4, column 'lr' must be a finite number >= 0");
     // a last line cut short by a crash (no newline) is skipped; one that is complete is read
     write(csv, header + "\n" + rows + "train,2,4");
     BOOST_TEST(read_log(csv).size() == 2u);

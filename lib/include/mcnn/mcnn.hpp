@@ -32,7 +32,9 @@
 #include "mcnn/nn/graph.hpp"
 
 // Optimisers.
+#include "mcnn/optim/adam.hpp"
 #include "mcnn/optim/optimizer.hpp"
+#include "mcnn/optim/schedule.hpp"
 #include "mcnn/optim/sgd.hpp"
 
 // Gradient checks.

@@ -82,6 +82,31 @@ void add_augmentation_options(CLI::App& app, TrainConfig& c) {
         ->default_str("none")->check(CLI::IsMember({"none", "flip", "flip-translate"}));
 }
 
+/// --optimizer, its settings, the 1-D parameters' group and the learning-rate schedule.
+void add_optimizer_options(CLI::App& app, TrainConfig& c) {
+    using detail::add_number_flag;
+    const detail::NumberRange positive{.min = 0, .above_min = true}, non_negative{.min = 0};
+    app.add_option("--optimizer", c.optimizer, "sgd (PyTorch's SGD), adam or adamw (PyTorch's Adam and AdamW)")
+        ->capture_default_str()->check(CLI::IsMember(optimizer_names()));
+    app.add_flag("--decoupled-weight-decay", c.sgd.decoupled_weight_decay, "SGD: p -= lr * wd * p apart from the gradient");
+    add_number_flag(app, "--beta1", c.beta1, "Adam(W) beta1", non_negative);
+    add_number_flag(app, "--beta2", c.beta2, "Adam(W) beta2", non_negative);
+    add_number_flag(app, "--eps", c.eps, "Adam(W) eps (added to sqrt(v))", positive);
+    add_number_flag(app, "--lr-scale-1d", c.lr_scale_1d, "learning-rate multiplier of 1-D parameters (biases, batch norm)", positive);
+    add_number_flag(app, "--weight-decay-1d", c.weight_decay_1d, "weight decay of 1-D parameters (default: --weight-decay)",
+                    non_negative);
+    app.add_option("--schedule", c.schedule, "learning-rate schedule: none (constant, after --warmup if given), warmup-cosine, "
+                                             "onecycle (--start-factor up to 1 at epoch --warmup, down to --final-factor), step "
+                                             "(x --step-gamma every --step-every epochs)")
+        ->capture_default_str()->check(CLI::IsMember(schedule_names()));
+    add_number_flag(app, "--warmup", c.warmup, "epochs of linear warm-up (onecycle: the peak's epoch; fractions allowed)", non_negative);
+    add_number_flag(app, "--schedule-epochs", c.schedule_epochs, "the schedule's length in epochs (default: --epochs)", non_negative);
+    add_number_flag(app, "--start-factor", c.start_factor, "onecycle: the lr factor at the start", non_negative);
+    add_number_flag(app, "--final-factor", c.final_factor, "warmup-cosine, onecycle: the lr factor at the end", non_negative);
+    add_number_flag(app, "--step-every", c.step_every, "step: epochs between decays", positive);
+    add_number_flag(app, "--step-gamma", c.step_gamma, "step: the factor of each decay", positive);
+}
+
 void add_training_options(CLI::App& app, TrainConfig& c) {
     using detail::add_integer_flag, detail::add_number_flag;
     const detail::NumberRange positive{.min = 0, .above_min = true}, non_negative{.min = 0};
@@ -89,10 +114,13 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
     add_integer_flag(app, "--epochs", c.epochs, "passes over the training set", 1);
     add_integer_flag(app, "--batch", c.batch, "images per mini-batch, at most the training set (checked with the memory "
                                               "it needs before the first step)", 1);
-    add_number_flag(app, "--lr", c.sgd.lr, "SGD learning rate", positive);
+    add_number_flag(app, "--lr", c.sgd.lr, "base learning rate (of SGD, Adam or AdamW)", positive);
     add_number_flag(app, "--momentum", c.sgd.momentum, "SGD momentum", non_negative);
-    add_number_flag(app, "--weight-decay", c.sgd.weight_decay, "L2 penalty added to the gradient", non_negative);
-    app.add_flag("--nesterov", c.sgd.nesterov, "Nesterov momentum");
+    add_number_flag(app, "--weight-decay", c.sgd.weight_decay, "weight decay: SGD and Adam add wd * p to the gradient (L2); "
+                                                               "AdamW and SGD with --decoupled-weight-decay shrink p by lr * wd * p",
+                    non_negative);
+    app.add_flag("--nesterov", c.sgd.nesterov, "Nesterov momentum (SGD)");
+    add_optimizer_options(app, c);
     add_integer_flag(app, "--seed", c.seed, "seed for weights, shuffling and the validation split", 0);
     add_integer_flag(app, "--report-every", c.report_every, "batches between loss reports (the notebook: 2000)", 1);
     add_integer_flag(app, "--validation", c.validation, "training images held out to validate each epoch (0: test set)", 0);

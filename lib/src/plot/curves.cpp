@@ -516,7 +516,10 @@ void draw_training_curves(const std::filesystem::path& png, const TrainingCurves
     for (Chart* chart : {&loss, &accuracy})
         for (Series& s : chart->series)
             if (s.y.empty()) s.x.clear();
-    draw_png(png, curves.title, {loss, accuracy}, width, height);
+    std::vector<Chart> charts{loss, accuracy};
+    if (std::any_of(curves.lr.begin(), curves.lr.end(), [](double v) { return v > 0; }))
+        charts.push_back(Chart{"Learning rate", "step", "learning rate", {Series{"lr", curves.lr_step, curves.lr, Style::lines}}});
+    draw_png(png, curves.title, charts, width, height);
 }
 
 }  // namespace mcnn::plot

@@ -64,7 +64,21 @@ std::string TrainConfig::to_json() const {
                     {"normalization", normalization},
                     {"max_batches", max_batches},
                     {"eval_batch", eval_batch},
-                    {"plots", plots}};
+                    {"plots", plots},
+                    {"optimizer", optimizer},
+                    {"decoupled_weight_decay", sgd.decoupled_weight_decay},
+                    {"beta1", beta1},
+                    {"beta2", beta2},
+                    {"eps", eps},
+                    {"lr_scale_1d", lr_scale_1d},
+                    {"weight_decay_1d", weight_decay_1d},
+                    {"schedule", schedule},
+                    {"warmup", warmup},
+                    {"schedule_epochs", schedule_epochs > 0 ? schedule_epochs : static_cast<double>(epochs)},
+                    {"start_factor", start_factor},
+                    {"final_factor", final_factor},
+                    {"step_every", step_every},
+                    {"step_gamma", step_gamma}};
     return with_augmentation(j, *this).dump(2);
 }
 
@@ -120,7 +134,72 @@ void read_augmentation(const json& j, TrainConfig& c) {
     named("tta", tta_from_name, c.tta);
 }
 
+/// The optimiser and schedule fields, added after the first config.json files: absent ones keep
+/// their defaults. weight_decay_1d may be negative (-1: the optimiser's).
+void get_optimizer_fields(const json& j, TrainConfig& c) {
+    const auto has = [&](const char* key) { return j.contains(key); };
+    if (has("optimizer")) get(j, "optimizer", c.optimizer);
+    if (has("decoupled_weight_decay")) get(j, "decoupled_weight_decay", c.sgd.decoupled_weight_decay);
+    if (has("beta1")) get_number(j, "beta1", c.beta1);
+    if (has("beta2")) get_number(j, "beta2", c.beta2);
+    if (has("eps")) get_number(j, "eps", c.eps, true);
+    if (has("lr_scale_1d")) get_number(j, "lr_scale_1d", c.lr_scale_1d, true);
+    if (has("weight_decay_1d"))
+        c.weight_decay_1d = strict::json_number(j.at("weight_decay_1d"), -1, std::numeric_limits<double>::max(),
+                                                "run config: field 'weight_decay_1d'");
+    if (has("schedule")) get(j, "schedule", c.schedule);
+    if (has("warmup")) get_number(j, "warmup", c.warmup);
+    if (has("schedule_epochs")) get_number(j, "schedule_epochs", c.schedule_epochs);
+    if (has("start_factor")) get_number(j, "start_factor", c.start_factor);
+    if (has("final_factor")) get_number(j, "final_factor", c.final_factor);
+    if (has("step_every")) get_number(j, "step_every", c.step_every, true);
+    if (has("step_gamma")) get_number(j, "step_gamma", c.step_gamma, true);
+}
+
 }  // namespace
+
+const std::vector<std::string>& optimizer_names() {
+    static const std::vector<std::string> names{"sgd", "adam", "adamw"};
+    return names;
+}
+
+const std::vector<std::string>& schedule_names() {
+    static const std::vector<std::string> names{"none", "warmup-cosine", "onecycle", "step"};
+    return names;
+}
+
+Schedule schedule_of(const TrainConfig& c) {
+    const double total = c.schedule_epochs > 0 ? c.schedule_epochs : static_cast<double>(c.epochs);
+    try {
+        if (c.schedule == "none") {
+            if (c.warmup > 0) return Schedule::warmup(c.warmup);
+            return Schedule::constant();
+        }
+        if (c.schedule == "warmup-cosine") return Schedule::warmup_cosine(c.warmup, total, c.final_factor);
+        if (c.schedule == "onecycle") return Schedule::one_cycle(c.warmup, total, c.start_factor, c.final_factor);
+        if (c.schedule == "step") return Schedule::step(c.step_every, c.step_gamma, c.warmup);
+    } catch (const Error& e) {
+        fail("schedule '{}' (warm-up {} epochs, over {} epochs): {}", c.schedule, c.warmup, total, e.what());
+    }
+    fail("unknown schedule '{}'; known: {}", c.schedule, fmt::join(schedule_names(), ", "));
+}
+
+std::unique_ptr<Optimizer<float>> optimizer_of(const TrainConfig& c, std::vector<Parameter<float>*> params) {
+    std::vector<ParamGroup> groups;
+    const bool has_1d = std::any_of(params.begin(), params.end(), [](const Parameter<float>* p) { return p->value.rank() == 1; });
+    if (has_1d && (c.lr_scale_1d != 1 || c.weight_decay_1d >= 0)) {
+        ParamGroup g{.match = one_dimensional(), .lr_scale = c.lr_scale_1d, .label = "1-D parameters"};
+        if (c.weight_decay_1d >= 0) g.weight_decay = c.weight_decay_1d;
+        groups.push_back(std::move(g));
+    }
+    if (c.optimizer == "sgd") return std::make_unique<Sgd<float>>(std::move(params), c.sgd, std::move(groups));
+    if (c.optimizer == "adam" || c.optimizer == "adamw") {
+        const AdamOptions o{.lr = c.sgd.lr, .beta1 = c.beta1, .beta2 = c.beta2, .eps = c.eps, .weight_decay = c.sgd.weight_decay,
+                            .decoupled_weight_decay = c.optimizer == "adamw"};
+        return std::make_unique<Adam<float>>(std::move(params), o, std::move(groups));
+    }
+    fail("unknown optimizer '{}'; known: {}", c.optimizer, fmt::join(optimizer_names(), ", "));
+}
 
 TrainConfig TrainConfig::from_json(const std::string& text) {
     json j;
@@ -148,6 +227,7 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
     get_integer(j, "eval_batch", c.eval_batch, 1);
     get(j, "plots", c.plots);
     read_augmentation(j, c);
+    get_optimizer_fields(j, c);
     try {
         c.conv = normalized_conv_setting(c.conv);
     } catch (const Error& e) {
@@ -171,7 +251,14 @@ void TrainConfig::validate() const {
         fail("normalization must be 'notebook' or 'dataset', got '{}'", normalization);
     augment.check(data::image_size, data::image_size);
     if (run_dir.empty()) fail("a run folder is needed");
-    Sgd<float>({}, sgd);  // checks the optimiser settings
+    if (std::find(optimizer_names().begin(), optimizer_names().end(), optimizer) == optimizer_names().end())
+        fail("unknown optimizer '{}'; known: {}", optimizer, fmt::join(optimizer_names(), ", "));
+    if (optimizer != "sgd" && (sgd.nesterov || sgd.decoupled_weight_decay || sgd.dampening != 0))
+        fail("{}: Nesterov momentum, dampening and decoupled weight decay are SGD settings (AdamW decouples its decay)", optimizer);
+    if (!(lr_scale_1d > 0) || !std::isfinite(lr_scale_1d)) fail("the 1-D parameters' lr scale must be a finite number > 0, got {}", lr_scale_1d);
+    if (!std::isfinite(weight_decay_1d)) fail("the 1-D parameters' weight decay must be finite, got {}", weight_decay_1d);
+    (void)optimizer_of(*this, {});  // checks the optimiser settings
+    (void)schedule_of(*this);
 }
 
 TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool resume, std::FILE* out) {
@@ -199,7 +286,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     Rng rng(config.seed);
     auto model = info.make<float>(rng);
     if (config.conv != "auto") set_conv_path(*model, conv_path_from_name(normalized_conv_setting(config.conv)));
-    Sgd<float> sgd(model->parameters(), config.sgd);
+    const std::unique_ptr<Optimizer<float>> optimizer = optimizer_of(config, model->parameters());
 
     FitOptions o;
     o.epochs = config.epochs;
@@ -216,12 +303,16 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     o.plots = config.plots;
     o.model_name = config.model;
     o.config_json = config.to_json();
-    o.title = fmt::format("{} model, SGD lr {} momentum {}, batch {}", config.model, config.sgd.lr, config.sgd.momentum, config.batch);
+    o.schedule = schedule_of(config);
+    o.title = config.optimizer == "sgd"
+                  ? fmt::format("{} model, SGD lr {} momentum {}, batch {}", config.model, config.sgd.lr, config.sgd.momentum, config.batch)
+                  : fmt::format("{} model, {}, batch {}", config.model, optimizer->describe(), config.batch);
+    if (o.schedule.kind() != Schedule::Kind::constant) o.title += ", lr " + o.schedule.describe();
     o.out = out;
     o.detect_anomaly = config.detect_anomaly;
     o.augment = config.augment;
     o.tta = config.tta;
-    return fit(*model, sgd, train_set, config.validation ? static_cast<const data::Dataset&>(validation_set) : test_set, o);
+    return fit(*model, *optimizer, train_set, config.validation ? static_cast<const data::Dataset&>(validation_set) : test_set, o);
 }
 
 }  // namespace mcnn

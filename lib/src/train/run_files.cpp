@@ -106,6 +106,9 @@ std::string name_list(const std::vector<std::string>& names) {
 /// there as empty; adds their names to `known`.
 void check_optimizer_state(const fs::path& path, const TensorFile& file, Optimizer<float>& optimizer, std::set<std::string>& known) {
     const auto state = optimizer.state();
+    const std::vector<Shape> shapes = optimizer.state_shapes();
+    if (shapes.size() != state.size())
+        fail("{}: the optimiser names {} state tensors but {} shapes", optimizer.describe(), state.size(), shapes.size());
     const std::set<std::string> empty = empty_state_names(path, file);
     std::vector<std::string> missing;
     for (std::size_t i = 0; i < state.size(); ++i) {
@@ -117,8 +120,8 @@ void check_optimizer_state(const fs::path& path, const TensorFile& file, Optimiz
         }
         if (empty.contains(name)) fail("{}: optimiser state '{}' is stored and also listed as empty", path.string(), name);
         const Tensor<float>& t = file.at(name);
-        const Shape expected = optimizer.parameters().size() == state.size() ? optimizer.parameters()[i]->value.shape() : Shape{};
-        if (expected.rank() > 0 && t.shape() != expected)
+        const Shape& expected = shapes[i];
+        if (t.shape() != expected)
             fail("{}: optimiser state '{}' has shape {}, expected {}", path.string(), name, t.shape().str(), expected.str());
         if (const auto bad = first_non_finite(name, t)) fail("{}: cannot load a non-finite checkpoint: {}", path.string(), bad->str());
     }
@@ -194,7 +197,7 @@ std::string escaped(std::string_view text) {
     return text.size() > 300 ? out + "..." : out;
 }
 
-LogRow log_row(std::string_view line, const std::string& where) {
+LogRow log_row(std::string_view line, const std::string& where, bool with_lr) {
     std::vector<std::string_view> cells;
     for (std::size_t begin = 0;;) {
         const std::size_t comma = line.find(',', begin);
@@ -202,7 +205,10 @@ LogRow log_row(std::string_view line, const std::string& where) {
         if (comma == std::string_view::npos) break;
         begin = comma + 1;
     }
-    if (cells.size() != 8) fail("{}: expected 8 columns ({}), got {}: '{}'", where, csv_header, cells.size(), escaped(line));
+    const std::size_t columns = with_lr ? 9 : 8;
+    if (cells.size() != columns)
+        fail("{}: expected {} columns ({}), got {}: '{}'", where, columns, with_lr ? csv_header : csv_header_without_lr, cells.size(),
+             escaped(line));
     const auto column = [&](const char* name) { return fmt::format("{}, column '{}'", where, name); };
     if (cells[0].empty()) fail("{}: the column 'kind' is empty", where);
     constexpr double most = std::numeric_limits<double>::max();
@@ -215,6 +221,7 @@ LogRow log_row(std::string_view line, const std::string& where) {
     r.accuracy = strict::number(cells[5], 0, 100, column("accuracy"));
     r.images_per_second = strict::number(cells[6], 0, most, column("images_per_s"));
     r.elapsed = strict::number(cells[7], 0, most, column("elapsed_s"));
+    if (with_lr) r.lr = strict::number(cells[8], 0, most, column("lr"));
     return r;
 }
 

@@ -17,7 +17,9 @@ inline constexpr const char* checkpoint_format = "manualcnn-checkpoint/1";
 /// Checkpoint metadata: a JSON list of the optimiser's state tensors that were empty (not started
 /// yet) when saved, so not stored. A state tensor neither stored nor listed is missing.
 inline constexpr const char* empty_state_key = "optimizer_state_empty";
-inline const std::string csv_header = "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s";
+inline const std::string csv_header = "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s,lr";
+/// The header of logs written before the lr column (read, never written).
+inline const std::string csv_header_without_lr = "kind,epoch,step,images,loss,accuracy,images_per_s,elapsed_s";
 inline constexpr std::uint64_t max_log_bytes = std::uint64_t(1) << 32;  // 4 GiB: tens of millions of rows
 
 /// The checkpoint at `path`, read and checked as load_checkpoint says (trainer.hpp); changes nothing.
@@ -43,7 +45,7 @@ SavedProgress saved_progress(const std::filesystem::path& ckpt, const std::map<s
 
 /// One row of log.csv (`line` without its line ending); `where` ("<file> line <n>") starts every
 /// message, which names the column.
-LogRow log_row(std::string_view line, const std::string& where);
+LogRow log_row(std::string_view line, const std::string& where, bool with_lr = true);
 
 /// `text` with what cannot be seen written out: a carriage return as \r, a tab as \t, a backslash as
 /// \\, other bytes outside printable ASCII as \xNN (a byte-order mark: \xef\xbb\xbf); cut after 300.

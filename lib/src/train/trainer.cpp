@@ -36,8 +36,8 @@ using run_files::csv_header;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 std::string csv_line(const LogRow& r) {
-    return fmt::format("{},{},{},{},{:.6f},{:.4f},{:.1f},{:.3f}", r.kind, r.epoch, r.step, r.images, r.loss, r.accuracy,
-                       r.images_per_second, r.elapsed);
+    return fmt::format("{},{},{},{},{:.6f},{:.4f},{:.1f},{:.3f},{:.6g}", r.kind, r.epoch, r.step, r.images, r.loss, r.accuracy,
+                       r.images_per_second, r.elapsed, r.lr);
 }
 
 // ---- checks before training -----------------------------------------------------------------------
@@ -180,6 +180,8 @@ private:
                 c.train_step.push_back(step);
                 c.train_loss.push_back(r.loss);
                 c.train_accuracy.push_back(r.accuracy);
+                c.lr_step.push_back(step);
+                c.lr.push_back(r.lr);
             } else if (r.kind == c.eval_name) {
                 c.eval_step.push_back(step);
                 c.eval_loss.push_back(r.loss);
@@ -359,7 +361,7 @@ void report(Run& run, int epoch, std::size_t batch_index, ReportWindow& w) {
     const double secs = seconds_since(w.start);
     const LogRow row{"train", epoch + 1, run.result.steps, run.result.train_images, w.loss / static_cast<double>(w.batches),
                      100.0 * static_cast<double>(w.correct) / static_cast<double>(w.images),
-                     secs > 0 ? static_cast<double>(w.images) / secs : 0, run.result.train_seconds};
+                     secs > 0 ? static_cast<double>(w.images) / secs : 0, run.result.train_seconds, run.optimizer.current_lr()};
     run.folder.add_row(row);
     run.progress.line(fmt::format("[{}, {:5}] loss: {:.3f}  train accuracy {:.2f} %  {:.0f} img/s", epoch + 1, batch_index + 1,
                                   row.loss, row.accuracy, row.images_per_second));
@@ -376,6 +378,7 @@ double train_step(Run& run, Tape<float>& tape, const Tensor<float>& images, cons
     const Var<float> loss = softmax_cross_entropy(logits, labels);
     run.optimizer.zero_grad();
     tape.backward(loss);
+    run.optimizer.set_lr_factor(run.o.schedule.at_step(run.result.steps, static_cast<long>(run.batches)));  // steps done so far
     run.optimizer.step();
     run.result.train_seconds += seconds_since(start);
     const std::vector<int> predicted = predictions(logits.value());
@@ -434,7 +437,7 @@ Evaluation evaluate_epoch(Run& run, int epoch) {
     Evaluation ev = evaluate(run.model, run.eval, run.o.eval_batch);
     run.model.train();
     run.folder.add_row({run.o.eval_name, epoch + 1, run.result.steps, run.result.train_images, ev.loss, ev.accuracy,
-                        ev.images_per_second(), run.result.train_seconds});
+                        ev.images_per_second(), run.result.train_seconds, run.optimizer.current_lr()});
     run.progress.line(fmt::format("epoch {}: {} loss {:.3f}, {} accuracy {:.2f} % ({} images, {:.0f} img/s)", epoch + 1,
                                   run.o.eval_name, ev.loss, run.o.eval_name, ev.accuracy, ev.count, ev.images_per_second()));
     return ev;
@@ -468,7 +471,8 @@ void finish_run(Run& run, Evaluation last_eval, Clock::time_point wall_start) {
     if (run.o.test) {
         run.result.test = evaluate(run.model, *run.o.test, run.o.eval_batch, run.o.tta);
         run.folder.add_row({"test", run.o.epochs, run.result.steps, run.result.train_images, run.result.test.loss,
-                            run.result.test.accuracy, run.result.test.images_per_second(), run.result.train_seconds});
+                            run.result.test.accuracy, run.result.test.images_per_second(), run.result.train_seconds,
+                            run.optimizer.current_lr()});
     } else {
         const bool again = !last_eval.count || run.o.tta != Tta::none;
         run.result.test = again ? evaluate(run.model, run.eval, run.o.eval_batch, run.o.tta) : std::move(last_eval);
@@ -593,6 +597,7 @@ std::vector<LogRow> read_log(const fs::path& csv) {
 std::vector<LogRow> parse_log(std::string_view text, const std::string& name) {
     if (text.empty()) fail("{}: empty, expected the header '{}'", name, csv_header);
     std::vector<LogRow> rows;
+    bool with_lr = true;  // false: a log written before the lr column
     std::size_t begin = 0;
     for (int number = 1; begin < text.size(); ++number) {
         const std::size_t newline = text.find('\n', begin);
@@ -601,13 +606,14 @@ std::vector<LogRow> parse_log(std::string_view text, const std::string& name) {
         begin = complete ? newline + 1 : text.size();
         if (line.ends_with('\r')) line.remove_suffix(1);  // CRLF line endings
         if (number == 1) {
-            if (line != csv_header)
+            with_lr = line == csv_header;
+            if (!with_lr && line != run_files::csv_header_without_lr)
                 fail("{}: unexpected header '{}', expected '{}'", name, run_files::escaped(line), csv_header);
             continue;
         }
         if (line.empty()) continue;
         try {
-            rows.push_back(run_files::log_row(line, fmt::format("{} line {}", name, number)));
+            rows.push_back(run_files::log_row(line, fmt::format("{} line {}", name, number), with_lr));
         } catch (const Error&) {
             if (complete) throw;  // a last line without its newline was cut short by a crash: skipped
         }

@@ -46,9 +46,11 @@ struct TrainingCurves {
     std::string eval_name = "test";             // "test" or "validation"
     std::vector<double> train_step, train_loss, train_accuracy;  // running averages, accuracy in %
     std::vector<double> eval_step, eval_loss, eval_accuracy;     // per epoch
+    std::vector<double> lr_step, lr;                             // the learning rate at each report
 };
 
-/// Two panels: loss against step (train and eval) and accuracy (%) against step (train and eval).
+/// Two panels: loss against step (train and eval) and accuracy (%) against step (train and eval);
+/// a third, the learning rate against step, when `lr` holds a value > 0 (logs before the lr column: none).
 void draw_training_curves(const std::filesystem::path& png, const TrainingCurves& curves, int width = 1200,
                           int height = 500);
 

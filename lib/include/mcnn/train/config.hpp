@@ -3,10 +3,13 @@
 // the model from the registry, SGD, the data split and normalisation, then fit().
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "mcnn/data/cifar10.hpp"
 #include "mcnn/ops/correlate2d.hpp"
+#include "mcnn/optim/adam.hpp"
+#include "mcnn/optim/schedule.hpp"
 #include "mcnn/optim/sgd.hpp"
 #include "mcnn/train/trainer.hpp"
 
@@ -31,6 +34,19 @@ struct TrainConfig {
     data::Augmentation augment;      // of the training batches (FitOptions::augment); config.json: crop_pad,
                                      // crop_padding, flip, cutout (each optional: older files mean none)
     Tta tta = Tta::none;             // of the final report (FitOptions::tta); config.json: tta (optional)
+    // Optimiser and schedule (config.json files written before these fields read with these defaults).
+    // sgd.lr and sgd.weight_decay are every optimiser's; momentum, dampening and nesterov SGD's only;
+    // sgd.decoupled_weight_decay: SGD's decay p -= lr wd p (Adam: L2 in the gradient; AdamW: decoupled).
+    std::string optimizer = "sgd";   // "sgd", "adam" or "adamw"
+    double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // Adam and AdamW
+    double lr_scale_1d = 1;          // learning-rate multiplier of 1-D parameters (biases, batch-norm)
+    double weight_decay_1d = -1;     // weight decay of 1-D parameters; < 0: the optimiser's
+    std::string schedule = "none";   // "none", "warmup-cosine", "onecycle", "step" (see schedule_of)
+    double warmup = 0;               // epochs of linear warm-up (onecycle: the peak's epoch)
+    double schedule_epochs = 0;      // the schedule's length in epochs; 0: the run's epochs when it starts
+    double start_factor = 0.2;       // onecycle: the factor at epoch 0
+    double final_factor = 0;         // warmup-cosine, onecycle: the factor at the schedule's end
+    double step_every = 1, step_gamma = 0.1;  // step: x gamma every this many epochs
 
     std::string to_json() const;
     /// Parses what to_json wrote; throws naming the field that is missing or wrong.
@@ -38,6 +54,15 @@ struct TrainConfig {
     /// Throws on settings that cannot work (epochs < 1, batch < 1, unknown model, ...).
     void validate() const;
 };
+
+/// The schedule `c` describes (c.schedule, warmup, schedule_epochs or epochs, ...); throws naming the
+/// setting when they do not fit (e.g. a warm-up not shorter than the schedule).
+Schedule schedule_of(const TrainConfig& c);
+/// The optimiser `c` describes over `params` (with the 1-D parameter group when it changes anything).
+std::unique_ptr<Optimizer<float>> optimizer_of(const TrainConfig& c, std::vector<Parameter<float>*> params);
+/// The optimiser names TrainConfig::optimizer takes: sgd, adam, adamw; and the schedules.
+const std::vector<std::string>& optimizer_names();
+const std::vector<std::string>& schedule_names();
 
 /// The conv settings of a run: "auto" (every conv layer keeps the path its model gave it), then
 /// the names of the paths (conv_path_names()).

@@ -31,6 +31,7 @@
 #include "mcnn/data/dataset.hpp"
 #include "mcnn/nn/module.hpp"
 #include "mcnn/optim/optimizer.hpp"
+#include "mcnn/optim/schedule.hpp"
 #include "mcnn/train/metrics.hpp"
 
 namespace mcnn {
@@ -74,6 +75,9 @@ struct FitOptions {
     /// evaluated once more after the last epoch); the per-epoch evaluations stay plain (a view
     /// costs a whole evaluation). Needs C x H x W examples.
     Tta tta = Tta::none;
+    /// The learning-rate schedule: before optimiser step s (0-based over the run, so a resumed run
+    /// goes on where it was), fit sets optimizer.set_lr_factor(schedule.at_step(s, batches per epoch)).
+    Schedule schedule;
 };
 
 /// One line of log.csv.
@@ -85,6 +89,7 @@ struct LogRow {
     double loss = 0, accuracy = 0;
     double images_per_second = 0;  // training speed (train rows) or evaluation speed
     double elapsed = 0;            // seconds of training so far (evaluations excluded)
+    double lr = 0;                 // the optimiser's current_lr() at the row (0 in logs older than the column)
 };
 
 struct TrainResult {
@@ -153,7 +158,8 @@ std::map<std::string, std::string> load_checkpoint(const std::filesystem::path& 
                                                    Optimizer<float>* optimizer, const std::string& model_name);
 
 /// Reads log.csv back (for resuming and plotting). Strict: a regular file (a FIFO is refused without
-/// opening it), the exact header, 8 cells per row, each a number in its column's range (the message
+/// opening it), the exact header, 9 cells per row (or the header of logs written before the lr
+/// column and 8 cells per row, read with lr 0), each a number in its column's range (the message
 /// names the line and column); CRLF line endings are read as LF; a last line cut short by a crash
 /// (no newline, does not parse) is skipped.
 std::vector<LogRow> read_log(const std::filesystem::path& csv);
