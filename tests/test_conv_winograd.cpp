@@ -275,6 +275,11 @@ BOOST_AUTO_TEST_CASE(automatic_runs_winograd_on_wide_3x3_layers) {
     BOOST_TEST((conv::path_to_run(Shape{many, fewer, 3, 3}, {1, 1}) == ConvPath::im2col));  // few inputs
     BOOST_TEST((conv::path_to_run(Shape{fewer, many, 3, 3}, {1, 1}) == ConvPath::im2col));  // few outputs
     BOOST_TEST((conv::path_to_run(Shape{many, many, 7, 7}, {1, 1}) == ConvPath::im2col));
+    // the output side: 4 x 4 (one whole tile) and up on winograd, 3 x 3 on im2col
+    BOOST_TEST((conv::path_to_run(Shape{256, 256, 3, 3}, {1, 1}, Shape{2, 256, 4, 4}) == ConvPath::winograd));
+    BOOST_TEST((conv::path_to_run(Shape{256, 256, 3, 3}, {1, 1}, Shape{2, 256, 3, 3}) == ConvPath::im2col));
+    BOOST_TEST((conv::path_to_run(Shape{256, 256, 3, 3}, {0, 1}, Shape{2, 256, 5, 5}) == ConvPath::im2col));
+    BOOST_TEST((conv::path_to_run(Shape{64, 24, 3, 3}, {1, 1}, Shape{2, 24, 31, 31}) == ConvPath::winograd));  // FastNet's first block
     // 5x5: TunedCNN's 16->64 and 64->128 layers on winograd, its 3->16 layer on im2col
     const int many5 = conv::winograd5_min_channels, fewer5 = conv::winograd5_min_channels - 1;
     BOOST_TEST((conv::path_to_run(Shape{many5, many5, 5, 5}, {3, 1}) == ConvPath::winograd));

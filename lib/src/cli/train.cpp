@@ -93,6 +93,10 @@ void add_optimizer_options(CLI::App& app, TrainConfig& c) {
     add_number_flag(app, "--beta2", c.beta2, "Adam(W) beta2", non_negative);
     add_number_flag(app, "--eps", c.eps, "Adam(W) eps (added to sqrt(v))", positive);
     add_number_flag(app, "--lr-scale-1d", c.lr_scale_1d, "learning-rate multiplier of 1-D parameters (biases, batch norm)", positive);
+    app.add_option("--group-1d", c.group_1d, "the parameters --lr-scale-1d and --weight-decay-1d apply to: a name pattern, "
+                                             "'*' for any run of characters (\"*norm*.bias\"); default: every 1-D parameter");
+    add_number_flag(app, "--label-smoothing", c.label_smoothing, "label smoothing of the training loss (PyTorch's; airbench: 0.2)",
+                    detail::NumberRange{.min = 0, .max = 1});
     add_number_flag(app, "--weight-decay-1d", c.weight_decay_1d, "weight decay of 1-D parameters (default: --weight-decay)",
                     non_negative);
     app.add_option("--schedule", c.schedule, "learning-rate schedule: none (constant, after --warmup if given), warmup-cosine, "
@@ -127,8 +131,8 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
     app.add_option("--conv", c.conv, "conv implementation: plain (the formulas' loops, slow), correlate2d (loops of the "
                                     "vectorised correlate2d), im2col (im2col + GEMM), winograd (Winograd F(4x4,3x3) and "
                                     "F(4x4,5x5); models with only 3x3 and 5x5 stride-1 convs), automatic (im2col; correlate2d "
-                                    "for layers with < 8 output channels, winograd for stride-1 layers with >= 64 channels "
-                                    "in and out (3x3) or >= 16 (5x5)), or auto: the model's default (correlate2d "
+                                    "for layers with < 8 output channels, winograd for stride-1 layers with >= 16 channels "
+                                    "in and out and outputs of 4x4 or more), or auto: the model's default (correlate2d "
                                     "for manual, automatic for the others)")
         ->capture_default_str()->check(CLI::IsMember(conv_settings()));
     app.add_option("--normalization", c.normalization, "notebook: (x-0.5)/0.5; dataset: per-channel mean/std")

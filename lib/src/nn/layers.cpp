@@ -198,7 +198,7 @@ BatchNorm2d<T>::BatchNorm2d(int channels, const BatchNormSpec& spec) : spec_(spe
     weight.value = Tensor<T>(Shape{channels});
     weight.value.fill(T(1));
     bias.value = Tensor<T>(Shape{channels});
-    this->register_parameter("weight", weight);
+    if (spec.learn_weight) this->register_parameter("weight", weight);
     this->register_parameter("bias", bias);
 }
 
@@ -208,13 +208,13 @@ Var<T> BatchNorm2d<T>::forward(const Var<T>& x) {
     const BatchNormRunning<T> running{&running_mean, &running_var};
     if (!spec_.affine) return batch_norm2d(x, running, options);
     Tape<T>& tape = *x.tape();
-    return batch_norm2d(x, tape.param(weight), tape.param(bias), running, options);
+    return batch_norm2d(x, spec_.learn_weight ? tape.param(weight) : tape.constant(weight.value), tape.param(bias), running, options);
 }
 
 template <class T>
 std::string BatchNorm2d<T>::describe() const {
     return fmt::format("{} channels, momentum {:g}, eps {:g}{}", running_mean.numel(), spec_.momentum, spec_.eps,
-                       spec_.affine ? "" : ", no affine");
+                       !spec_.affine ? ", no affine" : spec_.learn_weight ? "" : ", weight fixed at 1");
 }
 
 template class BatchNorm2d<float>;

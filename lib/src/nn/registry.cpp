@@ -9,6 +9,12 @@
 namespace mcnn {
 namespace {
 
+/// FastNet with its default spec, as the registry's (Rng&) factories need.
+template <class T>
+struct FastNetDefault : FastNet<T> {
+    explicit FastNetDefault(Rng& rng) : FastNet<T>(rng) {}
+};
+
 std::vector<ModelInfo>& registry() {
     static std::vector<ModelInfo> models = [] {
         std::vector<ModelInfo> built_in;
@@ -20,6 +26,8 @@ std::vector<ModelInfo>& registry() {
         add.template operator()<SimpleCNN>("simple", "the notebook's SimpleCNN (LeNet-style, 62,006 parameters)");
         add.template operator()<TunedCNN>("tuned", "the notebook's tuned CNN (3 convs k5 pad 3, 1,187,978 parameters)");
         add.template operator()<ManualCNN>("manual", "SimpleCNN with the notebook's hand-made conv layers (correlate2d loops, untied bias)");
+        add.template operator()<FastNetDefault>("fast", "airbench94's layout: 2x2 whitening conv, three conv-pool-norm-GELU "
+                                                         "blocks of widths 64/256/256, batch norm, 1/9 logits (1,971,352 parameters)");
         return built_in;
     }();
     return models;

@@ -533,7 +533,7 @@ PathFunctions<T> functions_of(ConvPath path) {
 
 template <class T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& kernels, const Conv2dOptions& options) {
-    const PathFunctions<T> path = functions_of<T>(conv::path_to_run(kernels.shape(), options));
+    const PathFunctions<T> path = functions_of<T>(conv::path_to_run(kernels.shape(), options, x.value().shape()));
     Tensor<T> y;
     path.forward(x.value(), kernels.value(), options, y);
     return record<T>("conv2d", std::move(y), {x, kernels},

@@ -78,7 +78,9 @@ std::string TrainConfig::to_json() const {
                     {"start_factor", start_factor},
                     {"final_factor", final_factor},
                     {"step_every", step_every},
-                    {"step_gamma", step_gamma}};
+                    {"step_gamma", step_gamma},
+                    {"group_1d", group_1d},
+                    {"label_smoothing", label_smoothing}};
     return with_augmentation(j, *this).dump(2);
 }
 
@@ -154,6 +156,8 @@ void get_optimizer_fields(const json& j, TrainConfig& c) {
     if (has("final_factor")) get_number(j, "final_factor", c.final_factor);
     if (has("step_every")) get_number(j, "step_every", c.step_every, true);
     if (has("step_gamma")) get_number(j, "step_gamma", c.step_gamma, true);
+    if (has("group_1d")) get(j, "group_1d", c.group_1d);
+    if (has("label_smoothing")) get_number(j, "label_smoothing", c.label_smoothing);
 }
 
 }  // namespace
@@ -187,8 +191,10 @@ Schedule schedule_of(const TrainConfig& c) {
 std::unique_ptr<Optimizer<float>> optimizer_of(const TrainConfig& c, std::vector<Parameter<float>*> params) {
     std::vector<ParamGroup> groups;
     const bool has_1d = std::any_of(params.begin(), params.end(), [](const Parameter<float>* p) { return p->value.rank() == 1; });
-    if (has_1d && (c.lr_scale_1d != 1 || c.weight_decay_1d >= 0)) {
-        ParamGroup g{.match = one_dimensional(), .lr_scale = c.lr_scale_1d, .label = "1-D parameters"};
+    if ((has_1d || !c.group_1d.empty()) && (c.lr_scale_1d != 1 || c.weight_decay_1d >= 0)) {
+        ParamGroup g{.match = c.group_1d.empty() ? one_dimensional() : name_matches(c.group_1d),
+                     .lr_scale = c.lr_scale_1d,
+                     .label = c.group_1d.empty() ? "1-D parameters" : "'" + c.group_1d + "'"};
         if (c.weight_decay_1d >= 0) g.weight_decay = c.weight_decay_1d;
         groups.push_back(std::move(g));
     }
@@ -256,6 +262,7 @@ void TrainConfig::validate() const {
     if (optimizer != "sgd" && (sgd.nesterov || sgd.decoupled_weight_decay || sgd.dampening != 0))
         fail("{}: Nesterov momentum, dampening and decoupled weight decay are SGD settings (AdamW decouples its decay)", optimizer);
     if (!(lr_scale_1d > 0) || !std::isfinite(lr_scale_1d)) fail("the 1-D parameters' lr scale must be a finite number > 0, got {}", lr_scale_1d);
+    if (!(label_smoothing >= 0 && label_smoothing <= 1)) fail("label smoothing must be in [0, 1], got {}", label_smoothing);
     if (!std::isfinite(weight_decay_1d)) fail("the 1-D parameters' weight decay must be finite, got {}", weight_decay_1d);
     (void)optimizer_of(*this, {});  // checks the optimiser settings
     (void)schedule_of(*this);
@@ -311,6 +318,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     o.out = out;
     o.detect_anomaly = config.detect_anomaly;
     o.augment = config.augment;
+    o.label_smoothing = config.label_smoothing;
     o.tta = config.tta;
     return fit(*model, *optimizer, train_set, config.validation ? static_cast<const data::Dataset&>(validation_set) : test_set, o);
 }

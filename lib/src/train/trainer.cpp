@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <numeric>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -69,6 +70,8 @@ void check_inputs(Module<float>& model, const data::Dataset& train, const data::
     if (train.size() == 0) fail("fit: the training data is empty");
     if (o.resume && o.run_dir.empty()) fail("fit: resume needs a run folder");
     if (o.reset_optimizer && !o.resume) fail("fit: resetting the optimiser's state applies to a resumed run only");
+    if (!(o.label_smoothing >= 0 && o.label_smoothing <= 1))
+        fail("fit: label smoothing must be in [0, 1], got {}", o.label_smoothing);
     for (const data::Dataset* d : {&eval, o.test}) {
         if (!d) continue;
         if (d->example_shape() != train.example_shape() || d->classes() != train.classes())
@@ -322,8 +325,21 @@ void note_thread_count(Run& run, const std::map<std::string, std::string>& meta,
                                       "--threads {} for that)", saved, omp_get_max_threads(), saved));
 }
 
+/// The model's data-dependent initialisation from the first o.init_examples training examples.
+void init_from_data(Run& run) {
+    const std::size_t count = std::min(run.o.init_examples, run.train.size());
+    if (count == 0) return;
+    std::vector<std::size_t> indices(count);
+    std::iota(indices.begin(), indices.end(), std::size_t{0});
+    Tensor<float> examples;
+    std::vector<int> labels;
+    run.train.fill(indices.data(), count, examples, labels);
+    run.model.init_from_data(examples);
+}
+
 void open_run(Run& run) {
     if (!run.o.resume) {
+        init_from_data(run);
         run.folder.start(summary(run.model, batch_shape(run.train, 1), run.o.model_name));
         return;
     }
@@ -375,7 +391,7 @@ double train_step(Run& run, Tape<float>& tape, const Tensor<float>& images, cons
     tape.clear();
     tape.set_detect_anomaly(run.o.detect_anomaly);
     const Var<float> logits = run.model.forward(tape.constant(images));
-    const Var<float> loss = softmax_cross_entropy(logits, labels);
+    const Var<float> loss = softmax_cross_entropy(logits, labels, run.o.label_smoothing);
     run.optimizer.zero_grad();
     tape.backward(loss);
     run.optimizer.set_lr_factor(run.o.schedule.at_step(run.result.steps, static_cast<long>(run.batches)));  // steps done so far

@@ -157,12 +157,14 @@ struct BatchNormSpec {
     double momentum = 0.1;  // running = (1 - momentum) running + momentum batch, in [0, 1]
     double eps = 1e-5;      // > 0
     bool affine = true;     // learnt weight and bias per channel
+    bool learn_weight = true;  // with affine: false keeps the weight at 1 and learns the bias only
+                               // (airbench); the weight is then no parameter
 };
 
 /// Batch norm over the channels of B x C x H x W input (batch_norm2d node, mcnn/ops/norm.hpp):
 /// batch statistics while training (is_training()), which also update the running ones; the
-/// running statistics in eval mode. Parameters "weight" [C] (init 1) and "bias" [C] (init 0) unless
-/// spec.affine is false; buffers "running_mean" [C] (init 0) and "running_var" [C] (init 1).
+/// running statistics in eval mode. Parameters "weight" [C] (init 1; not with spec.learn_weight
+/// false) and "bias" [C] (init 0) unless spec.affine is false; buffers "running_mean" [C] (init 0) and "running_var" [C] (init 1).
 template <class T>
 class BatchNorm2d : public Module<T> {
 public:

@@ -1,6 +1,9 @@
 #pragma once
 // The built-in CIFAR-10 models, each a Module of the core layers: images B x 3 x 32 x 32 in,
-// logits B x 10 out. They are registered by name ("simple", "tuned", "manual"; see registry.hpp).
+// logits B x 10 out. They are registered by name ("simple", "tuned", "manual", "fast"; see
+// registry.hpp).
+#include <array>
+
 #include "mcnn/nn/layers.hpp"
 
 namespace mcnn {
@@ -43,6 +46,61 @@ public:
     std::string type_name() const override { return "ManualCNN"; }
 };
 
+/// Settings of FastNet; the defaults are airbench94's.
+struct FastNetSpec {
+    std::array<int, 3> widths{64, 256, 256};  // channels of the three blocks
+    /// Every batch norm: PyTorch momentum 0.4 (airbench's "0.6" is the running statistics' share),
+    /// eps 1e-12, the weight fixed at 1 and only the bias learnt.
+    BatchNormSpec norm{.momentum = 0.4, .eps = 1e-12, .affine = true, .learn_weight = false};
+    double scale = 1.0 / 9;  // of the logits
+    /// Each block conv's first min(in, out) filters start as the identity (a 1 at the centre of
+    /// their own input channel, PyTorch's dirac_), the rest as PyTorch's default.
+    bool dirac = true;
+};
+
+/// One block of FastNet: conv 3x3 pad 1 (no bias) -> max-pool 2 -> batch norm -> GELU -> conv 3x3
+/// pad 1 (no bias) -> batch norm -> GELU. Halves the image side (rounding down).
+template <class T>
+class FastBlock : public Module<T> {
+public:
+    FastBlock(int in_channels, int out_channels, const FastNetSpec& spec, Rng& rng);
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "FastBlock"; }
+
+    Conv2d<T> conv1, conv2;
+    BatchNorm2d<T> norm1, norm2;
+};
+
+/// A fast modern CIFAR-10 network, airbench94's layout (Keller Jordan, 2024): a 2x2 conv 3 -> 24
+/// with bias (no padding: 31 x 31) whose filters are a buffer, not trained: PyTorch's default until
+/// init_from_data() sets them to whitening filters of the data's 2x2 patches; GELU; three FastBlocks
+/// of widths 64, 256, 256 (31 -> 15 -> 7 -> 3); max-pool 3 (-> 1 x 1); flatten; linear 256 -> 10
+/// without bias; logits x 1/9. 1,971,352 parameters (with the default spec); ~236 MFLOP forward per image.
+template <class T>
+class FastNet : public Module<T> {
+public:
+    explicit FastNet(Rng& rng, const FastNetSpec& spec = {});
+    Var<T> forward(const Var<T>& x) override;
+    std::string type_name() const override { return "FastNet"; }
+    std::string describe() const override;
+    /// Whitening of the first conv (airbench's): the uncentred covariance S of every 2x2 patch of
+    /// `examples` (B x 3 x H x W, normalised as training sees them) has eigenpairs (l_i, v_i); the
+    /// filters are v_i / sqrt(l_i + 5e-4) and their negatives (12 + 12), largest l_i first.
+    void init_from_data(const Tensor<T>& examples) override;
+
+    Tensor<T> whiten_weight;  // 24 x 3 x 2 x 2, buffer "whiten_weight"
+    Parameter<T> whiten_bias;  // [24]
+    FastBlock<T> block1, block2, block3;
+    Linear<T> head;
+
+private:
+    FastNetSpec spec_;
+};
+
+extern template class FastBlock<float>;
+extern template class FastBlock<double>;
+extern template class FastNet<float>;
+extern template class FastNet<double>;
 extern template class SimpleCNN<float>;
 extern template class SimpleCNN<double>;
 extern template class TunedCNN<float>;

@@ -64,6 +64,11 @@ public:
     virtual std::string type_name() const { return "Module"; }
     /// One line on this module's settings ("3 -> 16, kernel 5, padding 3"); empty when none.
     virtual std::string describe() const { return ""; }
+    /// Data-dependent initialisation (FastNet's whitening filters): fit() calls it on the outermost
+    /// module once, before the first step of a new run (not on resume: the checkpoint holds what
+    /// it set), with the first FitOptions::init_examples training examples as training fills them
+    /// (not augmented). Default: nothing.
+    virtual void init_from_data(const Tensor<T>& examples) { (void)examples; }
 
     /// Every parameter of this module and of its submodules, depth first in registration order;
     /// each named by its path. Throws when one parameter object was registered twice.

@@ -1,4 +1,5 @@
 #pragma once
+#include <algorithm>
 // The correlate2d family: 2-D cross-correlation and convolution as scipy.signal defines them, and
 // the batched multi-channel conv layer built from them.
 //
@@ -48,7 +49,7 @@ Tensor<T> convolve2d(const Tensor<T>& input, const Tensor<T>& kernel, CorrelateM
 ///                output channels at stride 1 (SimpleCNN's conv1), whose GEMM has too few rows to
 ///                fill its register blocks, and winograd for 3x3 stride-1 layers with at least
 ///                winograd_min_channels input and output channels and 5x5 stride-1 layers with at
-///                least winograd5_min_channels.
+///                least winograd5_min_channels, whose output holds a whole 4 x 4 tile.
 enum class ConvPath {
     plain,
     correlate2d,
@@ -81,31 +82,36 @@ inline bool automatic_uses_correlate2d(const Shape& k, const Conv2dOptions& opti
     return k.rank() == 4 && k[0] < direct_max_out_channels && options.stride == 1;
 }
 /// From this many input and output channels up, ConvPath::automatic runs 3x3 stride-1 layers on
-/// winograd. Measured with bench_conv_layers --set modern, 1 thread, Zen 3 (AVX2), batch 256,
-/// F(4x4,3x3) against im2col: 64->256 at 15x15 and 256->256 at 7x7 1.4-2.6x faster, 256->256 at
-/// 3x3 and 64->64 at 15x15 about even to 1.8x faster, 24->64 at 31x31 slower (its transforms, per
-/// channel, outweigh a GEMM over only 24 channels).
-constexpr int winograd_min_channels = 64;
+/// winograd (when their output holds a whole 4 x 4 tile, see automatic_uses_winograd). Measured with
+/// bench_conv_layers --set modern, 1 thread, Zen 3 (AVX2), batch 256, F(4x4,3x3) against im2col
+/// (forward / backward data / backward weights): 24->64 at 31x31 1.41/1.18/1.02x faster, 64->64 at
+/// 15x15 1.39/1.34/1.24x, 64->256 at 15x15 1.63/1.27/0.99x, 256->256 at 7x7 1.15/1.18/1.26x; but
+/// 256->256 at 3x3 (one 4 x 4 tile for 9 outputs) 0.66/0.74/0.91x: im2col.
+constexpr int winograd_min_channels = 16;
 /// From this many input and output channels up, ConvPath::automatic runs 5x5 stride-1 layers on
 /// winograd (F(4x4,5x5)). Measured with bench_conv_layers --set tuned, 1 thread, Zen 3 (AVX2),
 /// batch 64, against im2col: 64->128 at 9x9 1.7-2.3x faster forward, 1.5-1.7x backward;
 /// 16->64 at 17x17 faster forward, about even backward; 3->16 at 32x32 1.2-2x slower (the
 /// transforms of a tile outweigh a GEMM over only 3 channels).
 constexpr int winograd5_min_channels = 16;
+/// The smallest output side on which ConvPath::automatic runs winograd: a whole 4 x 4 output tile.
+constexpr int winograd_min_output = 4;
 /// Whether ConvPath::automatic runs a conv of kernels `k` (D x N x F x F) with `options` on the
 /// winograd path: stride 1 and 3x3 kernels with D and N at least winograd_min_channels, or 5x5
-/// kernels with D and N at least winograd5_min_channels.
-inline bool automatic_uses_winograd(const Shape& k, const Conv2dOptions& options) {
+/// kernels with D and N at least winograd5_min_channels; and, when the input shape `x` (B x N x H x
+/// W) is given, an output of at least winograd_min_output on each side.
+inline bool automatic_uses_winograd(const Shape& k, const Conv2dOptions& options, const Shape& x = {}) {
     if (k.rank() != 4 || k[2] != k[3] || options.stride != 1) return false;
+    if (x.rank() == 4 && std::min(x[2], x[3]) + 2 * options.padding - k[2] + 1 < winograd_min_output) return false;
     const int least = k[2] == 3 ? winograd_min_channels : k[2] == 5 ? winograd5_min_channels : -1;
     return least > 0 && k[0] >= least && k[1] >= least;
 }
-/// The path that runs for kernels `k` and `options`: options.path, with automatic resolved to
-/// correlate2d, winograd or im2col.
-inline ConvPath path_to_run(const Shape& k, const Conv2dOptions& options) {
+/// The path that runs for kernels `k`, `options` and (when given) input shape `x`: options.path,
+/// with automatic resolved to correlate2d, winograd or im2col.
+inline ConvPath path_to_run(const Shape& k, const Conv2dOptions& options, const Shape& x = {}) {
     if (options.path != ConvPath::automatic) return options.path;
     if (automatic_uses_correlate2d(k, options)) return ConvPath::correlate2d;
-    return automatic_uses_winograd(k, options) ? ConvPath::winograd : ConvPath::im2col;
+    return automatic_uses_winograd(k, options, x) ? ConvPath::winograd : ConvPath::im2col;
 }
 
 /// Checks the shapes of X (B x N x H x W) and K (D x N x F x F) and returns Y's shape.

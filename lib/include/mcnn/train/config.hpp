@@ -47,6 +47,9 @@ struct TrainConfig {
     double start_factor = 0.2;       // onecycle: the factor at epoch 0
     double final_factor = 0;         // warmup-cosine, onecycle: the factor at the schedule's end
     double step_every = 1, step_gamma = 0.1;  // step: x gamma every this many epochs
+    std::string group_1d = "";       // which parameters lr_scale_1d / weight_decay_1d apply to: a name
+                                     // pattern ('*' any run, name_matches); empty: every 1-D parameter
+    double label_smoothing = 0;      // of the training loss (FitOptions::label_smoothing)
 
     std::string to_json() const;
     /// Parses what to_json wrote; throws naming the field that is missing or wrong.
