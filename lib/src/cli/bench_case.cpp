@@ -61,6 +61,7 @@ public:
           tape_(c.training ? Tape<float>::Mode::train : Tape<float>::Mode::inference) {
         if (loader_.batches_per_epoch() == 0)
             fail("bench {}: a batch of {} is more than the {} examples", c.name, c.batch, examples.size());
+        model_->train(c.training);  // inference as evaluation runs it: batch norm on running statistics
         next_batch();  // conv FLOPs, from one recorded forward
         Tape<float> probe;
         model_->forward(probe.constant(images_));

@@ -1,5 +1,6 @@
 #include "mcnn/ops/activation.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <type_traits>
 #include <utility>
@@ -116,16 +117,48 @@ void gelu_backward_plain(const T* x, const T* gy, T* gx, std::ptrdiff_t n) {
     }
 }
 
-void gelu_fast(const float* x, float* y, std::ptrdiff_t n) {
+namespace {
+
+// Eigen's packet code and its scalar code for a tail round differently (fused multiply-adds or
+// not), so that where a range of elements ends would change bits. The vectorised gelu therefore
+// runs whole blocks of this many (a multiple of every packet width) and the tail as one padded
+// block: every element gets the packet code, on any split between threads.
+constexpr std::ptrdiff_t gelu_block = 16;
+
+void gelu_fast_blocks(const float* x, float* y, std::ptrdiff_t n) {
     const auto X = Eigen::Map<const Eigen::ArrayXf>(x, n);
     Eigen::Map<Eigen::ArrayXf>(y, n) = X * (0.5f * (1.0f + (X * float(M_SQRT1_2)).erf()));
 }
 
-void gelu_backward_fast(const float* x, const float* gy, float* gx, std::ptrdiff_t n) {
+void gelu_backward_fast_blocks(const float* x, const float* gy, float* gx, std::ptrdiff_t n) {
     const auto X = Eigen::Map<const Eigen::ArrayXf>(x, n);
     const float pdf_scale = float(0.5 * M_2_SQRTPI * M_SQRT1_2);
     Eigen::Map<Eigen::ArrayXf>(gx, n) += Eigen::Map<const Eigen::ArrayXf>(gy, n) *
         (0.5f * (1.0f + (X * float(M_SQRT1_2)).erf()) + X * (pdf_scale * (-0.5f * X.square()).exp()));
+}
+
+}  // namespace
+
+void gelu_fast(const float* x, float* y, std::ptrdiff_t n) {
+    const std::ptrdiff_t body = n - n % gelu_block, tail = n - body;
+    gelu_fast_blocks(x, y, body);
+    if (tail == 0) return;
+    float xt[gelu_block] = {}, yt[gelu_block];
+    std::copy(x + body, x + n, xt);
+    gelu_fast_blocks(xt, yt, gelu_block);
+    std::copy(yt, yt + tail, y + body);
+}
+
+void gelu_backward_fast(const float* x, const float* gy, float* gx, std::ptrdiff_t n) {
+    const std::ptrdiff_t body = n - n % gelu_block, tail = n - body;
+    gelu_backward_fast_blocks(x, gy, gx, body);
+    if (tail == 0) return;
+    float xt[gelu_block] = {}, gyt[gelu_block] = {}, gxt[gelu_block] = {};
+    std::copy(x + body, x + n, xt);
+    std::copy(gy + body, gy + n, gyt);
+    std::copy(gx + body, gx + n, gxt);
+    gelu_backward_fast_blocks(xt, gyt, gxt, gelu_block);
+    std::copy(gxt, gxt + tail, gx + body);
 }
 
 }  // namespace activation

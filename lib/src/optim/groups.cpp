@@ -64,7 +64,7 @@ std::vector<ParamSetting> resolve_groups(const std::vector<std::pair<std::string
                 break;
             }
     for (std::size_t i = 0; i < groups.size(); ++i)
-        if (!used[i]) fail("{}: parameter {} matches no parameter (the first come before it or none fits)", optimizer, group_label(groups[i], i));
+        if (!used[i]) fail("{}: parameter group {} matches no parameter (earlier groups took them, or none fits)", optimizer, group_label(groups[i], i));
     return out;
 }
 

@@ -191,7 +191,7 @@ Schedule schedule_of(const TrainConfig& c) {
 std::unique_ptr<Optimizer<float>> optimizer_of(const TrainConfig& c, std::vector<Parameter<float>*> params) {
     std::vector<ParamGroup> groups;
     const bool has_1d = std::any_of(params.begin(), params.end(), [](const Parameter<float>* p) { return p->value.rank() == 1; });
-    if ((has_1d || !c.group_1d.empty()) && (c.lr_scale_1d != 1 || c.weight_decay_1d >= 0)) {
+    if ((c.group_1d.empty() ? has_1d : !params.empty()) && (c.lr_scale_1d != 1 || c.weight_decay_1d >= 0)) {
         ParamGroup g{.match = c.group_1d.empty() ? one_dimensional() : name_matches(c.group_1d),
                      .lr_scale = c.lr_scale_1d,
                      .label = c.group_1d.empty() ? "1-D parameters" : "'" + c.group_1d + "'"};

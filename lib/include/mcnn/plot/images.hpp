@@ -128,7 +128,7 @@ struct FirstLayerGradients {
 };
 
 /// Records forward + softmax cross-entropy on a training tape with the images as tape.input() and
-/// runs backward. The model's parameter gradients are zeroed first and hold this batch's after.
+/// runs backward, the model in eval mode (batch norm on its running statistics; its mode is restored). The model's parameter gradients are zeroed first and hold this batch's after.
 FirstLayerGradients first_layer_gradients(Module<float>& model, const Examples& examples);
 
 /// Backward, the images' side: a row per image: the image, |dL/dx| (max over R, G, B: a saliency
@@ -147,7 +147,7 @@ ImageGrid kernel_gradient_grid(Module<float>& model, const FirstLayerGradients& 
 ImageGrid kernel_grid(Module<float>& model, const std::string& about);
 
 /// Test images with their true and predicted classes (caption "true / predicted", green when right,
-/// red when wrong), `cols` to a row.
+/// red when wrong), `cols` to a row. The model predicts in eval mode (its mode is restored).
 ImageGrid prediction_grid(Module<float>& model, const Examples& examples, int cols, const std::string& about);
 
 }  // namespace mcnn::plot
