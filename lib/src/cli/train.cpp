@@ -95,10 +95,10 @@ void add_optimizer_options(CLI::App& app, TrainConfig& c) {
     add_number_flag(app, "--lr-scale-1d", c.lr_scale_1d, "learning-rate multiplier of 1-D parameters (biases, batch norm)", positive);
     app.add_option("--group-1d", c.group_1d, "the parameters --lr-scale-1d and --weight-decay-1d apply to: a name pattern, "
                                              "'*' for any run of characters (\"*norm*.bias\"); default: every 1-D parameter");
-    add_number_flag(app, "--label-smoothing", c.label_smoothing, "label smoothing of the training loss (PyTorch's; airbench: 0.2)",
-                    detail::NumberRange{.min = 0, .max = 1});
     add_number_flag(app, "--weight-decay-1d", c.weight_decay_1d, "weight decay of 1-D parameters (default: --weight-decay)",
                     non_negative);
+    add_number_flag(app, "--label-smoothing", c.label_smoothing, "label smoothing of the training loss (PyTorch's; airbench: 0.2)",
+                    detail::NumberRange{.min = 0, .max = 1});
     app.add_option("--schedule", c.schedule, "learning-rate schedule: none (constant, after --warmup if given), warmup-cosine, "
                                              "onecycle (--start-factor up to 1 at epoch --warmup, down to --final-factor), step "
                                              "(x --step-gamma every --step-every epochs)")
@@ -139,6 +139,8 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
         ->capture_default_str()->check(CLI::IsMember({"notebook", "dataset"}));
     add_integer_flag(app, "--max-batches", c.max_batches, "stop each epoch after this many batches (0: all)", 0);
     add_integer_flag(app, "--eval-batch", c.eval_batch, "images per batch when evaluating", 1);
+    add_integer_flag(app, "--eval-every", c.eval_every, "epochs between evaluations of the test (or validation) set; 0: "
+                                                        "the test set only once, after the last epoch", 0);
     add_augmentation_options(app, c);
 }
 

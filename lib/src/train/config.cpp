@@ -80,7 +80,8 @@ std::string TrainConfig::to_json() const {
                     {"step_every", step_every},
                     {"step_gamma", step_gamma},
                     {"group_1d", group_1d},
-                    {"label_smoothing", label_smoothing}};
+                    {"label_smoothing", label_smoothing},
+                    {"eval_every", eval_every}};
     return with_augmentation(j, *this).dump(2);
 }
 
@@ -158,6 +159,7 @@ void get_optimizer_fields(const json& j, TrainConfig& c) {
     if (has("step_gamma")) get_number(j, "step_gamma", c.step_gamma, true);
     if (has("group_1d")) get(j, "group_1d", c.group_1d);
     if (has("label_smoothing")) get_number(j, "label_smoothing", c.label_smoothing);
+    if (has("eval_every")) get_integer(j, "eval_every", c.eval_every, 0);
 }
 
 }  // namespace
@@ -262,6 +264,7 @@ void TrainConfig::validate() const {
     if (optimizer != "sgd" && (sgd.nesterov || sgd.decoupled_weight_decay || sgd.dampening != 0))
         fail("{}: Nesterov momentum, dampening and decoupled weight decay are SGD settings (AdamW decouples its decay)", optimizer);
     if (!(lr_scale_1d > 0) || !std::isfinite(lr_scale_1d)) fail("the 1-D parameters' lr scale must be a finite number > 0, got {}", lr_scale_1d);
+    if (eval_every < 0) fail("the evaluation interval must be an integer >= 0 (epochs), got {}", eval_every);
     if (!(label_smoothing >= 0 && label_smoothing <= 1)) fail("label smoothing must be in [0, 1], got {}", label_smoothing);
     if (!std::isfinite(weight_decay_1d)) fail("the 1-D parameters' weight decay must be finite, got {}", weight_decay_1d);
     (void)optimizer_of(*this, {});  // checks the optimiser settings
@@ -319,6 +322,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     o.detect_anomaly = config.detect_anomaly;
     o.augment = config.augment;
     o.label_smoothing = config.label_smoothing;
+    o.eval_every = config.eval_every;
     o.tta = config.tta;
     return fit(*model, *optimizer, train_set, config.validation ? static_cast<const data::Dataset&>(validation_set) : test_set, o);
 }

@@ -67,6 +67,7 @@ void check_inputs(Module<float>& model, const data::Dataset& train, const data::
     if (o.batch < 1) fail("fit: batch must be >= 1, got {}", o.batch);
     if (o.report_every < 1) fail("fit: the report interval must be >= 1 batch, got {}", o.report_every);
     if (o.eval_batch < 1) fail("fit: the evaluation batch must be >= 1, got {}", o.eval_batch);
+    if (o.eval_every < 0) fail("fit: the evaluation interval must be >= 0 epochs, got {}", o.eval_every);
     if (train.size() == 0) fail("fit: the training data is empty");
     if (o.resume && o.run_dir.empty()) fail("fit: resume needs a run folder");
     if (o.reset_optimizer && !o.resume) fail("fit: resetting the optimiser's state applies to a resumed run only");
@@ -490,8 +491,12 @@ void finish_run(Run& run, Evaluation last_eval, Clock::time_point wall_start) {
                             run.result.test.accuracy, run.result.test.images_per_second(), run.result.train_seconds,
                             run.optimizer.current_lr()});
     } else {
-        const bool again = !last_eval.count || run.o.tta != Tta::none;
+        const bool none_yet = !last_eval.count, again = none_yet || run.o.tta != Tta::none;
         run.result.test = again ? evaluate(run.model, run.eval, run.o.eval_batch, run.o.tta) : std::move(last_eval);
+        if (none_yet)  // the run's only evaluation: logged for the curves
+            run.folder.add_row({run.o.eval_name, run.o.epochs, run.result.steps, run.result.train_images, run.result.test.loss,
+                                run.result.test.accuracy, run.result.test.images_per_second(), run.result.train_seconds,
+                                run.optimizer.current_lr()});
     }
     run.model.train();
     run.folder.redraw();
@@ -538,7 +543,8 @@ bool run_epochs(Run& run, data::BatchLoader& loader, Evaluation& last_eval) {
             break;
         }
         run.refuse_non_finite(fmt::format("in epoch {}", epoch + 1));  // before its evaluation is logged
-        last_eval = evaluate_epoch(run, epoch);
+        const int every = run.o.eval_every;
+        if (every > 0 && ((epoch + 1) % every == 0 || epoch + 1 == run.o.epochs)) last_eval = evaluate_epoch(run, epoch);
         run.checkpoint(epoch + 1, 0);
         run.folder.redraw();
         // After the last epoch's checkpoint the run is as good as done: it finishes.

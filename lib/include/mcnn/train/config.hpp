@@ -50,6 +50,7 @@ struct TrainConfig {
     std::string group_1d = "";       // which parameters lr_scale_1d / weight_decay_1d apply to: a name
                                      // pattern ('*' any run, name_matches); empty: every 1-D parameter
     double label_smoothing = 0;      // of the training loss (FitOptions::label_smoothing)
+    int eval_every = 1;              // epochs between evaluations (FitOptions::eval_every; 0: the end only)
 
     std::string to_json() const;
     /// Parses what to_json wrote; throws naming the field that is missing or wrong.

@@ -43,6 +43,9 @@ struct FitOptions {
     int report_every = 2000;         // batches between the notebook's loss reports
     std::size_t max_batches = 0;     // per epoch, 0 = all (quick runs and tests)
     int eval_batch = 500;
+    /// Epochs between evaluations of eval_data (and the last epoch's); 0: none while training, the
+    /// final report alone evaluates, once (a test set evaluated once per run, at its end).
+    int eval_every = 1;
     std::string eval_name = "test";  // what the per-epoch evaluation set is ("validation", "test")
     /// A final report on this set after the last epoch, when it is not the evaluation set (the test
     /// set after validating on a held-out split); may be null.
