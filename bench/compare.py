@@ -288,16 +288,28 @@ def extras_table(extra):
 
 
 def fast_net_table(runner):
-    print(table_row(["modern network's peer (torch_fast_net.py)", "threads", "training img/s", "inference img/s", "s per epoch"]))
-    print(table_row(["---"] * 5))
+    """FastNet (ManualCNN's `fast`, airbench94's layout) against torch_fast_net.py, the same batch and
+    threads, side by side (ours right after the peer); the issue's target: 2x the peer's training speed."""
+    batch, steps = runner.a.fast_net_batch, runner.a.fast_net_steps
+    print(table_row(["FastNet (airbench94 layout), batch " + str(batch), "threads", "ManualCNN img/s", "PyTorch (Python) img/s",
+                     "ratio", "target", "met", "ManualCNN / PyTorch inference img/s", "ManualCNN / PyTorch s per epoch"]))
+    print(table_row(["---"] * 9))
     commands = []
     for threads in THREADS:
         r, cmd = runner.fast_net(threads)
         commands.append(cmd)
-        print(table_row([f"PyTorch (Python), batch {r.get('batch', '?')}", str(threads), r["train_img_per_s"], r["infer_img_per_s"],
-                         r["epoch_s"]]), flush=True)
+        ours_cmd = [runner.bench, "--case", f"fast-b{batch}", f"fast-infer-b{batch}", "--threads", str(threads), "--steps", str(steps),
+                    "--warmup", "1", "--data", runner.a.data]
+        commands.append(ours_cmd)
+        out, _ = run(ours_cmd)
+        got = {x.get("case"): float(x["img_per_s"]) for x in parse_results(out) if "img_per_s" in x}
+        train, infer = got[f"fast-b{batch}"], got[f"fast-infer-b{batch}"]
+        peer_train, peer_infer = float(r["train_img_per_s"]), float(r["infer_img_per_s"])
+        ratio = train / peer_train
+        print(table_row(["training", str(threads), img_s(train), img_s(peer_train), f"{ratio:.2f}x", ">= 2x",
+                         "yes" if ratio >= 2 else "**no**", f"{img_s(infer)} / {img_s(peer_infer)}",
+                         f"{50000 / train:.0f} / {50000 / peer_train:.0f}"]), flush=True)
     return commands
-
 
 def cpu_model():
     try:
@@ -331,7 +343,10 @@ def parse_args():
     ap.add_argument("--fast-net-batch", type=int, default=256, help="batch of torch_fast_net.py (default: 256)")
     ap.add_argument("--fast-net-steps", type=int, default=3, help="timed steps of torch_fast_net.py (default: 3; 0: skip it)")
     ap.add_argument("--no-extras", action="store_true", help="skip the earlier targets (scipy conv layer, peak RSS)")
+    ap.add_argument("--fast-net-only", action="store_true", help="only FastNet against torch_fast_net.py (a few minutes)")
     a = ap.parse_args()
+    if a.fast_net_only and a.fast_net_steps == 0:
+        sys.exit("compare: --fast-net-only needs --fast-net-steps >= 1")
     if a.rounds < 1 or not a.seconds > 0 or a.fast_net_steps < 0 or a.fast_net_batch < 1:
         sys.exit("compare: --rounds and --fast-net-batch must be >= 1, --seconds > 0, --fast-net-steps >= 0")
     bench = os.path.join(ROOT, a.build, "bench", "bench")
@@ -356,7 +371,17 @@ def print_commands(runner, fast_net_commands):
     print("    " + shlex.join(runner.ours_cmd(case, 1)))
     print("    " + shlex.join(runner.libtorch_cmd(lt, 1)))
     print("    " + shlex.join(runner.python_cmd(py, 1)))
-    for cmd in fast_net_commands[:1]:
+    for cmd in fast_net_commands[:2]:
+        print("    " + shlex.join(cmd))
+
+
+def print_commands_fast(commands):
+    print()
+    print("Commands (each also with threads 2; the peer with "
+          f"`env {' '.join('-u ' + v for v in PEER_ONLY_UNSET)} OPENBLAS_NUM_THREADS=<threads>`):")
+    print()
+    print("    " + shlex.join(sys.argv))
+    for cmd in commands[:2]:
         print("    " + shlex.join(cmd))
 
 
@@ -372,6 +397,12 @@ def main():
     for threads in THREADS:
         peak[threads], isa = runner.fma_peak(threads)
     start = datetime.datetime.now()
+    if a.fast_net_only:
+        print(f"## FastNet vs PyTorch, {start:%Y-%m-%d %H:%M}, {os.cpu_count()} cores, {cpu_model()}; FMA peak {peak[1]:.1f} "
+              f"GFLOP/s on one core ({isa}); peer's matmul {gflops:.1f} GFLOP/s")
+        print()
+        print_commands_fast(fast_net_table(runner))
+        return
     records, extra = run_rounds(runner, a.rounds, not a.no_extras)
     print()
     print(f"## ManualCNN vs the fair PyTorch peers, {start:%Y-%m-%d %H:%M}, {os.cpu_count()} cores, {cpu_model()}")

@@ -285,7 +285,7 @@ if [ -n "$user" ]; then
     echo "user program: real CIFAR-10 not found in $data; its train, bench and visualize runs are skipped"
   fi
   # bad input: unknown models, a model whose output is not batch x classes, models the tools cannot take
-  expect nonzero "unknown model 'nope'; known models: simple, tuned, manual, user-tiny, user-gray" -- "$user" gradcheck --model nope
+  expect nonzero "unknown model 'nope'; known models: simple, tuned, manual, fast, user-tiny, user-gray" -- "$user" gradcheck --model nope
   expect nonzero "unknown model 'nope'; known models: .*user-wrong" -- "$user" summary --model nope
   expect 1 "case 'nope-b8': unknown model 'nope'; known models: .*user-tiny" -- "$user" bench --case nope-b8
   wrong="model 'user-wrong' maps a batch of shape \[2, 3, 32, 32\] to \[2, 7\]; expected batch x classes = \[2, 10\]"

@@ -48,14 +48,16 @@ std::vector<double> patch(const Tensor<double>& images, int b, int y, int x) {
     return p;
 }
 
-/// A FastNet that counts init_from_data calls (for fit's contract).
+/// A FastNet that wants `wanted` examples and counts init_from_data calls (for fit's contract).
 struct CountingFastNet : FastNet<float> {
-    explicit CountingFastNet(Rng& rng) : FastNet<float>(rng, FastNetSpec{.widths = {8, 8, 8}}) {}
+    CountingFastNet(Rng& rng, std::size_t wanted) : FastNet<float>(rng, FastNetSpec{.widths = {8, 8, 8}}), wanted(wanted) {}
+    std::size_t data_init_examples() const override { return wanted; }
     void init_from_data(const Tensor<float>& examples) override {
         ++calls;
         examples_seen = examples.shape()[0];
         FastNet<float>::init_from_data(examples);
     }
+    std::size_t wanted;
     int calls = 0, examples_seen = 0;
 };
 
@@ -250,9 +252,9 @@ BOOST_AUTO_TEST_CASE(fit_initialises_from_data_on_a_new_run_only) {
             for (int y = 0; y < 32; ++y)
                 for (int x = 0; x < 32; ++x) big.at({b, c, y, x}) = images.at({b, c, y % 8, x % 8});
     const data::TensorDataset set(big, labels, 10);
-    auto run = [&](bool resume, std::size_t init_examples) {
+    auto run = [&](bool resume, std::size_t wanted) {
         Rng rng(0);
-        CountingFastNet model(rng);
+        CountingFastNet model(rng, wanted);
         Sgd<float> sgd(model.parameters(), {.lr = 0.01, .momentum = 0.9});
         FitOptions o;
         o.epochs = resume ? 2 : 1;
@@ -264,13 +266,14 @@ BOOST_AUTO_TEST_CASE(fit_initialises_from_data_on_a_new_run_only) {
         o.model_name = "fast";
         o.out = nullptr;
         o.label_smoothing = 0.2;
-        o.init_examples = init_examples;
         (void)fit(model, sgd, set, set, o);
         return std::make_pair(model.calls, model.examples_seen);
     };
     const auto [calls, seen] = run(false, 5);
     BOOST_TEST(calls == 1);
     BOOST_TEST(seen == 5);
+    std::filesystem::remove_all(tmp.path / "run");
+    BOOST_TEST(run(false, 5000).second == 12);  // as many as there are
     BOOST_TEST(run(true, 5).first == 0);  // the checkpoint holds the filters
     std::filesystem::remove_all(tmp.path / "run");
     BOOST_TEST(run(false, 0).first == 0);

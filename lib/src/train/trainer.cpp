@@ -326,9 +326,9 @@ void note_thread_count(Run& run, const std::map<std::string, std::string>& meta,
                                       "--threads {} for that)", saved, omp_get_max_threads(), saved));
 }
 
-/// The model's data-dependent initialisation from the first o.init_examples training examples.
+/// The model's data-dependent initialisation from its first data_init_examples() training examples.
 void init_from_data(Run& run) {
-    const std::size_t count = std::min(run.o.init_examples, run.train.size());
+    const std::size_t count = std::min(run.model.data_init_examples(), run.train.size());
     if (count == 0) return;
     std::vector<std::size_t> indices(count);
     std::iota(indices.begin(), indices.end(), std::size_t{0});

@@ -87,6 +87,8 @@ public:
     /// `examples` (B x 3 x H x W, normalised as training sees them) has eigenpairs (l_i, v_i); the
     /// filters are v_i / sqrt(l_i + 5e-4) and their negatives (12 + 12), largest l_i first.
     void init_from_data(const Tensor<T>& examples) override;
+    /// 5,000, as airbench.
+    std::size_t data_init_examples() const override { return 5000; }
 
     Tensor<T> whiten_weight;  // 24 x 3 x 2 x 2, buffer "whiten_weight"
     Parameter<T> whiten_bias;  // [24]

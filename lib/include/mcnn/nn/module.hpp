@@ -66,9 +66,11 @@ public:
     virtual std::string describe() const { return ""; }
     /// Data-dependent initialisation (FastNet's whitening filters): fit() calls it on the outermost
     /// module once, before the first step of a new run (not on resume: the checkpoint holds what
-    /// it set), with the first FitOptions::init_examples training examples as training fills them
-    /// (not augmented). Default: nothing.
+    /// it set), with the first data_init_examples() training examples (fewer when the data holds
+    /// fewer) as training fills them, not augmented. Default: nothing.
     virtual void init_from_data(const Tensor<T>& examples) { (void)examples; }
+    /// How many examples init_from_data() wants; 0 (the default): fit does not call it.
+    virtual std::size_t data_init_examples() const { return 0; }
 
     /// Every parameter of this module and of its submodules, depth first in registration order;
     /// each named by its path. Throws when one parameter object was registered twice.

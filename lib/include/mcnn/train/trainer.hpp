@@ -81,9 +81,6 @@ struct FitOptions {
     /// Label smoothing eps of the training loss (softmax_cross_entropy's; the evaluations' loss
     /// stays plain cross-entropy).
     double label_smoothing = 0;
-    /// Examples handed to the model's init_from_data() before a new run's first step: the first
-    /// this many of train_data (fewer when it is smaller; 0: not called).
-    std::size_t init_examples = 5000;
     /// The learning-rate schedule: before optimiser step s (0-based over the run, so a resumed run
     /// goes on where it was), fit sets optimizer.set_lr_factor(schedule.at_step(s, batches per epoch)).
     Schedule schedule;
