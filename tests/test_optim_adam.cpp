@@ -4,13 +4,17 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "mcnn/optim/adam.hpp"
+#include "mcnn/optim/lookahead.hpp"
 #include "mcnn/optim/sgd.hpp"
+#include "support.hpp"
 
 using namespace mcnn;
+using namespace mcnn::test;
 
 namespace {
 
@@ -235,6 +239,50 @@ BOOST_AUTO_TEST_CASE(bad_groups_and_adam_options_throw_naming_the_problem) {
     BOOST_CHECK_THROW(sgd.set_lr_factor(-1), Error);
     BOOST_CHECK_THROW(sgd.set_lr_factor(NAN), Error);
     BOOST_TEST(message([] {}).empty());
+}
+
+// Lookahead around plain SGD (lr 0.5, gradient 1 - w), every 2 steps from step 2, over 8 steps:
+// step 2 starts the slow copy, steps 4, 6, 8 pull with rho = 0.9^2 (s/8)^1; a buffer trails too.
+// The expected values are worked here in double, step by step.
+BOOST_AUTO_TEST_CASE(lookahead_pulls_towards_its_slow_copy_on_schedule) {
+    Parameter<double> w;
+    w.name = "w";
+    w.value = Tensor<double>(Shape{2}, {0.0, 4.0});
+    Tensor<double> buffer(Shape{1}, {10.0});
+    Lookahead<double> la(std::make_unique<Sgd<double>>(std::vector<Parameter<double>*>{&w}, SgdOptions{.lr = 0.5}),
+                         {&buffer}, LookaheadOptions{.every = 2, .base = 0.9, .power = 1, .start_step = 2, .total_steps = 8});
+    double fast[2] = {0.0, 4.0}, slow[2] = {0, 0}, buf = 10, buf_slow = 0;
+    for (long s = 1; s <= 8; ++s) {
+        w.grad = Tensor<double>(Shape{2}, {w.value[0] - 1, w.value[1] - 1});  // d/dw of (w - 1)^2 / 2
+        buffer[0] += 1;  // as batch norm's statistics move
+        la.step();
+        for (double& f : fast) f -= 0.5 * (f - 1);
+        buf += 1;
+        if (s == 2) {
+            slow[0] = fast[0], slow[1] = fast[1], buf_slow = buf;
+        } else if (s % 2 == 0) {
+            const double rho = 0.81 * static_cast<double>(s) / 8;
+            for (int k = 0; k < 2; ++k) fast[k] = slow[k] = rho * slow[k] + (1 - rho) * fast[k];
+            buf = buf_slow = rho * buf_slow + (1 - rho) * buf;
+        }
+        BOOST_TEST_CONTEXT("step " << s) {
+            BOOST_TEST(std::abs(w.value[0] - fast[0]) < 1e-14);
+            BOOST_TEST(std::abs(w.value[1] - fast[1]) < 1e-14);
+            BOOST_TEST(std::abs(buffer[0] - buf) < 1e-13);
+        }
+    }
+    BOOST_TEST(std::abs(la.decay_at(4) - 0.405) < 1e-15);
+    const auto state = la.state();
+    BOOST_TEST_REQUIRE(state.size() == 1u + 1 + 1 + 1);  // momentum, step, one parameter, one buffer
+    BOOST_TEST(state[1].first == "lookahead/step");
+    BOOST_TEST((*state[1].second)[0] == 8.0);
+    BOOST_TEST(state[3].first == "lookahead/b0");
+    BOOST_TEST(contains(la.describe(), "lookahead every 2 steps from step 2"));
+    BOOST_TEST(contains(error_of([&] {
+                            Lookahead<double>(std::make_unique<Sgd<double>>(std::vector<Parameter<double>*>{&w}, SgdOptions{.lr = 0.5}), {},
+                                              LookaheadOptions{.every = 0});
+                        }),
+                        "steps between pulls must be >= 1, got 0"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

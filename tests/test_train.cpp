@@ -463,6 +463,45 @@ BOOST_AUTO_TEST_CASE(resume_with_adamw_and_a_schedule_is_bit_exact) {
     BOOST_TEST(train_rows >= 6);
 }
 
+// The lookahead's slow weights and step count come back from the checkpoint: a resumed run with
+// lookahead (pulls every 2 steps from half an epoch on, BatchNorm-free SimpleCNN: parameters only)
+// ends bit for bit where an unbroken one does, and the pulls changed the run.
+BOOST_AUTO_TEST_CASE(resume_with_lookahead_is_bit_exact) {
+    const data::Cifar10 cifar = synthetic_cifar();
+    std::FILE* devnull = std::fopen("/dev/null", "w");
+    const TempDir tmp;
+    const auto config = [&](const fs::path& dir, int every) {
+        TrainConfig c = small_config(dir);
+        c.lookahead_every = every;
+        c.lookahead_start = 0.5;
+        return c;
+    };
+    const TrainResult full = train(config(tmp.path / "straight", 2), cifar, false, devnull);
+    const TrainResult plain = train(config(tmp.path / "plain", 0), cifar, false, devnull);
+    TrainConfig first = config(tmp.path / "broken", 2);
+    first.epochs = 1;
+    first.schedule_epochs = 3;  // the run's length, as config.json keeps it
+    train(first, cifar, false, devnull);
+    const TrainResult resumed = train(config(tmp.path / "broken", 2), cifar, true, devnull);
+    std::fclose(devnull);
+    BOOST_TEST(resumed.steps == full.steps);
+    const TensorFile a = load_safetensors(tmp.path / "straight" / "checkpoint.safetensors");
+    const TensorFile b = load_safetensors(tmp.path / "broken" / "checkpoint.safetensors");
+    const TensorFile p = load_safetensors(tmp.path / "plain" / "checkpoint.safetensors");
+    BOOST_TEST_REQUIRE(a.tensors.size() == b.tensors.size());
+    BOOST_TEST(a.contains("lookahead/step"));
+    BOOST_TEST(a.at("lookahead/step")[0] == static_cast<float>(full.steps));
+    BOOST_TEST(a.contains("lookahead/p0"));
+    for (std::size_t i = 0; i < a.tensors.size(); ++i) {
+        BOOST_TEST(a.tensors[i].first == b.tensors[i].first);
+        BOOST_TEST(std::equal(a.tensors[i].second.begin(), a.tensors[i].second.end(), b.tensors[i].second.begin()),
+                   a.tensors[i].first << " differs");
+    }
+    BOOST_TEST(!std::equal(a.at("model/fc3.weight").begin(), a.at("model/fc3.weight").end(), p.at("model/fc3.weight").begin()));
+    // after the last step (a pull: 90 steps, every 2) the weights are the slow weights (fc3.weight: parameter 8)
+    BOOST_TEST(std::equal(a.at("model/fc3.weight").begin(), a.at("model/fc3.weight").end(), a.at("lookahead/p8").begin()));
+}
+
 BOOST_AUTO_TEST_CASE(checkpoint_round_trip_and_bad_checkpoints) {
     const TempDir tmp;
     const fs::path path = tmp.path / "c.safetensors";

@@ -33,6 +33,7 @@
 
 // Optimisers.
 #include "mcnn/optim/adam.hpp"
+#include "mcnn/optim/lookahead.hpp"
 #include "mcnn/optim/optimizer.hpp"
 #include "mcnn/optim/schedule.hpp"
 #include "mcnn/optim/sgd.hpp"

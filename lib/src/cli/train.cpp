@@ -97,6 +97,10 @@ void add_optimizer_options(CLI::App& app, TrainConfig& c) {
                                              "'*' for any run of characters (\"*norm*.bias\"); default: every 1-D parameter");
     add_number_flag(app, "--weight-decay-1d", c.weight_decay_1d, "weight decay of 1-D parameters (default: --weight-decay)",
                     non_negative);
+    detail::add_integer_flag(app, "--lookahead", c.lookahead_every, "lookahead of the weights and batch-norm statistics every this many "
+                                                            "steps (airbench: 5; 0: none); see --lookahead-start", 0);
+    add_number_flag(app, "--lookahead-start", c.lookahead_start, "epochs before the lookahead's first pull (airbench: 3)",
+                    non_negative);
     add_number_flag(app, "--label-smoothing", c.label_smoothing, "label smoothing of the training loss (PyTorch's; airbench: 0.2)",
                     detail::NumberRange{.min = 0, .max = 1});
     app.add_option("--schedule", c.schedule, "learning-rate schedule: none (constant, after --warmup if given), warmup-cosine, "

@@ -11,6 +11,7 @@
 #include "../util/strict.hpp"
 #include "mcnn/nn/layers.hpp"
 #include "mcnn/nn/registry.hpp"
+#include "mcnn/optim/lookahead.hpp"
 
 namespace mcnn {
 namespace {
@@ -81,7 +82,11 @@ std::string TrainConfig::to_json() const {
                     {"step_gamma", step_gamma},
                     {"group_1d", group_1d},
                     {"label_smoothing", label_smoothing},
-                    {"eval_every", eval_every}};
+                    {"eval_every", eval_every},
+                    {"lookahead_every", lookahead_every},
+                    {"lookahead_start", lookahead_start},
+                    {"lookahead_base", lookahead_base},
+                    {"lookahead_power", lookahead_power}};
     return with_augmentation(j, *this).dump(2);
 }
 
@@ -160,6 +165,10 @@ void get_optimizer_fields(const json& j, TrainConfig& c) {
     if (has("group_1d")) get(j, "group_1d", c.group_1d);
     if (has("label_smoothing")) get_number(j, "label_smoothing", c.label_smoothing);
     if (has("eval_every")) get_integer(j, "eval_every", c.eval_every, 0);
+    if (has("lookahead_every")) get_integer(j, "lookahead_every", c.lookahead_every, 0);
+    if (has("lookahead_start")) get_number(j, "lookahead_start", c.lookahead_start);
+    if (has("lookahead_base")) get_number(j, "lookahead_base", c.lookahead_base, true);
+    if (has("lookahead_power")) get_number(j, "lookahead_power", c.lookahead_power);
 }
 
 }  // namespace
@@ -264,6 +273,10 @@ void TrainConfig::validate() const {
     if (optimizer != "sgd" && (sgd.nesterov || sgd.decoupled_weight_decay || sgd.dampening != 0))
         fail("{}: Nesterov momentum, dampening and decoupled weight decay are SGD settings (AdamW decouples its decay)", optimizer);
     if (!(lr_scale_1d > 0) || !std::isfinite(lr_scale_1d)) fail("the 1-D parameters' lr scale must be a finite number > 0, got {}", lr_scale_1d);
+    if (lookahead_every < 0) fail("the lookahead interval must be an integer >= 0 (steps), got {}", lookahead_every);
+    if (!(lookahead_base > 0 && lookahead_base <= 1)) fail("the lookahead base must be in (0, 1], got {}", lookahead_base);
+    if (!(lookahead_start >= 0) || !std::isfinite(lookahead_start)) fail("the lookahead start must be >= 0 epochs, got {}", lookahead_start);
+    if (!(lookahead_power >= 0) || !std::isfinite(lookahead_power)) fail("the lookahead power must be >= 0, got {}", lookahead_power);
     if (eval_every < 0) fail("the evaluation interval must be an integer >= 0 (epochs), got {}", eval_every);
     if (!(label_smoothing >= 0 && label_smoothing <= 1)) fail("label smoothing must be in [0, 1], got {}", label_smoothing);
     if (!std::isfinite(weight_decay_1d)) fail("the 1-D parameters' weight decay must be finite, got {}", weight_decay_1d);
@@ -296,7 +309,21 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     Rng rng(config.seed);
     auto model = info.make<float>(rng);
     if (config.conv != "auto") set_conv_path(*model, conv_path_from_name(normalized_conv_setting(config.conv)));
-    const std::unique_ptr<Optimizer<float>> optimizer = optimizer_of(config, model->parameters());
+    std::unique_ptr<Optimizer<float>> optimizer = optimizer_of(config, model->parameters());
+    if (config.lookahead_every > 0) {  // the pulls' schedule in steps, from the epochs' batch count
+        const std::size_t loader_batches = data::BatchLoader(train_set, config.batch, true, config.seed).batches_per_epoch();
+        const double batches = static_cast<double>(config.max_batches ? std::min(config.max_batches, loader_batches) : loader_batches);
+        const double total_epochs = config.schedule_epochs > 0 ? config.schedule_epochs : static_cast<double>(config.epochs);
+        std::vector<Tensor<float>*> buffers;
+        for (const NamedBuffer<float>& b : model->buffers()) buffers.push_back(b.tensor);
+        optimizer = std::make_unique<Lookahead<float>>(
+            std::move(optimizer), std::move(buffers),
+            LookaheadOptions{.every = config.lookahead_every,
+                             .base = config.lookahead_base,
+                             .power = config.lookahead_power,
+                             .start_step = std::lround(config.lookahead_start * batches),
+                             .total_steps = std::max(1L, std::lround(total_epochs * batches))});
+    }
 
     FitOptions o;
     o.epochs = config.epochs;

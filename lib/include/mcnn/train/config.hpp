@@ -51,6 +51,9 @@ struct TrainConfig {
                                      // pattern ('*' any run, name_matches); empty: every 1-D parameter
     double label_smoothing = 0;      // of the training loss (FitOptions::label_smoothing)
     int eval_every = 1;              // epochs between evaluations (FitOptions::eval_every; 0: the end only)
+    int lookahead_every = 0;         // steps between lookahead pulls (optim/lookahead.hpp); 0: none
+    double lookahead_start = 3;      // epochs before the first pull
+    double lookahead_base = 0.95, lookahead_power = 3;  // rho = base^every (step / run's steps)^power
 
     std::string to_json() const;
     /// Parses what to_json wrote; throws naming the field that is missing or wrong.
