@@ -196,6 +196,15 @@ BOOST_AUTO_TEST_CASE(dropout_module_drops_only_in_training_with_reproducible_mas
     a.eval();
     check_equal(a(tape.constant(x)).value(), x, "eval mode");
     BOOST_TEST(a.describe() == "p 0.5");
+    // the call count is a buffer: a module given a's count (as a resumed run is) draws a's next mask
+    a.train();
+    BOOST_TEST(a.buffers().size() == 1u);
+    BOOST_TEST(a.calls[0] == 2.0f);  // two training calls so far; the eval-mode call does not count
+    Dropout<float> c(0.5, 99);
+    c.calls = a.calls;
+    check_equal(c(tape.constant(x)).value(), a(tape.constant(x)).value(), "third call after a resume");
+    c.calls[0] = 0.5f;
+    CHECK_MESSAGE_HAS(error_of([&] { c(tape.constant(x)); }), "not two integers");
 }
 
 // ---- average pools --------------------------------------------------------------------------

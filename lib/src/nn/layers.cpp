@@ -108,8 +108,9 @@ Var<T> GELU<T>::forward(const Var<T>& x) {
 }
 
 template <class T>
-Dropout<T>::Dropout(double p, std::uint64_t seed) : p_(p), seeds_(seed) {
+Dropout<T>::Dropout(double p, std::uint64_t seed) : calls(Shape{2}), p_(p), seed_(seed) {
     if (!(p >= 0 && p < 1)) fail("Dropout: p must be in [0, 1), got {}", p);
+    this->register_buffer("calls", calls);
 }
 
 template <class T>
@@ -118,7 +119,15 @@ Dropout<T>::Dropout(double p, Rng& rng) : Dropout(p, rng.engine()()) {}
 template <class T>
 Var<T> Dropout<T>::forward(const Var<T>& x) {
     if (!this->is_training() || p_ == 0) return x;
-    return dropout(x, p_, seeds_.engine()());
+    constexpr double low = 1 << 24;
+    const double lo = static_cast<double>(calls[0]), hi = static_cast<double>(calls[1]);
+    if (!(lo >= 0 && lo < low && hi >= 0 && hi < low) || lo != std::floor(lo) || hi != std::floor(hi))
+        fail("Dropout: its call count holds ({}, {}), not two integers in [0, 2^24) (a damaged checkpoint?)", lo, hi);
+    const auto k = static_cast<std::uint64_t>(hi) * (std::uint64_t{1} << 24) + static_cast<std::uint64_t>(lo);
+    const std::uint64_t next = k + 1;
+    calls[0] = static_cast<T>(next % (std::uint64_t{1} << 24));
+    calls[1] = static_cast<T>(next >> 24);
+    return dropout(x, p_, seed_ + k);
 }
 
 template <class T>

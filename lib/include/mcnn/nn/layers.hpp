@@ -92,9 +92,11 @@ public:
     std::string type_name() const override { return "GELU"; }
 };
 
-/// Dropout of probability p in training mode (the identity in eval mode): any shape. Each call in
-/// training draws a fresh mask seed from the module's own generator, seeded at construction, so a
-/// run from the same seed drops the same elements. p in [0, 1), else throws.
+/// Dropout of probability p in training mode (the identity in eval mode): any shape. Call k in
+/// training (k = 0, 1, ...) drops with the mask of seed `seed + k` (the dropout op hashes it), so a
+/// run from the same seed drops the same elements; k is the buffer "calls" (two values, the low and
+/// high 24 bits, exact in float), saved in checkpoints, so a resumed run draws the masks an unbroken
+/// one would. p in [0, 1), else throws.
 template <class T>
 class Dropout : public Module<T> {
 public:
@@ -105,9 +107,11 @@ public:
     std::string type_name() const override { return "Dropout"; }
     std::string describe() const override;
 
+    Tensor<T> calls;  // [2]: training calls so far, low 24 bits then the rest
+
 private:
     double p_;
-    Rng seeds_;
+    std::uint64_t seed_;
 };
 
 /// Average pool (no padding): B x C x H x W -> B x C x Ho x Wo.
