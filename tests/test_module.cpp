@@ -166,6 +166,27 @@ BOOST_AUTO_TEST_CASE(train_and_eval_mode_reach_every_module_and_are_not_the_tape
     BOOST_TEST(y.requires_grad());
 }
 
+BOOST_AUTO_TEST_CASE(eval_mode_scope_restores_the_mode_it_found_also_on_an_exception) {
+    Rng rng(4);
+    TinyNet<float> net(rng);
+    {
+        const EvalModeScope<float> scope(net);
+        BOOST_TEST(!net.block1.conv2.is_training());
+    }
+    BOOST_TEST(net.is_training());
+    BOOST_TEST(net.block1.conv2.is_training());
+    net.eval();
+    { const EvalModeScope<float> scope(net); }
+    BOOST_TEST(!net.is_training());  // an eval-mode model stays in eval mode
+    net.train();
+    try {
+        const EvalModeScope<float> scope(net);
+        fail("probe failed");
+    } catch (const Error&) {
+    }
+    BOOST_TEST(net.stem.is_training());
+}
+
 BOOST_AUTO_TEST_CASE(bad_registrations_are_refused_naming_what_was_wrong) {
     struct Open : Module<float> {
         using Module<float>::register_module;

@@ -66,15 +66,12 @@ void check_model_shapes(Module<T>& model, const std::string& name, const Shape& 
     const Shape batch(dims);
     Tape<T> tape(Tape<T>::Mode::inference);
     Shape out;
-    const bool training = model.is_training();
-    model.eval();  // a probe: layers with running statistics must learn nothing from it
     try {
+        const EvalModeScope<T> eval_mode(model);  // a probe: layers with running statistics must learn nothing from it
         out = model.forward(tape.constant(Tensor<T>(batch))).shape();
     } catch (const Error& e) {
-        model.train(training);
         fail("model '{}' cannot take a batch of shape {}: {}", name, batch.str(), e.what());
     }
-    model.train(training);
     if (out != Shape{2, classes})
         fail("model '{}' maps a batch of shape {} to {}; expected batch x classes = [2, {}]", name, batch.str(), out.str(), classes);
 }

@@ -23,20 +23,6 @@
 namespace mcnn::plot {
 namespace {
 
-/// Puts a model in eval mode for a scope (batch norm on its running statistics, no dropout), then
-/// back in the mode it had: the pictures show the trained model as evaluation sees it.
-class EvalModeScope {
-public:
-    explicit EvalModeScope(Module<float>& model) : model_(model), was_training_(model.is_training()) { model_.eval(); }
-    ~EvalModeScope() { model_.train(was_training_); }
-    EvalModeScope(const EvalModeScope&) = delete;
-    EvalModeScope& operator=(const EvalModeScope&) = delete;
-
-private:
-    Module<float>& model_;
-    bool was_training_;
-};
-
 // ---------------------------------------------------------------------------------------------
 // Text
 
@@ -594,7 +580,7 @@ FirstLayerGradients first_layer_gradients(Module<float>& model, const Examples& 
     check_examples(examples, "first_layer_gradients");
     Conv2d<float>& conv = first_conv_layer(model);
     for (Parameter<float>* p : model.parameters()) p->zero_grad();
-    const EvalModeScope eval_mode(model);
+    const EvalModeScope<float> eval_mode(model);
     Tape<float> tape;
     const Var<float> x = tape.input(examples.images);
     const Var<float> logits = model.forward(x);
@@ -730,7 +716,7 @@ ImageGrid prediction_grid(Module<float>& model, const Examples& examples, int co
     check_examples(examples, "prediction_grid");
     if (cols < 1) fail("prediction_grid: {} columns; need 1 at least", cols);
     const int batch = examples.images.dim(0);
-    const EvalModeScope eval_mode(model);
+    const EvalModeScope<float> eval_mode(model);
     Tape<float> tape(Tape<float>::Mode::inference);
     const Tensor<float> p = softmax(model.forward(tape.constant(examples.images)).value());  // B x classes
     const int classes = p.dim(1);

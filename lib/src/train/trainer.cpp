@@ -85,15 +85,12 @@ void check_inputs(Module<float>& model, const data::Dataset& train, const data::
     const int n = static_cast<int>(std::min<std::size_t>(2, train.size()));
     const Shape input = batch_shape(train, n);
     Shape output;
-    const bool training = model.is_training();
-    model.eval();
     try {
+        const EvalModeScope<float> eval_mode(model);
         output = model.forward(tape.constant(Tensor<float>(input))).shape();
     } catch (const Error& e) {
-        model.train(training);
         fail("fit: model '{}' cannot take the training data's batches of shape {}: {}", o.model_name, input.str(), e.what());
     }
-    model.train(training);
     if (output != Shape{n, train.classes()})
         fail("fit: model '{}' maps a batch of shape {} to {}; expected batch x classes = [{}, {}]", o.model_name, input.str(),
              output.str(), n, train.classes());
@@ -450,9 +447,11 @@ std::size_t train_epoch(Run& run, data::BatchLoader& loader, int epoch) {
 }
 
 Evaluation evaluate_epoch(Run& run, int epoch) {
-    run.model.eval();
-    Evaluation ev = evaluate(run.model, run.eval, run.o.eval_batch);
-    run.model.train();
+    Evaluation ev;
+    {
+        const EvalModeScope<float> eval_mode(run.model);
+        ev = evaluate(run.model, run.eval, run.o.eval_batch);
+    }
     run.folder.add_row({run.o.eval_name, epoch + 1, run.result.steps, run.result.train_images, ev.loss, ev.accuracy,
                         ev.images_per_second(), run.result.train_seconds, run.optimizer.current_lr()});
     run.progress.line(fmt::format("epoch {}: {} loss {:.3f}, {} accuracy {:.2f} % ({} images, {:.0f} img/s)", epoch + 1,

@@ -121,6 +121,22 @@ private:
     bool training_ = true;
 };
 
+/// Puts a module in eval mode for a scope (batch norm on its running statistics, no dropout), then
+/// back in the mode it had, also when the scope ends by an exception:
+///   { const EvalModeScope<float> eval_mode(model); logits = model.forward(x); }
+template <class T>
+class EvalModeScope {
+public:
+    explicit EvalModeScope(Module<T>& model) : model_(model), was_training_(model.is_training()) { model_.eval(); }
+    ~EvalModeScope() { model_.train(was_training_); }
+    EvalModeScope(const EvalModeScope&) = delete;
+    EvalModeScope& operator=(const EvalModeScope&) = delete;
+
+private:
+    Module<T>& model_;
+    bool was_training_;
+};
+
 /// A chain of modules, each fed the previous one's output; submodules are named "0", "1", ...
 /// unless given a name.
 ///   Sequential<float> net;
