@@ -353,7 +353,7 @@ def parse_args():
     if not os.access(bench, os.X_OK):
         sys.exit(f"compare: {bench} not found; build it first (cmake --build {a.build} --target bench)")
     a.libtorch_bin = a.libtorch if os.path.isfile(a.libtorch) else os.path.join(a.libtorch, "seed_models")
-    if not os.access(a.libtorch_bin, os.X_OK):
+    if not a.fast_net_only and not os.access(a.libtorch_bin, os.X_OK):
         sys.exit(f"compare: the libtorch peer {a.libtorch_bin} not found; build it: cmake -S ../shared/bench/libtorch "
                  f"-B {a.libtorch} -DCMAKE_BUILD_TYPE=Release && cmake --build {a.libtorch} (needs libtorch-dev); or give --libtorch")
     if not os.path.isfile(os.path.join(a.data, "test_batch.bin")):
@@ -361,27 +361,13 @@ def parse_args():
     return a
 
 
-def print_commands(runner, fast_net_commands):
+def print_commands(commands):
+    """The commands behind the tables, to rerun any one alone (this script's own first)."""
     print()
     print("Commands (from the repository root; each case also with threads 2; peers with "
-          f"`env {' '.join('-u ' + v for v in PEER_ONLY_UNSET)}`):")
-    print()
-    print("    " + shlex.join(sys.argv))
-    name, case, lt, py, _ = CASES[0]
-    print("    " + shlex.join(runner.ours_cmd(case, 1)))
-    print("    " + shlex.join(runner.libtorch_cmd(lt, 1)))
-    print("    " + shlex.join(runner.python_cmd(py, 1)))
-    for cmd in fast_net_commands[:2]:
-        print("    " + shlex.join(cmd))
-
-
-def print_commands_fast(commands):
-    print()
-    print("Commands (each also with threads 2; the peer with "
           f"`env {' '.join('-u ' + v for v in PEER_ONLY_UNSET)} OPENBLAS_NUM_THREADS=<threads>`):")
     print()
-    print("    " + shlex.join(sys.argv))
-    for cmd in commands[:2]:
+    for cmd in [sys.argv] + commands:
         print("    " + shlex.join(cmd))
 
 
@@ -401,7 +387,7 @@ def main():
         print(f"## FastNet vs PyTorch, {start:%Y-%m-%d %H:%M}, {os.cpu_count()} cores, {cpu_model()}; FMA peak {peak[1]:.1f} "
               f"GFLOP/s on one core ({isa}); peer's matmul {gflops:.1f} GFLOP/s")
         print()
-        print_commands_fast(fast_net_table(runner))
+        print_commands(fast_net_table(runner)[:2])
         return
     records, extra = run_rounds(runner, a.rounds, not a.no_extras)
     print()
@@ -426,7 +412,8 @@ def main():
     if a.fast_net_steps:
         print()
         fast_net_commands = fast_net_table(runner)
-    print_commands(runner, fast_net_commands)
+    _, case, lt, py, _ = CASES[0]
+    print_commands([runner.ours_cmd(case, 1), runner.libtorch_cmd(lt, 1), runner.python_cmd(py, 1)] + fast_net_commands[:2])
 
 
 if __name__ == "__main__":
