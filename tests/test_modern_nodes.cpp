@@ -205,6 +205,13 @@ BOOST_AUTO_TEST_CASE(dropout_module_drops_only_in_training_with_reproducible_mas
     check_equal(c(tape.constant(x)).value(), a(tape.constant(x)).value(), "third call after a resume");
     c.calls[0] = 0.5f;
     CHECK_MESSAGE_HAS(error_of([&] { c(tape.constant(x)); }), "not two integers");
+    // modules of adjacent seeds draw unrelated masks: seed 1's second call is not seed 2's first
+    Dropout<float> one(0.5, 1), two(0.5, 2);
+    one(tape.constant(x));
+    const Tensor<float> one_second = one(tape.constant(x)).value(), two_first = two(tape.constant(x)).value();
+    std::size_t same = 0;
+    for (std::size_t i = 0; i < x.numel(); ++i) same += one_second[i] == two_first[i];
+    BOOST_TEST(same < x.numel() * 3 / 4, same << " of " << x.numel() << " elements agree");
 }
 
 // ---- average pools --------------------------------------------------------------------------

@@ -127,7 +127,7 @@ Var<T> Dropout<T>::forward(const Var<T>& x) {
     const std::uint64_t next = k + 1;
     calls[0] = static_cast<T>(next % (std::uint64_t{1} << 24));
     calls[1] = static_cast<T>(next >> 24);
-    return dropout(x, p_, seed_ + k);
+    return dropout(x, p_, dropout_mask::call_seed(seed_, k));
 }
 
 template <class T>

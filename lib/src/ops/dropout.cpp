@@ -30,6 +30,10 @@ bool dropout_mask::keep(std::uint64_t seed, std::uint64_t index, double p) {
     return static_cast<double>(word >> 11) * 0x1.0p-53 >= p;
 }
 
+std::uint64_t dropout_mask::call_seed(std::uint64_t seed, std::uint64_t call) {
+    return mix64(mix64(seed ^ 0x243f6a8885a308d3ULL) + call * 0x9e3779b97f4a7c15ULL);
+}
+
 template <class T>
 Var<T> dropout(const Var<T>& x, double p, std::uint64_t seed) {
     if (!(p >= 0 && p < 1)) fail("dropout: p must be in [0, 1), got {}", p);

@@ -93,8 +93,8 @@ public:
 };
 
 /// Dropout of probability p in training mode (the identity in eval mode): any shape. Call k in
-/// training (k = 0, 1, ...) drops with the mask of seed `seed + k` (the dropout op hashes it), so a
-/// run from the same seed drops the same elements; k is the buffer "calls" (two values, the low and
+/// training (k = 0, 1, ...) drops with the mask of seed `dropout_mask::call_seed(seed, k)` (a hash of
+/// the pair), so a run from the same seed drops the same elements; k is the buffer "calls" (two values, the low and
 /// high 24 bits, exact in float), saved in checkpoints, so a resumed run draws the masks an unbroken
 /// one would. p in [0, 1), else throws.
 template <class T>

@@ -22,6 +22,9 @@ namespace dropout_mask {
 /// Whether element `index` is kept under `seed` at drop probability p: a 53-bit uniform number
 /// drawn from the hash of (seed, index) is >= p.
 bool keep(std::uint64_t seed, std::uint64_t index, double p);
+/// The seed of a module's call `call` (0, 1, ...) under its own `seed`: a hash of the pair, so
+/// modules of nearby seeds (1 and 2) do not draw each other's masks a call apart, as seed + call would.
+std::uint64_t call_seed(std::uint64_t seed, std::uint64_t call);
 }  // namespace dropout_mask
 
 }  // namespace mcnn
