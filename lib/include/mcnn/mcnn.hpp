@@ -9,6 +9,7 @@
 #include "mcnn/tensor.hpp"
 #include "mcnn/tape.hpp"
 #include "mcnn/threads.hpp"
+#include "mcnn/distributed.hpp"
 
 // Ops: one header per node family.
 #include "mcnn/ops/activation.hpp"

@@ -139,6 +139,13 @@ int capped_threads(int requested, const std::string& command) {
     return cores;
 }
 
+std::unique_ptr<Communicator> mpi_world_for(const std::string& command) {
+    if (launched_by_mpi() && !built_with_mpi())
+        fail("{} was started by an MPI launcher (mpirun), but ManualCNN was built without MPI, so each process would train "
+             "alone: install libopenmpi-dev and openmpi-bin, then build again (scripts/setup.sh)", command);
+    return mpi_world();
+}
+
 // ---- models ------------------------------------------------------------------------------------
 
 Shape batch_of(int batch, const Shape& example) {

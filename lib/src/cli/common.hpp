@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "mcnn/distributed.hpp"
 #include "mcnn/nn/registry.hpp"
 
 namespace mcnn::cli::detail {
@@ -78,6 +79,10 @@ CLI::Option* add_number_flag(CLI::App& app, const std::string& flag, double& val
 /// (omp_get_num_procs()), since more threads only wait on each other. Prints a one-line notice to
 /// stderr ("<command>: --threads 1000 is more than the 2 cores of this machine: using 2") when capping.
 int capped_threads(int requested, const std::string& command);
+
+/// The MPI world when mpirun started this process (distributed.hpp's mpi_world), else null; throws
+/// when a launcher started it but ManualCNN was built without MPI (each process would train alone).
+std::unique_ptr<Communicator> mpi_world_for(const std::string& command);
 
 /// B x example: a batch of `batch` examples of shape `example` (C x H x W).
 Shape batch_of(int batch, const Shape& example);

@@ -21,7 +21,8 @@ namespace {
 struct TrainFlags {
     TrainConfig config;
     std::string data_dir, run_dir, resume_dir;
-    int threads = 0;
+    int threads = 0, shards = 1;
+    std::string reduction = "fast";
     bool no_plots = false, summary_only = false, reset_optimizer = false, detect_anomaly = false;
     std::string program = "train";  // how this command was started (argv[0]), for the resume hint
     std::vector<std::string> given;  // the flags on the command line ("--lr", ...)
@@ -30,8 +31,8 @@ struct TrainFlags {
 
 /// The flags --resume takes besides itself: they do not change what the run computes. Every other
 /// flag is refused with --resume, never silently ignored.
-const std::vector<std::string> resume_flags{"--epochs", "--eval-batch", "--threads", "--data", "--no-plots", "--reset-optimizer",
-                                            "--detect-anomaly"};
+const std::vector<std::string> resume_flags{"--epochs", "--eval-batch", "--threads", "--data",     "--no-plots",
+                                            "--reset-optimizer", "--detect-anomaly", "--shards", "--reduce"};
 
 std::string timestamp() {
     const std::time_t now = std::time(nullptr);
@@ -159,6 +160,14 @@ void add_run_options(CLI::App& app, TrainFlags& f) {
     detail::add_integer_flag(app, "--threads", f.threads,
                              "OpenMP threads (0: every core; more than the cores is capped to them, with a notice; a conv "
                              "layer splits its images between them, and work too small to split stays on one)", 0);
+    detail::add_integer_flag(app, "--shards", f.shards,
+                             "compute each process's share of a batch in this many parts one after another, their gradients "
+                             "summed (gradient accumulation: the memory of one part; with batch norm each part normalises "
+                             "with its own statistics)", 1);
+    app.add_option("--reduce", f.reduction, "under mpirun: how the ranks' gradients are summed, fast (MPI_Allreduce) or ordered "
+                                            "(in rank order: N processes then end bit for bit where 1 process with --shards N "
+                                            "does, for models without batch norm)")
+        ->capture_default_str()->check(CLI::IsMember({"fast", "ordered"}));
     app.add_flag("--no-plots", f.no_plots, "do not draw curves.png");
     app.add_flag("--reset-optimizer", f.reset_optimizer, "with --resume: load the parameters only and start the "
                                                          "optimiser's state afresh (for a checkpoint that lacks it; "
@@ -197,7 +206,7 @@ TrainConfig settings(TrainFlags& f) {
     return c;
 }
 
-int run(TrainFlags& f) {
+int run(TrainFlags& f, Communicator* world) {
     if (!f.resume_dir.empty()) refuse_settings_on_resume(f);
     if (f.reset_optimizer && f.resume_dir.empty()) fail("--reset-optimizer applies with --resume only");
     if (f.summary_only) {
@@ -214,14 +223,17 @@ int run(TrainFlags& f) {
     Rng probe_rng(c.seed);
     (void)detail::checked_model<float>(c.model, probe_rng, info.input);
     omp_set_num_threads(detail::capped_threads(f.threads, "train"));
+    const DataParallel parallel{world, reduction_from_name(f.reduction), f.shards};
+    const bool leader = parallel.rank() == 0;
     const auto dir = data::find_cifar10(f.data_dir);
-    fmt::print("Loading CIFAR-10 from {}\n", dir.string());
+    if (leader) fmt::print("Loading CIFAR-10 from {}\n", dir.string());
     const data::Cifar10 cifar = data::load_cifar10(dir);
-    const TrainResult result = train(c, cifar, !f.resume_dir.empty());
+    const TrainResult result = train(c, cifar, !f.resume_dir.empty(), leader ? stdout : nullptr, parallel);
     if (result.stopped_by_signal) {
         // The shell's convention for a process ended by a signal: 128 + its number (130, 143).
-        fmt::print(stderr, "{}: stopped by {}; the run goes on with: {} --resume {}\n", f.program,
-                   result.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", f.program, c.run_dir.string());
+        if (leader)
+            fmt::print(stderr, "{}: stopped by {}; the run goes on with: {} --resume {}\n", f.program,
+                       result.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", f.program, c.run_dir.string());
         return 128 + result.stopped_by_signal;
     }
     return 0;
@@ -239,7 +251,14 @@ int train(int argc, char** argv) {
     for (const CLI::Option* option : app.get_options())
         if (option->count() > 0) flags.given.push_back(option->get_name());
     detail::keep_freed_memory();
-    return detail::run_reporting_errors("train", 1, [&] { return run(flags); });
+    std::unique_ptr<Communicator> world;
+    const int status = detail::run_reporting_errors("train", 1, [&] {
+        world = detail::mpi_world_for("train");
+        return run(flags, world && world->size() > 1 ? world.get() : nullptr);
+    });
+    // The other ranks would wait for this one for ever: an error ends the whole job.
+    if (status == 1 && world && world->size() > 1) world->abort(fmt::format("train: rank {} failed (its error is above)", world->rank()));
+    return status;
 }
 
 }  // namespace mcnn::cli

@@ -78,18 +78,35 @@ void BatchLoader::start_epoch(int epoch) {
     batch_start_ = 0;
 }
 
-bool BatchLoader::next(Tensor<float>& batch, std::vector<int>& labels) {
+std::span<const std::size_t> BatchLoader::advance() {
     const std::size_t n = order_.size(), b = static_cast<std::size_t>(batch_size_);
-    if (position_ >= n) return false;
+    if (position_ >= n) return {};
     const std::size_t count = std::min(b, n - position_);
     if (drop_last_ && count < b) {
         position_ = n;
-        return false;
+        return {};
     }
-    data_->fill(order_.data() + position_, count, batch, labels);
     batch_start_ = position_;
     position_ += count;
+    return {order_.data() + batch_start_, count};
+}
+
+bool BatchLoader::next(Tensor<float>& batch, std::vector<int>& labels) {
+    const std::span<const std::size_t> indices = advance();
+    if (indices.empty()) return false;
+    data_->fill(indices.data(), indices.size(), batch, labels);
     return true;
+}
+
+Subset::Subset(const Dataset& data, std::size_t begin, std::size_t end) : data_(&data), begin_(begin), end_(end) {
+    if (begin > end || end > data.size())
+        fail("Subset: examples [{}, {}) are not within the dataset's {}", begin, end, data.size());
+}
+
+void Subset::fill(const std::size_t* indices, std::size_t count, Tensor<float>& batch, std::vector<int>& labels) const {
+    shifted_.resize(count);
+    for (std::size_t i = 0; i < count; ++i) shifted_[i] = begin_ + indices[i];
+    data_->fill(shifted_.data(), count, batch, labels);
 }
 
 }  // namespace mcnn::data

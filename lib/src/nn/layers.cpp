@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "mcnn/distributed.hpp"
 #include "mcnn/ops/activation.hpp"
 #include "mcnn/ops/bias.hpp"
 #include "mcnn/ops/dropout.hpp"
@@ -123,11 +124,19 @@ Var<T> Dropout<T>::forward(const Var<T>& x) {
     const double lo = static_cast<double>(calls[0]), hi = static_cast<double>(calls[1]);
     if (!(lo >= 0 && lo < low && hi >= 0 && hi < low) || lo != std::floor(lo) || hi != std::floor(hi))
         fail("Dropout: its call count holds ({}, {}), not two integers in [0, 2^24) (a damaged checkpoint?)", lo, hi);
-    const auto k = static_cast<std::uint64_t>(hi) * (std::uint64_t{1} << 24) + static_cast<std::uint64_t>(lo);
-    const std::uint64_t next = k + 1;
-    calls[0] = static_cast<T>(next % (std::uint64_t{1} << 24));
-    calls[1] = static_cast<T>(next >> 24);
-    return dropout(x, p_, dropout_mask::call_seed(seed_, k));
+    std::uint64_t k = static_cast<std::uint64_t>(hi) * (std::uint64_t{1} << 24) + static_cast<std::uint64_t>(lo);
+    // A later shard of a step (distributed.hpp) draws from the step's call, the one its first shard counted.
+    const StepPart& part = current_step_part();
+    if (part.continues_step && k > 0) {
+        --k;
+    } else {
+        const std::uint64_t next = k + 1;
+        calls[0] = static_cast<T>(next % (std::uint64_t{1} << 24));
+        calls[1] = static_cast<T>(next >> 24);
+    }
+    // Row r of this part is row first_row + r of the step's batch: its elements' indices in the whole batch.
+    const std::uint64_t per_row = x.shape().rank() > 0 && x.shape()[0] > 0 ? x.value().numel() / static_cast<std::size_t>(x.shape()[0]) : 0;
+    return dropout(x, p_, dropout_mask::call_seed(seed_, k), part.first_row * per_row);
 }
 
 template <class T>

@@ -17,9 +17,10 @@ std::uint64_t mix64(std::uint64_t z) {
 
 // The element multipliers m[i] for i in [begin, end), passed one by one to `use(i, m)`.
 template <class T, class Use>
-void for_each_multiplier(std::uint64_t seed, double p, std::ptrdiff_t begin, std::ptrdiff_t end, Use use) {
+void for_each_multiplier(std::uint64_t seed, double p, std::uint64_t first, std::ptrdiff_t begin, std::ptrdiff_t end, Use use) {
     const T kept = static_cast<T>(1 / (1 - p));
-    for (std::ptrdiff_t i = begin; i < end; ++i) use(i, dropout_mask::keep(seed, static_cast<std::uint64_t>(i), p) ? kept : T(0));
+    for (std::ptrdiff_t i = begin; i < end; ++i)
+        use(i, dropout_mask::keep(seed, first + static_cast<std::uint64_t>(i), p) ? kept : T(0));
 }
 
 }  // namespace
@@ -35,26 +36,26 @@ std::uint64_t dropout_mask::call_seed(std::uint64_t seed, std::uint64_t call) {
 }
 
 template <class T>
-Var<T> dropout(const Var<T>& x, double p, std::uint64_t seed) {
+Var<T> dropout(const Var<T>& x, double p, std::uint64_t seed, std::uint64_t first_index) {
     if (!(p >= 0 && p < 1)) fail("dropout: p must be in [0, 1), got {}", p);
     Tensor<T> y(x.shape());
     const T* in = x.value().data();
     T* out = y.data();
     const auto n = static_cast<std::ptrdiff_t>(y.numel());
     detail::parallel_ranges(n, detail::min_parallel_elements, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
-        for_each_multiplier<T>(seed, p, begin, end, [=](std::ptrdiff_t i, T m) { out[i] = in[i] * m; });
+        for_each_multiplier<T>(seed, p, first_index, begin, end, [=](std::ptrdiff_t i, T m) { out[i] = in[i] * m; });
     });
-    return record<T>("dropout", std::move(y), {x}, [seed, p, n](const Tensor<T>&, const Tensor<T>& gy, auto g) {
+    return record<T>("dropout", std::move(y), {x}, [seed, p, first_index, n](const Tensor<T>&, const Tensor<T>& gy, auto g) {
         if (!g[0]) return;
         T* gx = g[0]->data();
         const T* up = gy.data();
         detail::parallel_ranges(n, detail::min_parallel_elements, [=](std::ptrdiff_t begin, std::ptrdiff_t end) {
-            for_each_multiplier<T>(seed, p, begin, end, [=](std::ptrdiff_t i, T m) { gx[i] += up[i] * m; });
+            for_each_multiplier<T>(seed, p, first_index, begin, end, [=](std::ptrdiff_t i, T m) { gx[i] += up[i] * m; });
         });
     });
 }
 
-template Var<float> dropout(const Var<float>&, double, std::uint64_t);
-template Var<double> dropout(const Var<double>&, double, std::uint64_t);
+template Var<float> dropout(const Var<float>&, double, std::uint64_t, std::uint64_t);
+template Var<double> dropout(const Var<double>&, double, std::uint64_t, std::uint64_t);
 
 }  // namespace mcnn

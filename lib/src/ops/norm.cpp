@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "mcnn/distributed.hpp"
 #include "../parallel.hpp"
 
 namespace mcnn {
@@ -52,21 +53,43 @@ void bn_for_channels(const BnLayout& l, Body&& body) {
     });
 }
 
-// The batch's mean and biased variance of each channel, summed in double (two passes).
+// The per-channel sums of a batch split between processes (distributed.hpp) are summed over them:
+// every rank then normalises with the global batch's statistics (sync batch norm). Null: one process.
+struct BnSync {
+    Communicator* comm = nullptr;
+    Reduction reduction = Reduction::fast;
+    void sum(std::vector<double>& v) const {
+        if (comm) comm->allreduce_sum(v.data(), v.size(), reduction);
+    }
+};
+
+// The batch's mean and biased variance of each channel, summed in double (two passes); `count`
+// becomes the values per channel (over every rank's part).
 template <class T>
-void bn_batch_statistics(const T* x, const BnLayout& l, std::vector<double>& mean, std::vector<double>& var) {
-    mean.assign(static_cast<std::size_t>(l.channels), 0.0);
-    var.assign(static_cast<std::size_t>(l.channels), 0.0);
+void bn_batch_statistics(const T* x, const BnLayout& l, const BnSync& sync, std::vector<double>& mean, std::vector<double>& var,
+                         double& count) {
+    const auto channels = static_cast<std::size_t>(l.channels);
+    std::vector<double> sums(channels + 1, 0.0);  // the last: the count
     bn_for_channels(l, [&](Eigen::Index c) {
         double sum = 0;
         for (Eigen::Index n = 0; n < l.batch; ++n) sum += BnConstPlane<T>(x + l.start(n, c), l.plane).template cast<double>().sum();
-        const double m = sum / l.count();
+        sums[static_cast<std::size_t>(c)] = sum;
+    });
+    sums[channels] = l.count();
+    sync.sum(sums);
+    count = sums[channels];
+    mean.assign(channels, 0.0);
+    var.assign(channels, 0.0);
+    for (std::size_t c = 0; c < channels; ++c) mean[c] = sums[c] / count;
+    bn_for_channels(l, [&](Eigen::Index c) {
+        const double m = mean[static_cast<std::size_t>(c)];
         double squares = 0;
         for (Eigen::Index n = 0; n < l.batch; ++n)
             squares += (BnConstPlane<T>(x + l.start(n, c), l.plane).template cast<double>() - m).square().sum();
-        mean[static_cast<std::size_t>(c)] = m;
-        var[static_cast<std::size_t>(c)] = squares / l.count();
+        var[static_cast<std::size_t>(c)] = squares;
     });
+    sync.sum(var);
+    for (double& v : var) v /= count;
 }
 
 // y = (x - mean[c]) * inv[c] * w[c] + b[c]; w, b null: 1 and 0.
@@ -83,9 +106,14 @@ void bn_normalise(const T* x, const BnLayout& l, const std::vector<double>& mean
 }
 
 // Backward of both modes (see norm.hpp): per channel sum(dy) and sum(dy * xhat) in double, then gx.
+// The weight and bias take this process's sums (their gradients are summed over the processes with
+// every other parameter's); gx in training takes the sums over every rank's part (`count` values per
+// channel), as the statistics did.
 template <class T>
-void bn_backward(const T* x, const T* gy, const BnLayout& l, bool training, const std::vector<double>& mean,
-              const std::vector<double>& inv, const T* w, T* gx, T* gw, T* gb) {
+void bn_backward(const T* x, const T* gy, const BnLayout& l, bool training, const BnSync& sync, double count,
+                 const std::vector<double>& mean, const std::vector<double>& inv, const T* w, T* gx, T* gw, T* gb) {
+    const auto channels = static_cast<std::size_t>(l.channels);
+    std::vector<double> sums(2 * channels);  // sum dy, then sum dy * xhat
     bn_for_channels(l, [&](Eigen::Index c) {
         const auto k = static_cast<std::size_t>(c);
         double sum_dy = 0, sum_dy_centred = 0;  // sum dy, sum dy * (x - mean)
@@ -94,15 +122,21 @@ void bn_backward(const T* x, const T* gy, const BnLayout& l, bool training, cons
             sum_dy += dy.sum();
             sum_dy_centred += (dy * (BnConstPlane<T>(x + l.start(n, c), l.plane).template cast<double>() - mean[k])).sum();
         }
-        const double sum_dy_xhat = sum_dy_centred * inv[k];
-        if (gw) gw[c] += static_cast<T>(sum_dy_xhat);
+        sums[k] = sum_dy;
+        sums[channels + k] = sum_dy_centred * inv[k];
+        if (gw) gw[c] += static_cast<T>(sums[channels + k]);
         if (gb) gb[c] += static_cast<T>(sum_dy);
-        if (!gx) return;
+    });
+    if (!gx) return;
+    if (training) sync.sum(sums);
+    bn_for_channels(l, [&](Eigen::Index c) {
+        const auto k = static_cast<std::size_t>(c);
+        const double sum_dy = sums[k], sum_dy_xhat = sums[channels + k];
         const double scale = inv[k] * (w ? static_cast<double>(w[c]) : 1.0);
         // train: gx += scale * dy - scale * sum_dy / N - (x - mean) * scale * inv * sum_dy_xhat / N
         const T a = static_cast<T>(scale), m = static_cast<T>(mean[k]);
-        const T shift = training ? static_cast<T>(scale * sum_dy / l.count()) : T(0);
-        const T slope = training ? static_cast<T>(scale * inv[k] * sum_dy_xhat / l.count()) : T(0);
+        const T shift = training ? static_cast<T>(scale * sum_dy / count) : T(0);
+        const T slope = training ? static_cast<T>(scale * inv[k] * sum_dy_xhat / count) : T(0);
         for (Eigen::Index n = 0; n < l.batch; ++n) {
             const BnConstPlane<T> dy(gy + l.start(n, c), l.plane), xs(x + l.start(n, c), l.plane);
             BnPlane<T> out(gx + l.start(n, c), l.plane);
@@ -132,9 +166,12 @@ Var<T> batch_norm_node(const Var<T>& x, const Var<T>* w, const Var<T>* b, BatchN
     const Shape& xs = x.shape();
     const BnLayout l{xs[0], xs[1], static_cast<Eigen::Index>(xs[2]) * xs[3]};
     std::vector<double> mean, var;
+    double count = l.count();
+    const StepPart& part = current_step_part();
+    const BnSync sync{o.training ? part.comm : nullptr, part.reduction};
     if (o.training) {
-        bn_batch_statistics(x.value().data(), l, mean, var);
-        bn_update_running(running, mean, var, l.count(), o.momentum);
+        bn_batch_statistics(x.value().data(), l, sync, mean, var, count);
+        bn_update_running(running, mean, var, count, o.momentum);
     } else {
         mean.assign(running.mean->begin(), running.mean->end());
         var.assign(running.var->begin(), running.var->end());
@@ -149,8 +186,8 @@ Var<T> batch_norm_node(const Var<T>& x, const Var<T>* w, const Var<T>* b, BatchN
     typename Tape<T>::BackwardFn back = [=](const Tensor<T>&, const Tensor<T>& gy, auto g) {
         T* gw = g.size() > 1 && g[1] ? g[1]->data() : nullptr;
         T* gb = g.size() > 2 && g[2] ? g[2]->data() : nullptr;
-        bn_backward(saved_x->data(), gy.data(), l, training, mean, inv, saved_w ? saved_w->data() : nullptr,
-                 g[0] ? g[0]->data() : nullptr, gw, gb);
+        bn_backward(saved_x->data(), gy.data(), l, training, sync, count, mean, inv, saved_w ? saved_w->data() : nullptr,
+                    g[0] ? g[0]->data() : nullptr, gw, gb);
     };
     if (w) return record<T>("batch_norm2d", std::move(y), {x, *w, *b}, std::move(back));
     return record<T>("batch_norm2d", std::move(y), {x}, std::move(back));

@@ -284,7 +284,7 @@ void TrainConfig::validate() const {
     (void)schedule_of(*this);
 }
 
-TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool resume, std::FILE* out) {
+TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool resume, std::FILE* out, const DataParallel& parallel) {
     config.validate();
     const ModelInfo& info = model_info(config.model);
     const Shape cifar_image{3, data::image_size, data::image_size};
@@ -351,6 +351,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     o.label_smoothing = config.label_smoothing;
     o.eval_every = config.eval_every;
     o.tta = config.tta;
+    o.parallel = parallel;
     return fit(*model, *optimizer, train_set, config.validation ? static_cast<const data::Dataset&>(validation_set) : test_set, o);
 }
 

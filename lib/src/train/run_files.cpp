@@ -155,7 +155,11 @@ long long saturated_product(long long a, long long b) {
 }  // namespace
 
 TensorFile checked_checkpoint(const fs::path& path, Module<float>& model, Optimizer<float>* optimizer, const std::string& model_name) {
-    TensorFile file = load_safetensors(path);
+    return checked_checkpoint(load_safetensors(path), path, model, optimizer, model_name);
+}
+
+TensorFile checked_checkpoint(TensorFile file, const fs::path& path, Module<float>& model, Optimizer<float>* optimizer,
+                              const std::string& model_name) {
     const auto meta = [&](const std::string& key) {
         auto it = file.metadata.find(key);
         return it == file.metadata.end() ? std::string() : it->second;

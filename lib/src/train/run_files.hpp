@@ -25,6 +25,10 @@ inline constexpr std::uint64_t max_log_bytes = std::uint64_t(1) << 32;  // 4 GiB
 /// The checkpoint at `path`, read and checked as load_checkpoint says (trainer.hpp); changes nothing.
 TensorFile checked_checkpoint(const std::filesystem::path& path, Module<float>& model, Optimizer<float>* optimizer,
                               const std::string& model_name);
+/// The same checks of a checkpoint read already (rank 0's state sent to the other ranks); `path`
+/// is what messages call it.
+TensorFile checked_checkpoint(TensorFile file, const std::filesystem::path& path, Module<float>& model, Optimizer<float>* optimizer,
+                              const std::string& model_name);
 /// Puts the tensors of a checked checkpoint into the model's parameters (gradients zeroed), its buffers and,
 /// when given, the optimiser's state (empty where the checkpoint lists it as empty).
 void put_in_place(const TensorFile& file, Module<float>& model, Optimizer<float>* optimizer);

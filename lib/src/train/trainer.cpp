@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mcnn/nn/summary.hpp"
+#include "mcnn/ops/elementwise.hpp"
 #include "mcnn/ops/loss.hpp"
 #include "mcnn/plot/curves.hpp"
 #include "mcnn/train/checkpoint.hpp"
@@ -41,6 +42,28 @@ std::string csv_line(const LogRow& r) {
                        r.images_per_second, r.elapsed, r.lr);
 }
 
+/// What a checkpoint holds (save_checkpoint, and rank 0's state sent to the other ranks): the
+/// parameters, buffers and optimiser state, and `metadata` with the format and model name.
+TensorFile checkpoint_file(Module<float>& model, Optimizer<float>* optimizer, const std::string& model_name,
+                           const std::map<std::string, std::string>& metadata) {
+    TensorFile file;
+    for (Parameter<float>* p : model.parameters()) file.tensors.emplace_back("model/" + p->name, p->value);
+    for (const NamedBuffer<float>& b : model.buffers()) file.tensors.emplace_back("model/" + b.name, *b.tensor);
+    json empty_state = json::array();  // so that loading tells a state not started yet from a missing one
+    if (optimizer)
+        for (const auto& [name, t] : optimizer->state()) {
+            if (t->empty())
+                empty_state.push_back(name);
+            else
+                file.tensors.emplace_back(name, *t);
+        }
+    file.metadata = metadata;
+    file.metadata["format"] = checkpoint_format;
+    file.metadata["model"] = model_name;
+    if (optimizer) file.metadata[run_files::empty_state_key] = empty_state.dump();
+    return file;
+}
+
 // ---- checks before training -----------------------------------------------------------------------
 
 /// B x example_shape.
@@ -60,6 +83,24 @@ void check_augmentation(const data::Dataset& train, const FitOptions& o) {
     o.augment.check(e[1], e[2]);
     if (o.tta == Tta::flip_translate && (e[1] < 2 || e[2] < 2))
         fail("fit: test-time augmentation flip-translate shifts by 1 pixel: it needs images of at least 2 x 2, got {}", e.str());
+}
+
+/// Data-parallel training cuts every batch into ranks x shards parts of at least one row each.
+/// Returns the rows of the largest part (what one forward and backward holds).
+std::uint64_t check_parts(const data::Dataset& train, const FitOptions& o) {
+    const DataParallel& par = o.parallel;
+    if (par.shards < 1) fail("fit: shards must be >= 1, got {}", par.shards);
+    const auto parts = static_cast<std::size_t>(par.ranks()) * static_cast<std::size_t>(par.shards);
+    const auto batch = static_cast<std::size_t>(o.batch);
+    const std::string split = fmt::format("{} part{} ({} process{} x {} shard{})", parts, parts == 1 ? "" : "s", par.ranks(),
+                                          par.ranks() == 1 ? "" : "es", par.shards, par.shards == 1 ? "" : "s");
+    if (batch < parts) fail("fit: batch {} cannot be cut into {}: each part needs a row", batch, split);
+    const std::size_t last = train.size() % batch, batches = (train.size() + batch - 1) / batch;
+    const bool last_used = o.max_batches == 0 || o.max_batches >= batches;
+    if (last != 0 && last < parts && last_used)
+        fail("fit: the last batch of each epoch holds {} examples ({} % {}), too few to cut into {}: choose another batch "
+             "size or number of processes", last, train.size(), batch, split);
+    return (batch + parts - 1) / parts;
 }
 
 void check_inputs(Module<float>& model, const data::Dataset& train, const data::Dataset& eval, const FitOptions& o) {
@@ -102,9 +143,9 @@ void check_inputs(Module<float>& model, const data::Dataset& train, const data::
         fail("fit: batch {} is larger than the training set ({} examples): use a batch of at most {}", o.batch, train.size(),
              train.size());
     check_augmentation(train, o);
+    const std::uint64_t part = check_parts(train, o);
     const std::uint64_t floats = memory::recorded_floats_per_example(model, train.example_shape());
-    memory::check_fits(memory::training_step_bytes(floats, static_cast<std::uint64_t>(o.batch)),
-                       static_cast<std::uint64_t>(o.batch), memory::available());
+    memory::check_fits(memory::training_step_bytes(floats, part), part, memory::available());
 }
 
 // ---- the run folder ------------------------------------------------------------------------------
@@ -208,6 +249,18 @@ struct ReportWindow {
     Clock::time_point start = Clock::now();
 };
 
+/// The options as rank `rank` of a data-parallel run applies them: rank 0 writes the run folder
+/// and prints; the others do neither (they take rank 0's state, see share_state).
+FitOptions for_rank(const FitOptions& o) {
+    FitOptions mine = o;
+    if (o.parallel.rank() != 0) {
+        mine.run_dir.clear();
+        mine.out = nullptr;
+        mine.plots = false;
+    }
+    return mine;
+}
+
 /// The state of a fit() call: inputs, progress counters, the run folder.
 struct Run {
     Module<float>& model;
@@ -225,8 +278,12 @@ struct Run {
     const detail::StopSignals* signals = nullptr;  // while the epochs run
     std::string last_good;  // the last checkpoint written or resumed from: "<path> (after epoch E, step S)"
 
+    Tensor<float> images;          // this process's part of the batch, and its labels
+    std::vector<int> labels;
+    std::vector<float> gradients;  // the parameters' gradients, flattened: summed over parts and ranks
+
     Run(Module<float>& m, Optimizer<float>& opt, const data::Dataset& t, const data::Dataset& e, const FitOptions& options)
-        : model(m), optimizer(opt), train(t), eval(e), o(options), progress(options.out), folder(o, progress) {
+        : model(m), optimizer(opt), train(t), eval(e), o(for_rank(options)), progress(o.out), folder(o, progress) {
         if (o.title.empty()) o.title = fmt::format("{}, {}, batch {}", o.model_name, optimizer.describe(), o.batch);
     }
 
@@ -235,6 +292,18 @@ struct Run {
     void checkpoint(int epochs_done, std::size_t batch_in_epoch) {
         if (!folder.enabled()) return;
         refuse_non_finite(batch_in_epoch ? fmt::format("in epoch {}", epochs_done + 1) : fmt::format("after epoch {}", epochs_done));
+        try {
+            save_checkpoint(folder.checkpoint(), model, &optimizer, o.model_name, progress_metadata(epochs_done, batch_in_epoch));
+        } catch (const Error& e) {
+            fail("{}\nThe checkpoint was not saved; {}", e.what(),
+                 last_good.empty() ? "there is none from before" : fmt::format("the last one, {}, is left as it was", last_good));
+        }
+        last_good = fmt::format("{} ({})", folder.checkpoint().string(), point(epochs_done, batch_in_epoch, result.steps));
+    }
+
+    /// The checkpoint's metadata: the progress after `epochs_done` epochs and `batch_in_epoch`
+    /// batches of the next, with the report window when within an epoch.
+    std::map<std::string, std::string> progress_metadata(int epochs_done, std::size_t batch_in_epoch) const {
         std::map<std::string, std::string> meta{{"epochs_done", std::to_string(epochs_done)},
                                                 {"batch_in_epoch", std::to_string(batch_in_epoch)},
                                                 {"threads", std::to_string(omp_get_max_threads())},
@@ -249,13 +318,7 @@ struct Run {
             meta["window_seconds"] = fmt::format("{:.6f}", seconds_since(window.start));
         }
         if (!o.config_json.empty()) meta["config"] = o.config_json;
-        try {
-            save_checkpoint(folder.checkpoint(), model, &optimizer, o.model_name, meta);
-        } catch (const Error& e) {
-            fail("{}\nThe checkpoint was not saved; {}", e.what(),
-                 last_good.empty() ? "there is none from before" : fmt::format("the last one, {}, is left as it was", last_good));
-        }
-        last_good = fmt::format("{} ({})", folder.checkpoint().string(), point(epochs_done, batch_in_epoch, result.steps));
+        return meta;
     }
 
     /// What a diverged run reports besides where it diverged: the first non-finite tensor, the last
@@ -282,7 +345,51 @@ struct Run {
         return fmt::format("in epoch {} after batch {} of {}, step {}", epochs_done + 1, batch_in_epoch, batches, step);
     }
 
-    int stop_signal() const { return signals ? signals->received() : 0; }
+    bool leader() const { return o.parallel.rank() == 0; }
+    bool distributed() const { return o.parallel.ranks() > 1; }
+
+    /// The stop signal received (0: none); in a data-parallel run the ranks agree on it (each call
+    /// is collective), so that they all stop after the same step.
+    int stop_signal() {
+        const int s = signals ? signals->received() : 0;
+        if (!distributed()) return s;
+        double agreed = s;
+        o.parallel.comm->allreduce_max(&agreed, 1);
+        return static_cast<int>(agreed);
+    }
+
+    /// Adds the parameters' gradients of the part just computed to `gradients` (the first part's
+    /// replace them): b0, then b0 + b1, ... the order an ordered all-reduce sums the ranks' in.
+    void add_part_gradients(bool first) {
+        std::size_t n = 0;
+        for (Parameter<float>* p : model.parameters()) n += p->grad.numel();
+        gradients.resize(n);
+        float* out = gradients.data();
+        for (Parameter<float>* p : model.parameters()) {
+            const float* g = p->grad.data();
+            const std::size_t count = p->grad.numel();
+            if (first)
+                std::copy(g, g + count, out);
+            else
+                for (std::size_t i = 0; i < count; ++i) out[i] += g[i];
+            out += count;
+        }
+    }
+
+    /// Sums `gradients` over the ranks and puts them in the parameters' gradients.
+    void sum_gradients() {
+        if (distributed()) {
+            const auto start = Clock::now();
+            o.parallel.comm->allreduce_sum(gradients.data(), gradients.size(), o.parallel.reduction);
+            result.allreduce_seconds += seconds_since(start);
+            result.allreduce_bytes += static_cast<double>(gradients.size() * sizeof(float));
+        }
+        const float* in = gradients.data();
+        for (Parameter<float>* p : model.parameters()) {
+            std::copy(in, in + p->grad.numel(), p->grad.data());
+            in += p->grad.numel();
+        }
+    }
 };
 
 /// Where in its epoch a checkpoint was saved (metadata "batch_in_epoch", absent in checkpoints
@@ -335,7 +442,9 @@ void init_from_data(Run& run) {
     run.model.init_from_data(examples);
 }
 
-void open_run(Run& run) {
+/// Opens the run on this process: a new one (data-dependent initialisation, the run folder's first
+/// files) or a resumed one (the checkpoint read, checked and put in place).
+void open_run_here(Run& run) {
     if (!run.o.resume) {
         init_from_data(run);
         run.folder.start(summary(run.model, batch_shape(run.train, 1), run.o.model_name));
@@ -371,6 +480,35 @@ void open_run(Run& run) {
     }
 }
 
+/// A data-parallel run starts from rank 0's state: its parameters, buffers, optimiser state and
+/// progress, sent to the others as the bytes of a checkpoint and taken in as a resume takes one.
+/// So every rank starts from the same weights, whether the run is new or resumed, at any N.
+void share_state(Run& run) {
+    const fs::path name = "rank 0's state";
+    std::string bytes;
+    if (run.leader()) {
+        const TensorFile file =
+            checkpoint_file(run.model, &run.optimizer, run.o.model_name, run.progress_metadata(run.first_epoch, run.first_batch));
+        bytes = serialize_safetensors(file, name.string());
+    }
+    run.o.parallel.comm->broadcast(bytes, 0);
+    if (run.leader()) return;
+    const TensorFile file =
+        run_files::checked_checkpoint(parse_safetensors(bytes, name.string()), name, run.model, &run.optimizer, run.o.model_name);
+    const run_files::SavedProgress p = run_files::saved_progress(name, file.metadata, run.o, run.batches);
+    run.first_epoch = p.epochs_done;
+    run.result.steps = p.step;
+    run.result.train_images = p.images;
+    run.result.train_seconds = p.train_seconds;
+    read_position_in_epoch(run, file.metadata, name);
+    run_files::put_in_place(file, run.model, &run.optimizer);
+}
+
+void open_run(Run& run) {
+    if (run.leader()) open_run_here(run);
+    if (run.distributed()) share_state(run);
+}
+
 void report(Run& run, int epoch, std::size_t batch_index, ReportWindow& w) {
     const double secs = seconds_since(w.start);
     const LogRow row{"train", epoch + 1, run.result.steps, run.result.train_images, w.loss / static_cast<double>(w.batches),
@@ -383,21 +521,56 @@ void report(Run& run, int epoch, std::size_t batch_index, ReportWindow& w) {
     w = ReportWindow{};
 }
 
-/// One optimiser step on a batch; returns the loss and adds the right predictions to `w`.
-double train_step(Run& run, Tape<float>& tape, const Tensor<float>& images, const std::vector<int>& labels, ReportWindow& w) {
+/// Rows [begin, begin + count) of a batch of `rows`: part `part` of `parts` (distributed.hpp).
+struct PartRows {
+    std::size_t begin = 0, count = 0;
+};
+
+PartRows part_rows(std::size_t rows, std::size_t part, std::size_t parts) {
+    const std::size_t begin = rows * part / parts, end = rows * (part + 1) / parts;
+    return {begin, end - begin};
+}
+
+/// One optimiser step on the batch of dataset examples `batch` (epoch `epoch`); returns the batch's
+/// mean loss and adds its right predictions to `w`. One process with one shard computes the batch
+/// in one forward and backward; otherwise this process computes its parts one after another, each
+/// loss scaled by its share of the batch, and the gradients are summed over parts and ranks.
+double train_step(Run& run, Tape<float>& tape, std::span<const std::size_t> batch, int epoch, ReportWindow& w) {
     const auto start = Clock::now();
-    tape.clear();
-    tape.set_detect_anomaly(run.o.detect_anomaly);
-    const Var<float> logits = run.model.forward(tape.constant(images));
-    const Var<float> loss = softmax_cross_entropy(logits, labels, run.o.label_smoothing);
-    run.optimizer.zero_grad();
-    tape.backward(loss);
+    const DataParallel& par = run.o.parallel;
+    const auto shards = static_cast<std::size_t>(par.shards);
+    const std::size_t parts = shards * static_cast<std::size_t>(par.ranks()), rows = batch.size();
+    double loss = 0, correct = 0;
+    for (std::size_t k = 0; k < shards; ++k) {
+        const PartRows r = part_rows(rows, static_cast<std::size_t>(par.rank()) * shards + k, parts);
+        const std::size_t* indices = batch.data() + r.begin;
+        run.train.fill(indices, r.count, run.images, run.labels);
+        if (run.o.augment.enabled()) data::augment_batch(run.o.augment, run.o.seed, epoch, indices, run.images);
+        const StepPartScope part({run.distributed() ? par.comm : nullptr, par.reduction, r.begin, k > 0});
+        tape.clear();
+        tape.set_detect_anomaly(run.o.detect_anomaly);
+        const Var<float> logits = run.model.forward(tape.constant(run.images));
+        Var<float> part_loss = softmax_cross_entropy(logits, run.labels, run.o.label_smoothing);
+        if (parts > 1) part_loss = scale(part_loss, static_cast<double>(r.count) / static_cast<double>(rows));
+        run.optimizer.zero_grad();
+        tape.backward(part_loss);
+        if (parts > 1) run.add_part_gradients(k == 0);
+        loss += part_loss.value()[0];
+        const std::vector<int> predicted = predictions(logits.value());
+        for (std::size_t n = 0; n < run.labels.size(); ++n) correct += predicted[n] == run.labels[n];
+    }
+    if (parts > 1) run.sum_gradients();
     run.optimizer.set_lr_factor(run.o.schedule.at_step(run.result.steps, static_cast<long>(run.batches)));  // steps done so far
     run.optimizer.step();
+    if (run.distributed()) {  // the batch's loss and right predictions, for the reports
+        double sums[2] = {loss, correct};
+        par.comm->allreduce_sum(sums, 2, Reduction::ordered);
+        loss = sums[0];
+        correct = sums[1];
+    }
     run.result.train_seconds += seconds_since(start);
-    const std::vector<int> predicted = predictions(logits.value());
-    for (std::size_t n = 0; n < labels.size(); ++n) w.correct += predicted[n] == labels[n];
-    return loss.value()[0];
+    w.correct += static_cast<long>(correct);
+    return loss;
 }
 
 /// Trains epoch `epoch` from batch run.first_batch (0 unless the run was resumed in the middle of
@@ -407,22 +580,17 @@ std::size_t train_epoch(Run& run, data::BatchLoader& loader, int epoch) {
     const std::size_t batches = run.batches, first = std::exchange(run.first_batch, 0);
     loader.start_epoch(epoch);
     run.progress.start(fmt::format("epoch {}/{}", epoch + 1, run.o.epochs), batches, run.o.batch);
-    Tensor<float> images;
-    std::vector<int> labels;
-    for (std::size_t b = 0; b < first; ++b) loader.next(images, labels);  // done before the run was stopped
+    for (std::size_t b = 0; b < first; ++b) loader.advance();  // done before the run was stopped
     Tape<float> tape;
     ReportWindow& w = run.window;
     if (first == 0) w = ReportWindow{};
     double bar_loss = 0;
-    for (std::size_t b = first; b < batches && loader.next(images, labels); ++b) {
-        if (run.o.augment.enabled()) {
-            const auto start = Clock::now();
-            data::augment_batch(run.o.augment, run.o.seed, epoch, loader.batch_indices(), images);
-            run.result.train_seconds += seconds_since(start);
-        }
+    for (std::size_t b = first; b < batches; ++b) {
+        const std::span<const std::size_t> batch = loader.advance();
+        if (batch.empty()) break;
         double l = 0;
         try {
-            l = train_step(run, tape, images, labels, w);
+            l = train_step(run, tape, batch, epoch, w);
         } catch (const AnomalyError& e) {
             throw AnomalyError(fmt::format("{}; at epoch {}, batch {} (step {})", e.what(), epoch + 1, b + 1, run.result.steps + 1));
         }
@@ -430,10 +598,10 @@ std::size_t train_epoch(Run& run, data::BatchLoader& loader, int epoch) {
             fail("training diverged: loss is {} at epoch {}, batch {} (step {}); {}", l, epoch + 1, b + 1, run.result.steps + 1,
                  run.divergence_details());
         w.loss += l;
-        w.images += static_cast<long>(labels.size());
+        w.images += static_cast<long>(batch.size());
         ++w.batches;
         ++run.result.steps;
-        run.result.train_images += static_cast<long>(labels.size());
+        run.result.train_images += static_cast<long>(batch.size());
         bar_loss = 0.98 * bar_loss + 0.02 * l;
         run.progress.update(b + 1, run.result.steps < 50 ? l : bar_loss);
         if (w.batches == run.o.report_every || b + 1 == batches) report(run, epoch, b, w);
@@ -446,11 +614,36 @@ std::size_t train_epoch(Run& run, data::BatchLoader& loader, int epoch) {
     return batches;
 }
 
+/// `data` evaluated (in the model's current mode); in a data-parallel run each rank evaluates its
+/// share and the counts are summed, so every rank gets the whole set's figures.
+Evaluation evaluate_shared(Run& run, const data::Dataset& data, Tta tta) {
+    if (!run.distributed()) return evaluate(run.model, data, run.o.eval_batch, tta);
+    const auto start = Clock::now();
+    const auto n = data.size(), ranks = static_cast<std::size_t>(run.o.parallel.ranks()),
+               rank = static_cast<std::size_t>(run.o.parallel.rank());
+    Evaluation e = evaluate(run.model, data::Subset(data, n * rank / ranks, n * (rank + 1) / ranks), run.o.eval_batch, tta);
+    std::vector<double> sums{static_cast<double>(e.count), e.loss * static_cast<double>(e.count)};
+    for (const auto& row : e.confusion)
+        for (std::size_t c : row) sums.push_back(static_cast<double>(c));
+    run.o.parallel.comm->allreduce_sum(sums.data(), sums.size(), Reduction::ordered);
+    e.count = static_cast<std::size_t>(sums[0]);
+    std::size_t at = 2, correct = 0;
+    for (std::size_t t = 0; t < e.confusion.size(); ++t)
+        for (std::size_t p = 0; p < e.confusion[t].size(); ++p) {
+            e.confusion[t][p] = static_cast<std::size_t>(sums[at++]);
+            if (p == t) correct += e.confusion[t][p];
+        }
+    e.loss = e.count ? sums[1] / static_cast<double>(e.count) : 0;
+    e.accuracy = e.count ? 100.0 * static_cast<double>(correct) / static_cast<double>(e.count) : 0;
+    e.seconds = seconds_since(start);
+    return e;
+}
+
 Evaluation evaluate_epoch(Run& run, int epoch) {
     Evaluation ev;
     {
         const EvalModeScope<float> eval_mode(run.model);
-        ev = evaluate(run.model, run.eval, run.o.eval_batch);
+        ev = evaluate_shared(run, run.eval, Tta::none);
     }
     run.folder.add_row({run.o.eval_name, epoch + 1, run.result.steps, run.result.train_images, ev.loss, ev.accuracy,
                         ev.images_per_second(), run.result.train_seconds, run.optimizer.current_lr()});
@@ -474,6 +667,13 @@ json metrics_of(const Run& run, const data::Dataset& final_set) {
               {"class_names", final_set.class_names()},
               {"per_class_accuracy", r.test.per_class_accuracy()},
               {"confusion", r.test.confusion}};
+    m["processes"] = r.processes;
+    m["shards"] = run.o.parallel.shards;
+    if (run.distributed()) {
+        m["reduction"] = reduction_name(run.o.parallel.reduction);
+        m["allreduce_seconds_per_step"] = r.steps ? r.allreduce_seconds / static_cast<double>(r.steps) : 0.0;
+        m["allreduce_bytes_per_step"] = r.steps ? r.allreduce_bytes / static_cast<double>(r.steps) : 0.0;
+    }
     m["augmentation"] = run.o.augment.describe();
     m["tta"] = tta_name(run.o.tta);
     if (!run.o.config_json.empty()) m["config"] = json::parse(run.o.config_json);
@@ -485,13 +685,13 @@ void finish_run(Run& run, Evaluation last_eval, Clock::time_point wall_start) {
     run.model.eval();
     const data::Dataset& final_set = run.o.test ? *run.o.test : run.eval;
     if (run.o.test) {
-        run.result.test = evaluate(run.model, *run.o.test, run.o.eval_batch, run.o.tta);
+        run.result.test = evaluate_shared(run, *run.o.test, run.o.tta);
         run.folder.add_row({"test", run.o.epochs, run.result.steps, run.result.train_images, run.result.test.loss,
                             run.result.test.accuracy, run.result.test.images_per_second(), run.result.train_seconds,
                             run.optimizer.current_lr()});
     } else {
         const bool none_yet = !last_eval.count, again = none_yet || run.o.tta != Tta::none;
-        run.result.test = again ? evaluate(run.model, run.eval, run.o.eval_batch, run.o.tta) : std::move(last_eval);
+        run.result.test = again ? evaluate_shared(run, run.eval, run.o.tta) : std::move(last_eval);
         if (none_yet)  // the run's only evaluation: logged for the curves
             run.folder.add_row({run.o.eval_name, run.o.epochs, run.result.steps, run.result.train_images, run.result.test.loss,
                                 run.result.test.accuracy, run.result.test.images_per_second(), run.result.train_seconds,
@@ -509,6 +709,11 @@ void finish_run(Run& run, Evaluation last_eval, Clock::time_point wall_start) {
     run.progress.line(fmt::format("Training: {} images in {:.1f} s of steps ({:.0f} img/s); this run took {:.1f} s in all",
                                   run.result.train_images, run.result.train_seconds, run.result.train_images_per_second(),
                                   run.result.wall_seconds));
+    if (run.distributed() && run.result.steps > 0)
+        run.progress.line(fmt::format("Data-parallel: {} processes; the gradients' all-reduce ({}) took {:.1f} ms and {:.2f} MB a step",
+                                      run.result.processes, reduction_name(run.o.parallel.reduction),
+                                      1e3 * run.result.allreduce_seconds / static_cast<double>(run.result.steps),
+                                      run.result.allreduce_bytes / static_cast<double>(run.result.steps) / 1e6));
     run.folder.write_metrics(metrics_of(run, final_set));
 }
 
@@ -556,13 +761,12 @@ bool run_epochs(Run& run, data::BatchLoader& loader, Evaluation& last_eval) {
     return !stopped;
 }
 
-}  // namespace
-
-TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::Dataset& train_data, const data::Dataset& eval_data,
-                const FitOptions& options) {
+TrainResult fit_here(Module<float>& model, Optimizer<float>& optimizer, const data::Dataset& train_data,
+                     const data::Dataset& eval_data, const FitOptions& options) {
     const auto wall_start = Clock::now();
     check_inputs(model, train_data, eval_data, options);
     Run run(model, optimizer, train_data, eval_data, options);
+    run.result.processes = options.parallel.ranks();
     data::BatchLoader loader(train_data, options.batch, true, options.seed);
     run.batches = options.max_batches ? std::min(options.max_batches, loader.batches_per_epoch()) : loader.batches_per_epoch();
     open_run(run);
@@ -570,6 +774,11 @@ TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::D
                                   options.model_name, train_data.size(), run.batches, options.batch, options.eval_name,
                                   eval_data.size(), run.first_epoch + 1, options.epochs,
                                   run.folder.enabled() ? ", run folder " + options.run_dir.string() : ""));
+    const DataParallel& par = options.parallel;
+    if (par.ranks() > 1 || par.shards > 1)
+        run.progress.line(fmt::format("Each batch in {} parts: {} process{} x {} shard{}{}", par.ranks() * par.shards, par.ranks(),
+                                      par.ranks() == 1 ? "" : "es", par.shards, par.shards == 1 ? "" : "s",
+                                      par.ranks() > 1 ? fmt::format(", {} all-reduce", reduction_name(par.reduction)) : ""));
     model.train();
     Evaluation last_eval;
     if (!run_epochs(run, loader, last_eval)) {
@@ -580,28 +789,29 @@ TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::D
     return run.result;
 }
 
+}  // namespace
+
+TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::Dataset& train_data, const data::Dataset& eval_data,
+                const FitOptions& options) {
+    Communicator* comm = options.parallel.comm;
+    if (!comm || comm->size() <= 1) return fit_here(model, optimizer, train_data, eval_data, options);
+    // The other ranks would wait for this one in their next all-reduce for ever: end the job.
+    try {
+        return fit_here(model, optimizer, train_data, eval_data, options);
+    } catch (const std::exception& e) {
+        comm->abort(fmt::format("fit: error on rank {} of {}: {}", comm->rank(), comm->size(), e.what()));
+    } catch (...) {
+        comm->abort(fmt::format("fit: error on rank {} of {}: an exception that is not a std::exception", comm->rank(), comm->size()));
+    }
+}
+
 // ---- checkpoints and logs -------------------------------------------------------------------------
 
 void save_checkpoint(const fs::path& path, Module<float>& model, Optimizer<float>* optimizer, const std::string& model_name,
                      const std::map<std::string, std::string>& metadata) {
     if (const auto bad = first_non_finite(model, optimizer))
         fail("{}: not saved, a checkpoint must hold finite values only: {}", path.string(), bad->str());
-    TensorFile file;
-    for (Parameter<float>* p : model.parameters()) file.tensors.emplace_back("model/" + p->name, p->value);
-    for (const NamedBuffer<float>& b : model.buffers()) file.tensors.emplace_back("model/" + b.name, *b.tensor);
-    json empty_state = json::array();  // so that loading tells a state not started yet from a missing one
-    if (optimizer)
-        for (const auto& [name, t] : optimizer->state()) {
-            if (t->empty())
-                empty_state.push_back(name);
-            else
-                file.tensors.emplace_back(name, *t);
-        }
-    file.metadata = metadata;
-    file.metadata["format"] = checkpoint_format;
-    file.metadata["model"] = model_name;
-    if (optimizer) file.metadata[run_files::empty_state_key] = empty_state.dump();
-    save_safetensors(path, file);
+    save_safetensors(path, checkpoint_file(model, optimizer, model_name, metadata));
 }
 
 std::map<std::string, std::string> load_checkpoint(const fs::path& path, Module<float>& model, Optimizer<float>* optimizer,

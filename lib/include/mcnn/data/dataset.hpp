@@ -5,6 +5,7 @@
 // images) with a label below `classes()`. CIFAR-10 is one (CifarDataset, cifar10.hpp); a user's
 // tensors in memory are another (TensorDataset); anything else needs only fill().
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,23 @@ private:
     std::vector<std::string> names_;
 };
 
+/// Examples [begin, end) of another dataset, which must outlive it (a process's share of an
+/// evaluation split between processes).
+class Subset : public Dataset {
+public:
+    Subset(const Dataset& data, std::size_t begin, std::size_t end);
+    std::size_t size() const override { return end_ - begin_; }
+    Shape example_shape() const override { return data_->example_shape(); }
+    int classes() const override { return data_->classes(); }
+    std::vector<std::string> class_names() const override { return data_->class_names(); }
+    void fill(const std::size_t* indices, std::size_t count, Tensor<float>& batch, std::vector<int>& labels) const override;
+
+private:
+    const Dataset* data_;
+    std::size_t begin_, end_;
+    mutable std::vector<std::size_t> shifted_;
+};
+
 /// Mini-batches over a dataset. Each epoch visits every example once, in an order that is a
 /// function of (seed, epoch) only, so a resumed run sees the same batches. The last batch may be
 /// smaller (unless drop_last). The loader keeps a pointer to `data`, which must outlive it. It
@@ -61,6 +79,10 @@ public:
     /// The next batch of the epoch into `batch` (B x example shape) and `labels`; false when the
     /// epoch is done.
     bool next(Tensor<float>& batch, std::vector<int>& labels);
+    /// Moves to the next batch without filling it: the dataset indices of its examples, in batch
+    /// order (empty when the epoch is done). Rows of it are filled with Dataset::fill (a process
+    /// of a data-parallel run fills its share of the batch only).
+    std::span<const std::size_t> advance();
     const std::vector<std::size_t>& order() const { return order_; }
     /// The dataset indices of the examples of the batch the last next() returned, in batch order
     /// (as many as the batch holds; for augmentation seeded per example).

@@ -96,7 +96,9 @@ public:
 /// training (k = 0, 1, ...) drops with the mask of seed `dropout_mask::call_seed(seed, k)` (a hash of
 /// the pair), so a run from the same seed drops the same elements; k is the buffer "calls" (two values, the low and
 /// high 24 bits, exact in float), saved in checkpoints, so a resumed run draws the masks an unbroken
-/// one would. p in [0, 1), else throws.
+/// one would. In data-parallel training (distributed.hpp) a row's mask is that of its place in the
+/// global batch, and a step's later shards count no new call: the masks do not depend on how the
+/// batch is split. p in [0, 1), else throws.
 template <class T>
 class Dropout : public Module<T> {
 public:

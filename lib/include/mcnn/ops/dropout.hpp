@@ -14,9 +14,11 @@
 
 namespace mcnn {
 
-/// y = x * mask(seed) / (1 - p), any shape; p in [0, 1) (else throws naming p).
+/// y = x * mask(seed) / (1 - p), any shape; p in [0, 1) (else throws naming p). Element i of x
+/// is kept by keep(seed, first_index + i): a part of a larger tensor (rows of a batch split between
+/// processes, distributed.hpp) passes its first element's index in the whole and draws the whole's mask.
 template <class T>
-Var<T> dropout(const Var<T>& x, double p, std::uint64_t seed);
+Var<T> dropout(const Var<T>& x, double p, std::uint64_t seed, std::uint64_t first_index = 0);
 
 namespace dropout_mask {
 /// Whether element `index` is kept under `seed` at drop probability p: a 53-bit uniform number

@@ -79,7 +79,9 @@ std::vector<std::string> conv_settings();
 std::string normalized_conv_setting(const std::string& setting);
 
 /// Trains as `config` says on `data`, writing the run folder (config.run_dir). With `resume`,
-/// continues the run there from its checkpoint. The model must take 3 x 32 x 32 images.
-TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool resume, std::FILE* out = stdout);
+/// continues the run there from its checkpoint. The model must take 3 x 32 x 32 images. With
+/// `parallel`, this process is one rank of a data-parallel run (FitOptions::parallel).
+TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool resume, std::FILE* out = stdout,
+                  const DataParallel& parallel = {});
 
 }  // namespace mcnn

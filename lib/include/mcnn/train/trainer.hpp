@@ -29,6 +29,7 @@
 
 #include "mcnn/data/augment.hpp"
 #include "mcnn/data/dataset.hpp"
+#include "mcnn/distributed.hpp"
 #include "mcnn/nn/module.hpp"
 #include "mcnn/optim/optimizer.hpp"
 #include "mcnn/optim/schedule.hpp"
@@ -84,6 +85,13 @@ struct FitOptions {
     /// The learning-rate schedule: before optimiser step s (0-based over the run, so a resumed run
     /// goes on where it was), fit sets optimizer.set_lr_factor(schedule.at_step(s, batches per epoch)).
     Schedule schedule;
+    /// Data-parallel training (distributed.hpp): every rank calls fit with the same model, options
+    /// and data; each computes its share of every batch (in `shards` parts), the gradients are
+    /// summed over the ranks before each step. Rank 0 alone writes the run folder and prints; the
+    /// others take its state (a new run's initial weights, a resumed run's checkpoint) before the
+    /// first step. An exception on any rank ends the whole job (Communicator::abort). Every batch,
+    /// the last one included, needs at least one row per part (ranks x shards).
+    DataParallel parallel;
 };
 
 /// One line of log.csv.
@@ -105,6 +113,9 @@ struct TrainResult {
     long train_images = 0;
     double train_seconds = 0;  // time in training steps only
     double wall_seconds = 0;   // this invocation, everything included
+    int processes = 1;             // ranks that trained together (FitOptions::parallel)
+    double allreduce_seconds = 0;  // this invocation: time in the gradients' all-reduce
+    double allreduce_bytes = 0;    // this invocation: gradient bytes each rank all-reduced
     std::vector<LogRow> log;
     /// SIGINT or SIGTERM when a signal stopped the run early (FitOptions::handle_signals): the run
     /// folder's checkpoint then holds the point reached (epochs_done whole epochs, plus
