@@ -55,7 +55,7 @@ expect 0 "--resume" -- "$bin/train" --help
 for flag in --model --epochs --batch --lr --momentum --weight-decay --seed --report-every --validation \
             --conv --normalization --max-batches --data --run-dir --threads --summary --reset-optimizer --detect-anomaly \
             --optimizer --decoupled-weight-decay --beta1 --beta2 --eps --lr-scale-1d --weight-decay-1d --schedule --warmup \
-            --schedule-epochs --start-factor --final-factor --step-every --step-gamma; do
+            --schedule-epochs --start-factor --final-factor --step-every --step-gamma --shards --reduce; do
   expect 0 "$flag" -- "$bin/train" --help
 done
 expect 0 "Registered models:" -- "$bin/train" --help
@@ -87,6 +87,8 @@ expect 0 "--batch INT=4 +images per mini-batch, .*\(>= 1\)" -- "$bin/train" --he
 expect 0 "--lr FLOAT=0.001 +base learning rate \(of SGD, Adam or AdamW\) \(> 0\)" -- "$bin/train" --help
 expect nonzero "--optimizer: rmsprop not in \{sgd,adam,adamw\}" -- "$bin/train" --optimizer rmsprop
 expect nonzero "--schedule: linear not in" -- "$bin/train" --schedule linear
+refuse "^--shards must be an integer >= 1, got '0'" -- "$bin/train" --shards 0
+expect nonzero "--reduce: tree not in \{fast,ordered\}" -- "$bin/train" --reduce tree
 refuse "^--warmup must be a finite number >= 0, got '-1'" -- "$bin/train" --warmup -1
 expect nonzero "adam: Nesterov momentum, dampening and decoupled weight decay are SGD settings" -- "$bin/train" --optimizer adam --nesterov
 expect 0 "more than the cores is capped" -- "$bin/train" --help
@@ -109,7 +111,7 @@ done
 
 # train --resume keeps the run's settings: flags that would change them are refused, not ignored
 keeps="--resume keeps the run's settings \(config.json in the run folder\), so"
-expect 1 "$keeps --batch, --lr cannot be given with it; with --resume only --epochs, --eval-batch, --threads, --data, --no-plots, --reset-optimizer, --detect-anomaly may be given" -- \
+expect 1 "$keeps --batch, --lr cannot be given with it; with --resume only --epochs, --eval-batch, --threads, --data, --no-plots, --reset-optimizer, --detect-anomaly, --shards, --reduce may be given" -- \
   "$bin/train" --resume "$tmp/no-such-run" --lr 0.1 --batch 8 --epochs 3 --threads 1
 for flag in "--model tuned" "--momentum 0" "--weight-decay 0.1" "--nesterov" "--seed 2" "--report-every 5" \
             "--validation 100" "--conv plain" "--normalization dataset" "--max-batches 3" "--summary"; do

@@ -52,7 +52,6 @@ BOOST_AUTO_TEST_CASE(shards_compute_the_whole_batch_gradient) {
         const test_dp::Trained parts = test_dp::train(false, o);
         const double d = test_dp::relative_distance(whole.weights, parts.weights);
         BOOST_TEST(d < 2e-6, shards << " shards: weights " << d << " apart (relative)");
-        BOOST_TEST(!test_dp::same_bits(whole.weights, parts.weights), "rounding should differ somewhere");
         BOOST_REQUIRE_EQUAL(parts.result.log.size(), whole.result.log.size());
         for (std::size_t i = 0; i < whole.result.log.size(); ++i) {
             BOOST_TEST(parts.result.log[i].loss == whole.result.log[i].loss, boost::test_tools::tolerance(1e-5));
@@ -61,7 +60,7 @@ BOOST_AUTO_TEST_CASE(shards_compute_the_whole_batch_gradient) {
         BOOST_TEST(parts.result.steps == whole.result.steps);
         BOOST_TEST(parts.result.train_images == whole.result.train_images);
     }
-    // A model that ignored the rows' places would drop other elements: far apart.
+    // What "close" means here: another seed's batches end far apart.
     o.parallel.shards = 1;
     o.seed = 12;
     BOOST_TEST(test_dp::relative_distance(whole.weights, test_dp::train(false, o).weights) > 1e-3);

@@ -31,8 +31,8 @@ struct TrainFlags {
 
 /// The flags --resume takes besides itself: they do not change what the run computes. Every other
 /// flag is refused with --resume, never silently ignored.
-const std::vector<std::string> resume_flags{"--epochs", "--eval-batch", "--threads", "--data",     "--no-plots",
-                                            "--reset-optimizer", "--detect-anomaly", "--shards", "--reduce"};
+const std::vector<std::string> resume_flags{"--epochs",          "--eval-batch",     "--threads", "--data",  "--no-plots",
+                                            "--reset-optimizer", "--detect-anomaly", "--shards",  "--reduce"};
 
 std::string timestamp() {
     const std::time_t now = std::time(nullptr);
@@ -155,7 +155,7 @@ void add_run_options(CLI::App& app, TrainFlags& f) {
     auto* run_opt = app.add_option("--run-dir", f.run_dir, "run folder (default: runs/<model>-<date>-<time>)");
     app.add_option("--resume", f.resume_dir, "continue the run in this folder from its last checkpoint "
                                              "(its settings are kept: with it only --epochs for a new total, --eval-batch, "
-                                             "--threads, --data, --no-plots, --reset-optimizer, --detect-anomaly)")
+                                             "--threads, --data, --no-plots, --reset-optimizer, --detect-anomaly, --shards, --reduce)")
         ->excludes(run_opt);
     detail::add_integer_flag(app, "--threads", f.threads,
                              "OpenMP threads (0: every core; more than the cores is capped to them, with a notice; a conv "

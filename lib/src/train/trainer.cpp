@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <fstream>
 #include <numeric>
 
@@ -803,6 +804,7 @@ TrainResult fit(Module<float>& model, Optimizer<float>& optimizer, const data::D
     } catch (...) {
         comm->abort(fmt::format("fit: error on rank {} of {}: an exception that is not a std::exception", comm->rank(), comm->size()));
     }
+    std::terminate();  // not reached: Communicator::abort does not return
 }
 
 // ---- checkpoints and logs -------------------------------------------------------------------------
