@@ -111,12 +111,13 @@ BOOST_AUTO_TEST_CASE(dropout_keys_a_row_by_its_place_in_the_batch) {
 
 // Batch norm in training sums its per-channel sums and counts over the ranks: with every rank holding
 // the same batch the statistics, outputs and gradients are those of one process; the weight's and
-// bias's gradients stay this process's own (fit sums them with the others). Two sums forward, one
-// backward; none in eval mode.
+// bias's gradients stay this process's own (fit sums them with the others); the running variance's
+// unbiased correction counts every rank's values (2N / (2N - 1) for N / (N - 1)). Two sums forward,
+// one backward; none in eval mode.
 BOOST_AUTO_TEST_CASE(batch_norm_sums_its_statistics_over_the_ranks) {
     Rng rng(4);
     const Tensor<double> x = uniform(Shape{3, 2, 4, 4}, rng), gy = uniform(Shape{3, 2, 4, 4}, rng);
-    const auto run = [&](Communicator* comm, bool training, Tensor<double>& mean) {
+    const auto run = [&](Communicator* comm, bool training, Tensor<double>& mean, Tensor<double>& var) {
         BatchNorm2d<double> bn(2);
         bn.weight.value[1] = 1.5;
         if (!training) bn.eval();
@@ -126,15 +127,20 @@ BOOST_AUTO_TEST_CASE(batch_norm_sums_its_statistics_over_the_ranks) {
         const Var<double> y = bn(in);
         tape.backward(weighted_sum(y, gy));  // dL/dy = gy
         mean = bn.running_mean;
-        return std::vector<Tensor<double>>{y.value(), tape.grad(in), bn.weight.grad, bn.bias.grad, bn.running_var};
+        var = bn.running_var;
+        return std::vector<Tensor<double>>{y.value(), tape.grad(in), bn.weight.grad, bn.bias.grad};
     };
     for (bool training : {true, false}) {
         MirrorCommunicator two(2);
-        Tensor<double> alone_mean, synced_mean;
-        const auto alone = run(nullptr, training, alone_mean);
-        const auto synced = run(&two, training, synced_mean);
+        Tensor<double> alone_mean, synced_mean, alone_var, synced_var;
+        const auto alone = run(nullptr, training, alone_mean, alone_var);
+        const auto synced = run(&two, training, synced_mean, synced_var);
         for (std::size_t i = 0; i < alone.size(); ++i) check_close(synced[i], alone[i], false, 1e-12, fmt::format("result {}", i));
         check_close(synced_mean, alone_mean, false, 1e-12, "running mean");
+        if (training) {  // running = 0.9 + 0.1 var n / (n - 1), with n = 48 values per channel alone, 96 synced
+            for (std::size_t c = 0; c < 2; ++c) alone_var[c] = 0.9 + (alone_var[c] - 0.9) * (47.0 / 48.0) * (96.0 / 95.0);
+        }
+        check_close(synced_var, alone_var, false, 1e-12, "running var");
         BOOST_TEST(two.calls == (training ? 3 : 0));
     }
 }

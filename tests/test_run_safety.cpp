@@ -218,14 +218,14 @@ BOOST_AUTO_TEST_CASE(signals_stop_after_the_step_and_resume_ends_bit_exact) {
     BOOST_TEST(metadata(ckpt, "batch_in_epoch") == "0");
 
     // 3. Resumed; SIGINT during batch 14 of epoch 2, then (4.) again during batch 17 of the same epoch,
-    // after a resume that skipped the first 14 batches.
+    // after a resume that skipped the first 14 batches (without reading them: batch 17 is its 3rd fill).
     const SignalAt int_at_14(d.train, 14, SIGINT);
     const TrainResult r3 = fit_simple(int_at_14, d.test, options(broken, true));
     BOOST_TEST(r3.stopped_by_signal == SIGINT);
     BOOST_TEST((r3.epochs_done == 1 && r3.batch_in_epoch == 14u && r3.steps == 44));
     CHECK_MESSAGE_HAS(error_of([&] { fit_simple(d.train, d.test, options(broken, true, 1)); }),
                       "stopped in epoch 2, so it needs at least 2 epochs, not 1");
-    const SignalAt int_at_17(d.train, 17, SIGINT);
+    const SignalAt int_at_17(d.train, 3, SIGINT);
     const TrainResult r4 = fit_simple(int_at_17, d.test, options(broken, true));
     BOOST_TEST((r4.epochs_done == 1 && r4.batch_in_epoch == 17u && r4.steps == 47));
     BOOST_TEST(metadata(ckpt, "window_batches") == "1");  // batch 17; 16 was reported

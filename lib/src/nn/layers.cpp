@@ -135,7 +135,8 @@ Var<T> Dropout<T>::forward(const Var<T>& x) {
         calls[1] = static_cast<T>(next >> 24);
     }
     // Row r of this part is row first_row + r of the step's batch: its elements' indices in the whole batch.
-    const std::uint64_t per_row = x.shape().rank() > 0 && x.shape()[0] > 0 ? x.value().numel() / static_cast<std::size_t>(x.shape()[0]) : 0;
+    const int rows = x.shape().rank() > 0 ? x.shape()[0] : 0;
+    const std::uint64_t per_row = rows > 0 ? x.value().numel() / static_cast<std::size_t>(rows) : 0;
     return dropout(x, p_, dropout_mask::call_seed(seed_, k), part.first_row * per_row);
 }
 

@@ -16,6 +16,10 @@
 // Saved for backward: x (shared with the tape, not copied) and per channel mean and inv.
 // Statistics are summed in double, two passes (mean, then squares about it), each channel by one
 // thread (channels split between threads): results do not depend on the thread count.
+// Data-parallel training (distributed.hpp): in train mode, when current_step_part() names a
+// communicator, the batch is the rows of every rank: the per-channel sums (and N) of the statistics
+// and the sums of dx's formula are summed over the ranks (sync batch norm); dw and db stay this
+// rank's own sums (fit sums every parameter's gradient over the ranks).
 #include "mcnn/tape.hpp"
 
 namespace mcnn {
