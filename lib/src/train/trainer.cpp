@@ -419,6 +419,17 @@ void read_position_in_epoch(Run& run, const std::map<std::string, std::string>& 
     w.start = Clock::now() - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
 }
 
+/// The progress a checkpoint (`ckpt` in messages) records: epochs and steps done, images, time,
+/// and the place in the epoch with its report window.
+void take_progress(Run& run, const std::map<std::string, std::string>& meta, const fs::path& ckpt) {
+    const run_files::SavedProgress p = run_files::saved_progress(ckpt, meta, run.o, run.batches);
+    run.first_epoch = p.epochs_done;
+    run.result.steps = p.step;
+    run.result.train_images = p.images;
+    run.result.train_seconds = p.train_seconds;
+    read_position_in_epoch(run, meta, ckpt);
+}
+
 /// Results depend on the thread count through float rounding (a conv layer sums per-thread partial
 /// gradients): a resume with another count continues correctly but not bit for bit. Says so.
 void note_thread_count(Run& run, const std::map<std::string, std::string>& meta, const fs::path& ckpt) {
@@ -459,12 +470,7 @@ void open_run_here(Run& run) {
     // With reset_optimizer the state in the checkpoint is neither read nor checked.
     Optimizer<float>* optimizer = run.o.reset_optimizer ? nullptr : &run.optimizer;
     const TensorFile file = run_files::checked_checkpoint(ckpt, run.model, optimizer, run.o.model_name);
-    const run_files::SavedProgress p = run_files::saved_progress(ckpt, file.metadata, run.o, run.batches);
-    run.first_epoch = p.epochs_done;
-    run.result.steps = p.step;
-    run.result.train_images = p.images;
-    run.result.train_seconds = p.train_seconds;
-    read_position_in_epoch(run, file.metadata, ckpt);
+    take_progress(run, file.metadata, ckpt);
     note_thread_count(run, file.metadata, ckpt);
     run_files::put_in_place(file, run.model, optimizer);
     run.last_good = fmt::format("{} ({})", ckpt.string(), run.point(run.first_epoch, run.first_batch, run.result.steps));
@@ -496,12 +502,7 @@ void share_state(Run& run) {
     if (run.leader()) return;
     const TensorFile file =
         run_files::checked_checkpoint(parse_safetensors(bytes, name.string()), name, run.model, &run.optimizer, run.o.model_name);
-    const run_files::SavedProgress p = run_files::saved_progress(name, file.metadata, run.o, run.batches);
-    run.first_epoch = p.epochs_done;
-    run.result.steps = p.step;
-    run.result.train_images = p.images;
-    run.result.train_seconds = p.train_seconds;
-    read_position_in_epoch(run, file.metadata, name);
+    take_progress(run, file.metadata, name);
     run_files::put_in_place(file, run.model, &run.optimizer);
 }
 
