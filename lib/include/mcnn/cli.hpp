@@ -12,11 +12,11 @@
 //
 // Each command parses its own flags (--help lists them and the registered models), prints what
 // it does, and returns the process's exit status: 0 on success, 1 when the work failed (a gradient
-// check, a missing data folder, ...), non-zero on bad usage. The apps train, gradcheck, visualize
+// check, a missing data folder, ...), non-zero on bad usage. The apps train, tune, gradcheck, visualize
 // and bench are these functions behind a one-line main() (through run_main).
 namespace mcnn {
 
-/// Runs the command named by argv[1] (train, gradcheck, summary, visualize, bench) with the
+/// Runs the command named by argv[1] (train, tune, gradcheck, summary, visualize, bench) with the
 /// arguments after it. With no command or an unknown one: prints the usage (the commands and the
 /// registered models) and returns 2; "help" or "--help" prints it and returns 0. Like run_main, it
 /// first runs use_default_openmp_wait_policy(argv) (threads.hpp): pass main's own argv.
@@ -29,6 +29,9 @@ namespace cli {
 
 /// Trains a registered model on CIFAR-10 (train/config.hpp), writing a run folder; --resume goes on.
 int train(int argc, char** argv);
+/// Searches a model's training settings on a validation split (train/tune.hpp), writing a search
+/// folder; --retrain-best trains the best on the whole training set; --resume goes on.
+int tune(int argc, char** argv);
 /// Numeric gradient checks in double: --node NAME|all (node cases), --model NAME (model + loss).
 int gradcheck(int argc, char** argv);
 /// Prints a model's summary for its registered input shape (or --input C,H,W); --graph FILE also

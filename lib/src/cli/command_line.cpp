@@ -26,6 +26,7 @@ int bench_command(int argc, char** argv) {
 const std::vector<Command>& commands() {
     static const std::vector<Command> list = {
         {"train", "train a model on CIFAR-10, writing a run folder (--resume goes on)", cli::train},
+        {"tune", "search training settings on a validation split (ASHA; --retrain-best tests the best once)", cli::tune},
         {"gradcheck", "check gradients numerically in double: --model NAME, or --node NAME|all", cli::gradcheck},
         {"summary", "a model's layers, shapes and parameters; --graph FILE draws one training step", cli::summary},
         {"visualize", "pictures of a model's first conv layer and predictions (PNG)", cli::visualize},

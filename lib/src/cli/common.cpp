@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <new>
 
@@ -18,6 +19,23 @@
 #include "mcnn/train/config.hpp"
 
 namespace mcnn::cli::detail {
+
+std::string timestamp() {
+    const std::time_t now = std::time(nullptr);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&now));
+    return buf;
+}
+
+void refuse_on_resume(const std::vector<std::string>& given, const std::vector<std::string>& allowed, const std::string& kept,
+                      const std::string& note) {
+    std::vector<std::string> refused;
+    for (const std::string& flag : given)
+        if (flag != "--resume" && std::find(allowed.begin(), allowed.end(), flag) == allowed.end()) refused.push_back(flag);
+    if (!refused.empty())
+        fail("--resume keeps {}, so {} cannot be given with it; with --resume only {} may be given{}", kept, fmt::join(refused, ", "),
+             fmt::join(allowed, ", "), note);
+}
 
 std::string model_list() {
     return fmt::format("{}", fmt::join(model_names(), ", "));

@@ -13,6 +13,7 @@
 
 #include "mcnn/distributed.hpp"
 #include "mcnn/nn/registry.hpp"
+#include "mcnn/train/config.hpp"
 
 namespace mcnn::cli::detail {
 
@@ -99,6 +100,19 @@ std::unique_ptr<Module<T>> checked_model(const std::string& name, Rng& rng, cons
 /// The summary text of model `name` for a batch of one `example`, conv layers set to `conv`
 /// ("auto" keeps the model's own paths). Shared by `summary` and `train --summary`.
 std::string model_summary(const std::string& name, const std::string& conv, std::uint64_t seed, const Shape& example);
+
+/// The train command's flags that set `c` (model, epochs, batch, optimiser, schedule, augmentation,
+/// ...; not the run's folder, threads or data); tune takes the same flags as fixed settings.
+void add_training_options(CLI::App& app, TrainConfig& c);
+
+/// "20261130-214501": the local time, for default folder names.
+std::string timestamp();
+
+/// With --resume the settings are the stored ones: throws when `given` (the flags on the command
+/// line) holds one outside `allowed` and --resume, saying what keeps the settings (`kept`, e.g.
+/// "the run's settings (config.json in the run folder)") and which flags may be given.
+void refuse_on_resume(const std::vector<std::string>& given, const std::vector<std::string>& allowed, const std::string& kept,
+                      const std::string& note = "");
 
 /// Keeps freed memory blocks for reuse instead of handing them back to the kernel: a training step
 /// allocates the same large buffers every time, and fresh pages cost a fault each.

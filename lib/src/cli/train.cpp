@@ -34,13 +34,6 @@ struct TrainFlags {
 const std::vector<std::string> resume_flags{"--epochs",          "--eval-batch",     "--threads", "--data",  "--no-plots",
                                             "--reset-optimizer", "--detect-anomaly", "--shards",  "--reduce"};
 
-std::string timestamp() {
-    const std::time_t now = std::time(nullptr);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&now));
-    return buf;
-}
-
 /// A run folder's config.json: a regular file (a FIFO would block the reader) of at most 1 MiB.
 std::string read_run_config(const std::filesystem::path& run_dir) {
     try {
@@ -50,17 +43,9 @@ std::string read_run_config(const std::filesystem::path& run_dir) {
     }
 }
 
-/// With --resume the run's settings are config.json's: a flag that would change them is refused.
-void refuse_settings_on_resume(const TrainFlags& f) {
-    std::vector<std::string> refused;
-    for (const std::string& flag : f.given)
-        if (flag != "--resume" && std::find(resume_flags.begin(), resume_flags.end(), flag) == resume_flags.end())
-            refused.push_back(flag);
-    if (!refused.empty())
-        fail("--resume keeps the run's settings (config.json in the run folder), so {} cannot be given with it; with --resume "
-             "only {} may be given (--epochs sets a new total)",
-             fmt::join(refused, ", "), fmt::join(resume_flags, ", "));
-}
+}  // namespace
+
+namespace detail {
 
 /// --crop-pad, --crop-padding, --flip, --cutout, --tta (data/augment.hpp, train/metrics.hpp).
 void add_augmentation_options(CLI::App& app, TrainConfig& c) {
@@ -149,6 +134,10 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
     add_augmentation_options(app, c);
 }
 
+}  // namespace detail
+
+namespace {
+
 void add_run_options(CLI::App& app, TrainFlags& f) {
     app.add_option("--data", f.data_dir, "CIFAR-10 folder (else $CIFAR10_DIR, ./data/cifar-10-batches-bin, "
                                          "../shared/cifar10/cifar-10-batches-bin)");
@@ -187,7 +176,7 @@ TrainConfig settings(TrainFlags& f) {
     TrainConfig c = f.config;
     c.plots = !f.no_plots;
     if (f.resume_dir.empty()) {
-        c.run_dir = f.run_dir.empty() ? std::filesystem::path("runs") / (c.model + "-" + timestamp())
+        c.run_dir = f.run_dir.empty() ? std::filesystem::path("runs") / (c.model + "-" + detail::timestamp())
                                       : std::filesystem::path(f.run_dir);
     } else {
         c = TrainConfig::from_json(read_run_config(f.resume_dir));
@@ -207,7 +196,9 @@ TrainConfig settings(TrainFlags& f) {
 }
 
 int run(TrainFlags& f, Communicator* world) {
-    if (!f.resume_dir.empty()) refuse_settings_on_resume(f);
+    if (!f.resume_dir.empty())
+        detail::refuse_on_resume(f.given, resume_flags, "the run's settings (config.json in the run folder)",
+                                 " (--epochs sets a new total)");
     if (f.reset_optimizer && f.resume_dir.empty()) fail("--reset-optimizer applies with --resume only");
     if (f.summary_only) {
         const TrainConfig& c = f.config;
@@ -245,7 +236,7 @@ int train(int argc, char** argv) {
     CLI::App app{"Train a CNN on CIFAR-10 with ManualCNN. Defaults reproduce the notebook's first run.", argv[0]};
     TrainFlags flags;
     if (argc > 0 && argv[0]) flags.program = argv[0];
-    add_training_options(app, flags.config);
+    detail::add_training_options(app, flags.config);
     add_run_options(app, flags);
     CLI11_PARSE(app, argc, argv);
     for (const CLI::Option* option : app.get_options())

@@ -61,6 +61,7 @@ std::string TrainConfig::to_json() const {
                     {"seed", seed},
                     {"report_every", report_every},
                     {"validation", validation},
+                    {"final_test", final_test},
                     {"conv", conv},
                     {"normalization", normalization},
                     {"max_batches", max_batches},
@@ -165,6 +166,7 @@ void get_optimizer_fields(const json& j, TrainConfig& c) {
     if (has("group_1d")) get(j, "group_1d", c.group_1d);
     if (has("label_smoothing")) get_number(j, "label_smoothing", c.label_smoothing);
     if (has("eval_every")) get_integer(j, "eval_every", c.eval_every, 0);
+    if (has("final_test")) get(j, "final_test", c.final_test);
     if (has("lookahead_every")) get_integer(j, "lookahead_every", c.lookahead_every, 0);
     if (has("lookahead_start")) get_number(j, "lookahead_start", c.lookahead_start);
     if (has("lookahead_base")) get_number(j, "lookahead_base", c.lookahead_base, true);
@@ -284,7 +286,8 @@ void TrainConfig::validate() const {
     (void)schedule_of(*this);
 }
 
-TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool resume, std::FILE* out, const DataParallel& parallel) {
+TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool resume, std::FILE* out, const DataParallel& parallel,
+                  const std::function<bool(int epoch, const Evaluation&)>& after_evaluation) {
     config.validate();
     const ModelInfo& info = model_info(config.model);
     const Shape cifar_image{3, data::image_size, data::image_size};
@@ -333,7 +336,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     o.max_batches = config.max_batches;
     o.eval_batch = config.eval_batch;
     o.eval_name = config.validation ? "validation" : "test";
-    o.test = config.validation ? &test_set : nullptr;
+    o.test = config.validation && config.final_test ? &test_set : nullptr;
     o.run_dir = config.run_dir;
     o.resume = resume;
     o.reset_optimizer = config.reset_optimizer;
@@ -352,6 +355,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     o.eval_every = config.eval_every;
     o.tta = config.tta;
     o.parallel = parallel;
+    o.after_evaluation = after_evaluation;
     return fit(*model, *optimizer, train_set, config.validation ? static_cast<const data::Dataset&>(validation_set) : test_set, o);
 }
 

@@ -5,6 +5,7 @@
 
 #include <omp.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -705,7 +706,10 @@ void finish_run(Run& run, Evaluation last_eval, Clock::time_point wall_start) {
     run.result.log = run.folder.log;
     run.result.wall_seconds = seconds_since(wall_start);
     const Evaluation& t = run.result.test;
-    run.progress.line(fmt::format("Test accuracy of the network on the {} test images: {:.2f} %{}", t.count, t.accuracy,
+    const std::string set = run.o.test ? "test" : run.o.eval_name;
+    std::string Set = set;
+    if (!Set.empty()) Set[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(Set[0])));
+    run.progress.line(fmt::format("{} accuracy of the network on the {} {} images: {:.2f} %{}", Set, t.count, set, t.accuracy,
                                   run.o.tta == Tta::none ? "" : fmt::format(" (test-time augmentation {})", tta_name(run.o.tta))));
     run.progress.line(format_class_report(t, final_set.class_names()));
     run.progress.line(fmt::format("Training: {} images in {:.1f} s of steps ({:.0f} img/s); this run took {:.1f} s in all",
@@ -735,7 +739,8 @@ void stop_early(Run& run, int signal, int epochs_done, std::size_t batch_in_epoc
 }
 
 /// The epochs, each trained, evaluated and saved, with SIGINT/SIGTERM handled (when asked) while
-/// they run. Returns false when a signal stopped them (then saved by stop_early). A signal that
+/// they run. Returns false when a signal stopped them (then saved by stop_early) or
+/// FitOptions::after_evaluation did (after an epoch's checkpoint). A signal that
 /// comes during the last epoch's evaluation lets the run finish (checkpoint, final report).
 bool run_epochs(Run& run, data::BatchLoader& loader, Evaluation& last_eval) {
     const detail::StopSignals signals(run.o.handle_signals);
@@ -750,9 +755,18 @@ bool run_epochs(Run& run, data::BatchLoader& loader, Evaluation& last_eval) {
         }
         run.refuse_non_finite(fmt::format("in epoch {}", epoch + 1));  // before its evaluation is logged
         const int every = run.o.eval_every;
-        if (every > 0 && ((epoch + 1) % every == 0 || epoch + 1 == run.o.epochs)) last_eval = evaluate_epoch(run, epoch);
+        const bool evaluated = every > 0 && ((epoch + 1) % every == 0 || epoch + 1 == run.o.epochs);
+        if (evaluated) last_eval = evaluate_epoch(run, epoch);
         run.checkpoint(epoch + 1, 0);
         run.folder.redraw();
+        if (evaluated && run.o.after_evaluation && !run.o.after_evaluation(epoch + 1, last_eval) && epoch + 1 < run.o.epochs) {
+            run.result.stopped_by_caller = true;
+            run.result.epochs_done = epoch + 1;
+            run.result.log = run.folder.log;
+            run.progress.line(fmt::format("Stopped by the caller {}", run.point(epoch + 1, 0, run.result.steps)));
+            stopped = true;
+            break;
+        }
         // After the last epoch's checkpoint the run is as good as done: it finishes.
         if (const int s = run.stop_signal(); s != 0 && epoch + 1 < run.o.epochs) {
             stop_early(run, s, epoch + 1, 0);

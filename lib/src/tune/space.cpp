@@ -7,21 +7,15 @@
 #include <fmt/format.h>
 
 #include "mcnn/train/tune.hpp"
+#include "../data/shuffle.hpp"
 #include "../util/strict.hpp"
 
 namespace mcnn::tune {
 namespace {
 
-// SplitMix64's finaliser (as the loaders' shuffles use): nearby inputs give unrelated words.
-std::uint64_t mix(std::uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 // A uniform number in [0, 1) from (seed, trial, dimension).
 double unit(std::uint64_t seed, std::uint64_t trial, std::uint64_t dimension) {
+    using data::detail::mix;  // SplitMix64's finaliser, as the loaders' shuffles use
     const std::uint64_t word = mix(mix(mix(seed) ^ trial) ^ (dimension + 0x7475'6e65ull));
     return static_cast<double>(word >> 11) * 0x1.0p-53;
 }
@@ -61,6 +55,9 @@ const std::map<std::string, Setter>& setters() {
         {"weight_decay_1d", number(&TrainConfig::weight_decay_1d, 0, 1e3)},
         {"beta1", number(&TrainConfig::beta1, 0, 1)},
         {"beta2", number(&TrainConfig::beta2, 0, 1)},
+        {"crop_pad", [](TrainConfig& c, const std::string& t, const std::string& w) { c.augment.crop_pad = strict::integer_as<int>(t, w, 0); }},
+        {"cutout", [](TrainConfig& c, const std::string& t, const std::string& w) { c.augment.cutout = strict::integer_as<int>(t, w, 0); }},
+        {"flip", [](TrainConfig& c, const std::string& t, const std::string&) { c.augment.flip = data::flip_mode_from_name(t); }},
     };
     return all;
 }
@@ -92,9 +89,15 @@ std::string value_at(const Dimension& d, double u) {
         const double end = u == 0 ? d.lo : d.hi;
         return d.kind == Kind::integer ? fmt::format("{}", static_cast<long long>(end)) : number_text(end);
     }
+    // log and linear values keep 4 significant digits (readable in tables; finer steps than any
+    // trial can tell apart), within the bounds
+    auto readable = [&](double v) {
+        const double r = std::stod(fmt::format("{:.4g}", v));
+        return number_text(std::clamp(r, d.lo, d.hi));
+    };
     switch (d.kind) {
-    case Kind::log: return number_text(std::exp(std::log(d.lo) + u * (std::log(d.hi) - std::log(d.lo))));
-    case Kind::linear: return number_text(d.lo + u * (d.hi - d.lo));
+    case Kind::log: return readable(std::exp(std::log(d.lo) + u * (std::log(d.hi) - std::log(d.lo))));
+    case Kind::linear: return readable(d.lo + u * (d.hi - d.lo));
     case Kind::integer: return fmt::format("{}", static_cast<long long>(std::llround(d.lo + u * (d.hi - d.lo))));
     case Kind::choice: break;
     }

@@ -23,6 +23,8 @@ struct TrainConfig {
     std::uint64_t seed = 0;          // weights, shuffling and the validation split
     int report_every = 2000;         // batches between the notebook's loss reports
     std::size_t validation = 0;      // training images held out for per-epoch validation (0: use test)
+    bool final_test = true;          // with validation: the test set once after the last epoch (tune's
+                                     // trials: false, the test set is never seen); config.json: optional
     std::string conv = "auto";       // conv path of every conv layer (conv_settings()): "auto" keeps the model's own
     std::string normalization = "notebook";  // "notebook": (x - 0.5) / 0.5; "dataset": per-channel mean/std
     std::size_t max_batches = 0;     // per epoch, 0 = all (quick runs and tests)
@@ -81,7 +83,9 @@ std::string normalized_conv_setting(const std::string& setting);
 /// Trains as `config` says on `data`, writing the run folder (config.run_dir). With `resume`,
 /// continues the run there from its checkpoint. The model must take 3 x 32 x 32 images. With
 /// `parallel`, this process is one rank of a data-parallel run (FitOptions::parallel).
+/// `after_evaluation` is FitOptions::after_evaluation (tune's early stopping).
 TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool resume, std::FILE* out = stdout,
-                  const DataParallel& parallel = {});
+                  const DataParallel& parallel = {},
+                  const std::function<bool(int epoch, const Evaluation&)>& after_evaluation = {});
 
 }  // namespace mcnn

@@ -21,6 +21,7 @@
 // checkpoint); a second signal ends the process at once.
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -92,6 +93,12 @@ struct FitOptions {
     /// first step. An exception on any rank ends the whole job (Communicator::abort). Every batch,
     /// the last one included, needs at least one row per part (ranks x shards).
     DataParallel parallel;
+    /// Called after each evaluation of eval_data during the epochs (eval_every), once the epoch's
+    /// checkpoint is saved, with the epoch (1-based) and the evaluation. Returning false stops the
+    /// run there, before the next epoch (TrainResult::stopped_by_caller; no final report, the
+    /// checkpoint holds the point reached and resume goes on from it). After the last epoch the
+    /// return value is ignored. tune's early stopping of hopeless trials (tune.hpp) is this.
+    std::function<bool(int epoch, const Evaluation&)> after_evaluation;
 };
 
 /// One line of log.csv.
@@ -123,6 +130,9 @@ struct TrainResult {
     /// metrics.json not written. 0 when the run went to the end.
     int stopped_by_signal = 0;
     std::size_t batch_in_epoch = 0;
+    /// FitOptions::after_evaluation returned false after epoch `epochs_done`: the run stopped there
+    /// (checkpoint saved, `test` empty, metrics.json not written).
+    bool stopped_by_caller = false;
     double train_images_per_second() const { return train_seconds > 0 ? static_cast<double>(train_images) / train_seconds : 0; }
 };
 
