@@ -55,7 +55,7 @@ expect 0 "--resume" -- "$bin/train" --help
 for flag in --model --epochs --batch --lr --momentum --weight-decay --seed --report-every --validation \
             --conv --normalization --max-batches --data --run-dir --threads --summary --reset-optimizer --detect-anomaly \
             --optimizer --decoupled-weight-decay --beta1 --beta2 --eps --lr-scale-1d --weight-decay-1d --schedule --warmup \
-            --schedule-epochs --start-factor --final-factor --step-every --step-gamma --shards --reduce; do
+            --schedule-epochs --start-factor --final-factor --step-every --step-gamma --shards --reduce --model-option; do
   expect 0 "$flag" -- "$bin/train" --help
 done
 expect 0 "Registered models:" -- "$bin/train" --help
@@ -147,6 +147,39 @@ if [ -f "$data/test_batch.bin" ]; then
   expect 0 "^absent$" -- sh -c 'test ! -e "$1" && echo absent' - "$tmp/run2/checkpoint.safetensors"
 else
   echo "train: real CIFAR-10 not found in $data; its resume and divergence runs are skipped"
+fi
+
+# tune: help lists every flag; bad searches are refused before any work; a tiny search on real data,
+# extended with --resume; the settings stay the stored ones
+for flag in --space --search --trials --budget-minutes --grid-points --search-seed --eta --min-epochs --no-pruning \
+            --retrain-best --search-dir --resume --model-option --validation; do
+  expect 0 "$flag" -- "$bin/tune" --help
+done
+expect 0 "options \(--model-option NAME=VALUE\): conv1=6 \(1\.\.1024, channels of conv1\); conv2=16" -- "$bin/tune" --help
+refuse "unknown name 'colour'; tune knows .*model.NAME" -- "$bin/tune" --space colour=linear:0:1 --trials 1
+refuse "a log scale needs LO > 0, got 0" -- "$bin/tune" --space lr=log:0:1 --trials 1
+refuse "--search: grid not in|random not in|bogus not in \{random,grid\}|bogus" -- "$bin/tune" --search bogus
+refuse "--trials must be an integer >= 0, got '-1'" -- "$bin/tune" --trials -1
+expect 1 "a validation split held out of the training set; it cannot be 0 images" -- \
+  "$bin/tune" --validation 0 --trials 1 --search-dir "$tmp/tune0" --data "$tmp/none"
+expect 1 "a random search needs a number of trials or a budget" -- "$bin/tune" --search-dir "$tmp/tune0" --data "$tmp/none"
+expect 1 "model 'simple' has no option 'depth'; its options: conv1, conv2, fc1, fc2" -- \
+  "$bin/tune" --trials 1 --space model.depth=int:1:3 --search-dir "$tmp/tune0" --data "$tmp/none"
+expect 1 "--resume keeps the search's settings \(search.json in its folder\), so --lr cannot be given with it" -- \
+  "$bin/tune" --resume "$tmp/tune0" --lr 0.1
+if [ -f "$data/test_batch.bin" ]; then
+  tiny=(--epochs 2 --max-batches 3 --batch 8 --validation 100 --eval-batch 100 --no-plots --threads 1 --data "$data")
+  expect 0 "tune: 2 trials in .* sorted by validation accuracy" -- \
+    "$bin/tune" --trials 2 --space lr=log:0.001:0.01 --space model.conv1=choice:4,8 --search-dir "$tmp/tune1" "${tiny[@]}"
+  expect 0 "^3$" -- sh -c 'wc -l < "$1"' - "$tmp/tune1/results.csv"
+  expect 0 "^absent$" -- sh -c 'grep -q "^test," "$1"/trial-00*/log.csv || echo absent' - "$tmp/tune1"
+  expect 1 "already holds a search; resume it" -- \
+    "$bin/tune" --trials 2 --space lr=log:0.001:0.01 --space model.conv1=choice:4,8 --search-dir "$tmp/tune1" "${tiny[@]}"
+  expect 0 "tune: trial 3 " -- "$bin/tune" --resume "$tmp/tune1" --trials 3 --retrain-best --threads 1 --data "$data"
+  expect 0 "^4$" -- sh -c 'wc -l < "$1"' - "$tmp/tune1/results.csv"
+  expect 0 "\"test_accuracy\"" -- sh -c 'cat "$1"/best-trial-00*/metrics.json' - "$tmp/tune1"
+else
+  echo "tune: real CIFAR-10 not found in $data; its search runs are skipped"
 fi
 # resources: a batch larger than the training set, or than the memory can hold, is refused before
 # the first step; running out of memory ends with a message (exit 1), never an abort (exit 134)
@@ -261,11 +294,16 @@ if [ -n "$user" ]; then
   expect 2 "user-tiny +input \[3, 32, 32\], 10 classes" -- "$user"
   expect 2 "unknown command 'frobnicate'" -- "$user" frobnicate
   expect 0 "summary +a model's layers" -- "$user" help
-  for command in train gradcheck summary visualize bench; do
+  for command in train tune gradcheck summary visualize bench; do
     expect 0 "user-gray +input \[1, 12, 12\], 3 classes" -- "$user" $command --help
   done
   expect 0 "Total parameters: 2,274" -- "$user" summary --model user-tiny
   expect 0 "Total parameters: 173" -- "$user" summary --model user-gray
+  expect 0 "Total parameters: 2,274" -- "$user" train --model user-wide --summary    # width 4, the default
+  expect 0 "Total parameters: 3,406" -- "$user" train --model user-wide --model-option width=6 --summary
+  expect 1 "model 'user-wide': option width must be from 1 to 64, got 65" -- \
+    "$user" train --model user-wide --model-option width=65 --run-dir "$tmp/wide-run"
+  refuse "--model-option: expected NAME=VALUE" -- "$user" train --model user-wide --model-option width
   expect 0 "wrote $tmp/tiny" -- "$user" summary --model user-tiny --graph "$tmp/tiny.png"
   expect 0 "conv.weight.n\[4, 3, 5, 5\]" -- cat "$tmp/tiny.dot"
   expect 0 "PASSED" -- "$user" gradcheck --model user-tiny --max-elements 5
@@ -279,6 +317,9 @@ if [ -n "$user" ]; then
     expect 0 "Training: 24 images" -- "$user" train --model user-tiny --epochs 1 --max-batches 3 --batch 8 \
       --run-dir "$tmp/user-run" --no-plots --data "$data"
     expect 0 "checkpoint.safetensors" -- ls "$tmp/user-run"
+    expect 0 "tune: 2 trials in " -- "$user" tune --model user-wide --search grid --epochs 1 --max-batches 3 --batch 8 \
+      --validation 50 --eval-batch 50 --space model.width=choice:2,6 --search-dir "$tmp/user-tune" --no-plots --threads 1 --data "$data"
+    expect 0 "\"width\": 6" -- cat "$tmp/user-tune/trial-002/config.json"
     expect 0 "RESULT case=user-tiny-b8 threads=1 batch=8 img_per_s=[1-9].* data=cifar10" -- \
       "$user" bench --case user-tiny-b8 --steps 2 --warmup 1 --threads 1 --data "$data"
     expect 0 "wrote $tmp/user-pics/kernels.png" -- "$user" visualize --model user-tiny --what all --images 2 \

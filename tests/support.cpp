@@ -133,4 +133,31 @@ std::string read_text(const std::filesystem::path& path) {
     return {std::istreambuf_iterator<char>(f), {}};
 }
 
+// ---- synthetic CIFAR-10 -------------------------------------------------------------------------
+
+// n images per class; class c has channel means that depend on c, plus noise.
+data::Records synthetic(std::size_t per_class, std::uint64_t seed) {
+    Rng rng(seed);
+    data::Records d;
+    for (std::size_t i = 0; i < per_class * data::class_count; ++i) {
+        const int c = static_cast<int>(i % data::class_count);
+        d.labels.push_back(static_cast<std::uint8_t>(c));
+        for (int ch = 0; ch < 3; ++ch) {
+            const double mean = 40 + 170 * ((c >> ch) & 1) + 8 * (c / 8) * (ch + 1);
+            for (int p = 0; p < 1024; ++p)
+                d.images.push_back(static_cast<std::uint8_t>(std::clamp(mean + rng.uniform(-30, 30), 0.0, 255.0)));
+        }
+    }
+    return d;
+}
+
+// 24 training and 6 test images per class (seeds 1 and 2), classes "class0".."class9".
+data::Cifar10 synthetic_cifar() {
+    data::Cifar10 c;
+    c.train = synthetic(24, 1);
+    c.test = synthetic(6, 2);
+    for (int k = 0; k < data::class_count; ++k) c.class_names.push_back("class" + std::to_string(k));
+    return c;
+}
+
 }  // namespace mcnn::test

@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "mcnn/data/cifar10.hpp"
 #include "mcnn/nn/init.hpp"
 #include "mcnn/tape.hpp"
 #include "mcnn/tensor.hpp"
@@ -153,6 +154,12 @@ public:
 
     const std::filesystem::path path;
 };
+
+/// Synthetic records, `per_class` images per class: class c's channel means depend on c (so a small
+/// CNN learns them in a few epochs), plus uniform noise drawn from `seed`.
+data::Records synthetic(std::size_t per_class, std::uint64_t seed);
+/// A CIFAR-10 stand-in: synthetic(24, 1) to train, synthetic(6, 2) to test, classes "class0".."class9".
+data::Cifar10 synthetic_cifar();
 
 }  // namespace mcnn::test
 

@@ -295,4 +295,45 @@ BOOST_AUTO_TEST_CASE(tuned_and_manual_gradients_check_sampled) {
     }
 }
 
+// Model options (registry.hpp's ModelOption): widths and dropout set from the command line or a
+// search; the defaults build the notebook's models draw for draw; bad names and values refused.
+BOOST_AUTO_TEST_CASE(model_options_set_widths_and_dropout_and_bad_ones_are_refused) {
+    Rng a(0), b(0), c(0);
+    auto plain = make_model<float>("simple", a);
+    auto defaults = make_model<float>("simple", b, {{"conv1", 6}, {"fc2", 84}});
+    BOOST_REQUIRE_EQUAL(plain->parameters().size(), defaults->parameters().size());
+    for (std::size_t i = 0; i < plain->parameters().size(); ++i)
+        BOOST_TEST(max_abs_diff(plain->parameters()[i]->value, defaults->parameters()[i]->value) == 0.0);
+    auto wide = make_model<float>("simple", c, {{"conv1", 12}, {"fc1", 64}});
+    auto& simple = dynamic_cast<SimpleCNN<float>&>(*wide);
+    BOOST_TEST(simple.conv1.weight.value.shape() == (Shape{12, 3, 5, 5}));
+    BOOST_TEST(simple.conv2.weight.value.shape() == (Shape{16, 12, 5, 5}));
+    BOOST_TEST(simple.fc1.weight.value.shape() == (Shape{64, 400}));
+    BOOST_TEST(simple.fc2.weight.value.shape() == (Shape{84, 64}));
+    {
+        Tape<float> tape(Tape<float>::Mode::inference);
+        BOOST_TEST(wide->forward(tape.constant(random_images(3, 5).cast<float>())).shape() == (Shape{3, 10}));
+    }
+    Rng d(0);
+    auto dropped = make_model<float>("tuned", d, {{"dropout", 0.5}, {"fc2", 128}});
+    auto& tuned = dynamic_cast<TunedCNN<float>&>(*dropped);
+    BOOST_TEST((tuned.drop1 && tuned.drop2 && tuned.drop3));
+    BOOST_TEST(tuned.fc3.weight.value.shape() == (Shape{10, 128}));
+    Rng e(0);
+    BOOST_TEST(!dynamic_cast<TunedCNN<float>&>(*make_model<float>("tuned", e)).drop1);  // no dropout by default
+    {  // training mode drops: two calls differ; evaluation does not
+        Tape<float> tape;
+        const Tensor<float> x = random_images(2, 6).cast<float>();
+        const Tensor<float> y1 = dropped->forward(tape.constant(x)).value(), y2 = dropped->forward(tape.constant(x)).value();
+        BOOST_TEST(max_abs_diff(y1, y2) > 0.0);
+    }
+    Rng f(0);
+    CHECK_MESSAGE_HAS(error_of([&] { make_model<float>("simple", f, {{"depth", 3}}); }),
+                      "model 'simple' has no option 'depth'; its options: conv1, conv2, fc1, fc2");
+    CHECK_MESSAGE_HAS(error_of([&] { make_model<float>("simple", f, {{"conv1", 0}}); }), "option conv1 must be from 1 to 1024, got 0");
+    CHECK_MESSAGE_HAS(error_of([&] { make_model<float>("simple", f, {{"conv1", 2.5}}); }), "option conv1 must be an integer, got 2.5");
+    CHECK_MESSAGE_HAS(error_of([&] { make_model<float>("tuned", f, {{"dropout", 1}}); }), "option dropout must be from 0 to 0.95");
+    CHECK_MESSAGE_HAS(error_of([&] { make_model<float>("manual", f, {{"conv1", 8}}); }), "model 'manual' has no options");
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -36,30 +36,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// n images per class; class c has channel means that depend on c, plus noise.
-data::Records synthetic(std::size_t per_class, std::uint64_t seed) {
-    Rng rng(seed);
-    data::Records d;
-    for (std::size_t i = 0; i < per_class * data::class_count; ++i) {
-        const int c = static_cast<int>(i % data::class_count);
-        d.labels.push_back(static_cast<std::uint8_t>(c));
-        for (int ch = 0; ch < 3; ++ch) {
-            const double mean = 40 + 170 * ((c >> ch) & 1) + 8 * (c / 8) * (ch + 1);
-            for (int p = 0; p < 1024; ++p)
-                d.images.push_back(static_cast<std::uint8_t>(std::clamp(mean + rng.uniform(-30, 30), 0.0, 255.0)));
-        }
-    }
-    return d;
-}
-
-data::Cifar10 synthetic_cifar() {
-    data::Cifar10 c;
-    c.train = synthetic(24, 1);
-    c.test = synthetic(6, 2);
-    for (int k = 0; k < data::class_count; ++k) c.class_names.push_back("class" + std::to_string(k));
-    return c;
-}
-
 TrainConfig small_config(const fs::path& dir) {
     TrainConfig c;
     c.epochs = 3;
@@ -202,6 +178,22 @@ BOOST_AUTO_TEST_CASE(config_round_trips_and_rejects_bad_fields) {
     c.epochs = 1;
     c.model = "resnet";
     BOOST_TEST(contains(error_of([&] { c.validate(); }), "unknown model 'resnet'"));
+
+    // model options and final_test: round trip; absent from older files (the defaults); checked by the model
+    c.model = "simple";
+    c.model_options = {{"conv1", 12}, {"fc1", 64}};
+    c.final_test = false;
+    const TrainConfig with_options = TrainConfig::from_json(c.to_json());
+    BOOST_TEST((with_options.model_options == ModelOptions{{"conv1", 12}, {"fc1", 64}}));
+    BOOST_TEST(!with_options.final_test);
+    BOOST_TEST(!contains(TrainConfig().to_json(), "model_options"));
+    nlohmann::json older = nlohmann::json::parse(TrainConfig().to_json());
+    older.erase("final_test");
+    BOOST_TEST(TrainConfig::from_json(older.dump()).final_test);
+    c.model_options = {{"width", 3}};
+    BOOST_TEST(contains(error_of([&] { c.validate(); }), "model 'simple' has no option 'width'"));
+    older["model_options"] = {{"conv1", "wide"}};
+    BOOST_TEST(contains(error_of([&] { TrainConfig::from_json(older.dump()); }), "field 'model_options' 'conv1'"));
 }
 
 // The optimiser and schedule settings: round trip, old config.json files (without the fields) read

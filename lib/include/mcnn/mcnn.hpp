@@ -53,6 +53,7 @@
 #include "mcnn/train/metrics.hpp"
 #include "mcnn/train/progress.hpp"
 #include "mcnn/train/trainer.hpp"
+#include "mcnn/train/tune.hpp"
 #include "mcnn/plot/curves.hpp"
 #include "mcnn/plot/images.hpp"
 

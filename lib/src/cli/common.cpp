@@ -48,6 +48,11 @@ std::string model_table() {
     for (const std::string& name : model_names()) {
         const ModelInfo& info = model_info(name);
         out += fmt::format("  {:<{}}  input {}, {} classes: {}\n", name, width, info.input.str(), info.classes, info.description);
+        if (!info.options.empty()) {
+            std::vector<std::string> options;
+            for (const ModelOption& o : info.options) options.push_back(o.str());
+            out += fmt::format("  {:<{}}  options (--model-option NAME=VALUE): {}\n", "", width, fmt::join(options, "; "));
+        }
     }
     return out;
 }
@@ -125,6 +130,22 @@ CLI::Option* add_integer_flag_to(CLI::App& app, const std::string& flag, std::fu
         ->default_str(default_text);
 }
 
+CLI::Option* add_model_option_flag(CLI::App& app, ModelOptions& options) {
+    auto convert = [&options](const std::vector<std::string>& items) {
+        for (const std::string& item : items) {
+            const std::size_t eq = item.find('=');
+            if (eq == std::string::npos || eq == 0)
+                throw CLI::ValidationError("--model-option", "expected NAME=VALUE (e.g. conv1=12), got '" + item + "'");
+            const std::string name = item.substr(0, eq);
+            options[name] = or_parse_error([&] { return flag_number(item.substr(eq + 1), "--model-option " + name, NumberRange{}); });
+        }
+    };
+    return app.add_option_function<std::vector<std::string>>("--model-option", convert,
+                                                              "a model option, NAME=VALUE, repeatable (each model's options "
+                                                              "are listed below; checked against the model before training)")
+        ->type_name("NAME=VALUE");
+}
+
 CLI::Option* add_integer_list_flag(CLI::App& app, const std::string& flag, std::vector<int>& values,
                                    const std::string& help, long long min, long long max) {
     auto convert = [&values, flag, min, max](const std::vector<std::string>& texts) {
@@ -197,19 +218,20 @@ Shape parse_example_shape(const std::string& text) {
 }
 
 template <class T>
-std::unique_ptr<Module<T>> checked_model(const std::string& name, Rng& rng, const Shape& example) {
+std::unique_ptr<Module<T>> checked_model(const std::string& name, Rng& rng, const Shape& example, const ModelOptions& options) {
     const ModelInfo& info = model_info(name);
-    std::unique_ptr<Module<T>> model = info.make<T>(rng);
+    std::unique_ptr<Module<T>> model = info.make<T>(rng, options);
     check_model_shapes(*model, name, example, info.classes);
     return model;
 }
 
-template std::unique_ptr<Module<float>> checked_model(const std::string&, Rng&, const Shape&);
-template std::unique_ptr<Module<double>> checked_model(const std::string&, Rng&, const Shape&);
+template std::unique_ptr<Module<float>> checked_model(const std::string&, Rng&, const Shape&, const ModelOptions&);
+template std::unique_ptr<Module<double>> checked_model(const std::string&, Rng&, const Shape&, const ModelOptions&);
 
-std::string model_summary(const std::string& name, const std::string& conv, std::uint64_t seed, const Shape& example) {
+std::string model_summary(const std::string& name, const std::string& conv, std::uint64_t seed, const Shape& example,
+                          const ModelOptions& options) {
     Rng rng(seed);
-    auto model = checked_model<float>(name, rng, example);
+    auto model = checked_model<float>(name, rng, example, options);
     if (conv != "auto") set_conv_path(*model, conv_path_from_name(normalized_conv_setting(conv)));
     return summary(*model, batch_of(1, example), name);
 }

@@ -72,6 +72,9 @@ CLI::Option* add_integer_flag(CLI::App& app, const std::string& flag, Int& value
 /// The same for a list (`--threads 1 2`): every value in [min, max]. The given values replace `values`.
 CLI::Option* add_integer_list_flag(CLI::App& app, const std::string& flag, std::vector<int>& values,
                                    const std::string& help, long long min, long long max);
+/// Adds --model-option NAME=VALUE (repeatable): each value, a finite number, goes to options[NAME];
+/// the model checks the names and ranges (ModelInfo::resolve).
+CLI::Option* add_model_option_flag(CLI::App& app, ModelOptions& options);
 /// Adds `flag` bound to `value`, a finite number within `range` read with flag_number.
 CLI::Option* add_number_flag(CLI::App& app, const std::string& flag, double& value, const std::string& help,
                              const NumberRange& range);
@@ -92,14 +95,15 @@ bool takes_cifar(const ModelInfo& info);
 /// Parses "C,H,W" (1 to 3 positive sizes, commas or 'x' between them); throws naming the text.
 Shape parse_example_shape(const std::string& text);
 
-/// Model `name` from the registry, initialised from `rng`, after checking that it maps a batch of
+/// Model `name` from the registry with `options`, initialised from `rng`, after checking that it maps a batch of
 /// `example` to batch x classes (the error names the model and both shapes).
 template <class T>
-std::unique_ptr<Module<T>> checked_model(const std::string& name, Rng& rng, const Shape& example);
+std::unique_ptr<Module<T>> checked_model(const std::string& name, Rng& rng, const Shape& example, const ModelOptions& options = {});
 
 /// The summary text of model `name` for a batch of one `example`, conv layers set to `conv`
 /// ("auto" keeps the model's own paths). Shared by `summary` and `train --summary`.
-std::string model_summary(const std::string& name, const std::string& conv, std::uint64_t seed, const Shape& example);
+std::string model_summary(const std::string& name, const std::string& conv, std::uint64_t seed, const Shape& example,
+                          const ModelOptions& options = {});
 
 /// The train command's flags that set `c` (model, epochs, batch, optimiser, schedule, augmentation,
 /// ...; not the run's folder, threads or data); tune takes the same flags as fixed settings.

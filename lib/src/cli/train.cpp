@@ -105,6 +105,7 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
     using detail::add_integer_flag, detail::add_number_flag;
     const detail::NumberRange positive{.min = 0, .above_min = true}, non_negative{.min = 0};
     detail::add_model_option(app, c.model, "model to train (its input must be CIFAR-10's 3 x 32 x 32)")->capture_default_str();
+    add_model_option_flag(app, c.model_options);
     add_integer_flag(app, "--epochs", c.epochs, "passes over the training set", 1);
     add_integer_flag(app, "--batch", c.batch, "images per mini-batch, at most the training set (checked with the memory "
                                               "it needs before the first step)", 1);
@@ -202,7 +203,7 @@ int run(TrainFlags& f, Communicator* world) {
     if (f.reset_optimizer && f.resume_dir.empty()) fail("--reset-optimizer applies with --resume only");
     if (f.summary_only) {
         const TrainConfig& c = f.config;
-        fmt::print("{}", detail::model_summary(c.model, c.conv, c.seed, model_info(c.model).input));
+        fmt::print("{}", detail::model_summary(c.model, c.conv, c.seed, model_info(c.model).input, c.model_options));
         return 0;
     }
     const TrainConfig c = settings(f);
@@ -212,7 +213,7 @@ int run(TrainFlags& f, Communicator* world) {
         fail("model '{}' takes examples of shape {} with {} classes, but CIFAR-10 has 3 x 32 x 32 images in 10 classes",
              c.model, info.input.str(), info.classes);
     Rng probe_rng(c.seed);
-    (void)detail::checked_model<float>(c.model, probe_rng, info.input);
+    (void)detail::checked_model<float>(c.model, probe_rng, info.input, c.model_options);
     omp_set_num_threads(detail::capped_threads(f.threads, "train"));
     const DataParallel parallel{world, reduction_from_name(f.reduction), f.shards};
     const bool leader = parallel.rank() == 0;

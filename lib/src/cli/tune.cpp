@@ -61,6 +61,7 @@ int run(TuneFlags& f) {
     if (!detail::takes_cifar(info))
         fail("model '{}' takes examples of shape {} with {} classes, but CIFAR-10 has 3 x 32 x 32 images in 10 classes",
              o.base.model, info.input.str(), info.classes);
+    tune::check_options(o);  // before the data is read
     omp_set_num_threads(detail::capped_threads(f.threads, "tune"));
     const auto dir = data::find_cifar10(f.data_dir);
     fmt::print("Loading CIFAR-10 from {}\n", dir.string());
@@ -94,7 +95,7 @@ int tune(int argc, char** argv) {
                                        "linear:LO:HI, int:LO:HI, choice:A,B,... (e.g. --space lr=log:1e-4:0.1 --space "
                                        "optimizer=choice:sgd,adam). NAME is one of " +
                                            fmt::format("{}", fmt::join(tune::tunable_names(), ", ")) +
-                                           "; every other setting is the fixed flags' (train's flags)");
+                                           ", or model.NAME for an option of the model (listed below); every other setting is the fixed flags' (train's flags)");
     app.add_option("--search", f.method, "random (samples drawn from --search-seed and the trial's number) or grid")
         ->capture_default_str()->check(CLI::IsMember({"random", "grid"}));
     detail::add_integer_flag(app, "--trials", f.trials, "the most trials (0: the whole grid, or random trials until the budget)", 0);

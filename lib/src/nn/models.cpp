@@ -13,12 +13,12 @@
 namespace mcnn {
 
 template <class T>
-SimpleCNN<T>::SimpleCNN(Rng& rng, ConvPath path, BiasKind bias)
-    : conv1({.in_channels = 3, .out_channels = 6, .kernel = 5, .bias = bias, .in_size = 32, .path = path}, rng),
-      conv2({.in_channels = 6, .out_channels = 16, .kernel = 5, .bias = bias, .in_size = 14, .path = path}, rng),
-      fc1(16 * 5 * 5, 120, rng),
-      fc2(120, 84, rng),
-      fc3(84, 10, rng) {
+SimpleCNN<T>::SimpleCNN(Rng& rng, ConvPath path, BiasKind bias, SimpleWidths w)
+    : conv1({.in_channels = 3, .out_channels = w.conv1, .kernel = 5, .bias = bias, .in_size = 32, .path = path}, rng),
+      conv2({.in_channels = w.conv1, .out_channels = w.conv2, .kernel = 5, .bias = bias, .in_size = 14, .path = path}, rng),
+      fc1(w.conv2 * 5 * 5, w.fc1, rng),
+      fc2(w.fc1, w.fc2, rng),
+      fc3(w.fc2, 10, rng) {
     this->register_modules({{"conv1", conv1}, {"conv2", conv2}, {"fc1", fc1}, {"fc2", fc2}, {"fc3", fc3}});
 }
 
@@ -32,24 +32,31 @@ Var<T> SimpleCNN<T>::forward(const Var<T>& x) {
 }
 
 template <class T>
-TunedCNN<T>::TunedCNN(Rng& rng)
-    : conv1({.in_channels = 3, .out_channels = 16, .kernel = 5, .padding = 3}, rng),
-      conv2({.in_channels = 16, .out_channels = 64, .kernel = 5, .padding = 3}, rng),
-      conv3({.in_channels = 64, .out_channels = 128, .kernel = 5, .padding = 3}, rng),
-      fc1(128 * 5 * 5, 256, rng),
-      fc2(256, 512, rng),
-      fc3(512, 10, rng) {
+TunedCNN<T>::TunedCNN(Rng& rng, TunedSpec s)
+    : conv1({.in_channels = 3, .out_channels = s.conv1, .kernel = 5, .padding = 3}, rng),
+      conv2({.in_channels = s.conv1, .out_channels = s.conv2, .kernel = 5, .padding = 3}, rng),
+      conv3({.in_channels = s.conv2, .out_channels = s.conv3, .kernel = 5, .padding = 3}, rng),
+      fc1(s.conv3 * 5 * 5, s.fc1, rng),
+      fc2(s.fc1, s.fc2, rng),
+      fc3(s.fc2, 10, rng) {
     this->register_modules({{"conv1", conv1}, {"conv2", conv2}, {"conv3", conv3}, {"fc1", fc1}, {"fc2", fc2}, {"fc3", fc3}});
+    if (s.dropout > 0) {  // drawn after the weights: without dropout the model is the notebook's, draw for draw
+        drop1 = std::make_unique<Dropout<T>>(s.dropout, rng);
+        drop2 = std::make_unique<Dropout<T>>(s.dropout, rng);
+        drop3 = std::make_unique<Dropout<T>>(s.dropout, rng);
+        this->register_modules({{"drop1", *drop1}, {"drop2", *drop2}, {"drop3", *drop3}});
+    }
 }
 
 template <class T>
 Var<T> TunedCNN<T>::forward(const Var<T>& x) {
+    auto drop = [](std::unique_ptr<Dropout<T>>& d, const Var<T>& h) { return d ? (*d)(h) : h; };
     Var<T> h = max_pool2d(relu(conv1(x)), 2);  // B x 16 x 17 x 17  (conv: 34 x 34)
     h = max_pool2d(relu(conv2(h)), 2);         // B x 64 x 9 x 9    (conv: 19 x 19)
     h = max_pool2d(relu(conv3(h)), 2);         // B x 128 x 5 x 5   (conv: 11 x 11)
-    h = relu(fc1(flatten(h)));                 // B x 256
-    h = relu(fc2(h));                          // B x 512
-    return fc3(h);                             // B x 10
+    h = relu(fc1(drop(drop1, flatten(h))));    // B x 256
+    h = relu(fc2(drop(drop2, h)));             // B x 512
+    return fc3(drop(drop3, h));                // B x 10
 }
 
 namespace {

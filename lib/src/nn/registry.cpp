@@ -1,6 +1,7 @@
 #include "mcnn/nn/registry.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -15,16 +16,53 @@ struct FastNetDefault : FastNet<T> {
     explicit FastNetDefault(Rng& rng) : FastNet<T>(rng) {}
 };
 
+int width(const ModelOptions& o, const char* name) { return static_cast<int>(o.at(name)); }
+
+/// SimpleCNN and TunedCNN built from their model options.
+template <class T>
+struct SimpleWithOptions : SimpleCNN<T> {
+    SimpleWithOptions(Rng& rng, const ModelOptions& o)
+        : SimpleCNN<T>(rng, SimpleWidths{width(o, "conv1"), width(o, "conv2"), width(o, "fc1"), width(o, "fc2")}) {}
+};
+
+template <class T>
+struct TunedWithOptions : TunedCNN<T> {
+    TunedWithOptions(Rng& rng, const ModelOptions& o)
+        : TunedCNN<T>(rng, TunedSpec{width(o, "conv1"), width(o, "conv2"), width(o, "conv3"), width(o, "fc1"), width(o, "fc2"),
+                                     o.at("dropout")}) {}
+};
+
+ModelOption channels(const char* name, int value, const char* what) { return {name, static_cast<double>(value), 1, 1024, true, what}; }
+
+std::vector<ModelOption> simple_options() {
+    const SimpleWidths w;
+    return {channels("conv1", w.conv1, "channels of conv1"), channels("conv2", w.conv2, "channels of conv2"),
+            channels("fc1", w.fc1, "units of fc1"), channels("fc2", w.fc2, "units of fc2")};
+}
+
+std::vector<ModelOption> tuned_options() {
+    const TunedSpec s;
+    return {channels("conv1", s.conv1, "channels of conv1"), channels("conv2", s.conv2, "channels of conv2"),
+            channels("conv3", s.conv3, "channels of conv3"),   channels("fc1", s.fc1, "units of fc1"),
+            channels("fc2", s.fc2, "units of fc2"),
+            {"dropout", s.dropout, 0, 0.95, false, "dropout probability before fc1, fc2 and fc3 (0: none)"}};
+}
+
 std::vector<ModelInfo>& registry() {
     static std::vector<ModelInfo> models = [] {
         std::vector<ModelInfo> built_in;
         const auto add = [&]<template <class> class M>(const char* name, const char* description) {
-            built_in.push_back({name, description, Shape{3, 32, 32}, 10,
-                                [](Rng& rng) -> std::unique_ptr<Module<float>> { return std::make_unique<M<float>>(rng); },
-                                [](Rng& rng) -> std::unique_ptr<Module<double>> { return std::make_unique<M<double>>(rng); }});
+            built_in.push_back(model_info_of<M>(name, description));
         };
         add.template operator()<SimpleCNN>("simple", "the notebook's SimpleCNN (LeNet-style, 62,006 parameters)");
         add.template operator()<TunedCNN>("tuned", "the notebook's tuned CNN (3 convs k5 pad 3, 1,187,978 parameters)");
+        const auto with_options = [&]<template <class> class M>(ModelInfo& info, std::vector<ModelOption> options) {
+            info.options = std::move(options);
+            info.make_float_with = [](Rng& rng, const ModelOptions& o) -> std::unique_ptr<Module<float>> { return std::make_unique<M<float>>(rng, o); };
+            info.make_double_with = [](Rng& rng, const ModelOptions& o) -> std::unique_ptr<Module<double>> { return std::make_unique<M<double>>(rng, o); };
+        };
+        with_options.template operator()<SimpleWithOptions>(built_in[0], simple_options());
+        with_options.template operator()<TunedWithOptions>(built_in[1], tuned_options());
         add.template operator()<ManualCNN>("manual", "SimpleCNN with the notebook's hand-made conv layers (correlate2d loops, untied bias)");
         add.template operator()<FastNetDefault>("fast", "airbench94's layout: 2x2 whitening conv, three conv-pool-norm-GELU "
                                                          "blocks of widths 64/256/256, batch norm, 1/9 logits (1,971,352 parameters)");
@@ -35,10 +73,35 @@ std::vector<ModelInfo>& registry() {
 
 }  // namespace
 
+std::string ModelOption::str() const {
+    return fmt::format("{}={} ({}..{}{}, {})", name, value, min, max, integer ? "" : ", a number", help);
+}
+
+ModelOptions ModelInfo::resolve(const ModelOptions& given) const {
+    ModelOptions all;
+    for (const ModelOption& o : options) all[o.name] = o.value;
+    for (const auto& [key, value] : given) {
+        const auto it = std::find_if(options.begin(), options.end(), [&](const ModelOption& o) { return o.name == key; });
+        if (it == options.end()) {
+            std::vector<std::string> names;
+            for (const ModelOption& o : options) names.push_back(o.name);
+            if (names.empty()) fail("model '{}' has no options, so '{}' cannot be set", name, key);
+            fail("model '{}' has no option '{}'; its options: {}", name, key, fmt::join(names, ", "));
+        }
+        if (!(value >= it->min && value <= it->max))
+            fail("model '{}': option {} must be from {} to {}, got {}", name, key, it->min, it->max, value);
+        if (it->integer && value != std::floor(value)) fail("model '{}': option {} must be an integer, got {}", name, key, value);
+        all[key] = value;
+    }
+    return all;
+}
+
 void register_model(ModelInfo info) {
     if (info.name.empty() || info.name.find_first_of(" \t\n/") != std::string::npos)
         fail("register_model: '{}' is not a valid model name (non-empty, no spaces or '/')", info.name);
     if (!info.make_float || !info.make_double) fail("register_model: model '{}' lacks a float or double factory", info.name);
+    if (!info.options.empty() && (!info.make_float_with || !info.make_double_with))
+        fail("register_model: model '{}' declares options but lacks the factories that take them", info.name);
     if (info.classes < 1) fail("register_model: model '{}' has {} classes", info.name, info.classes);
     if (info.input.rank() < 1) fail("register_model: model '{}' has no input shape", info.name);
     auto& models = registry();

@@ -44,6 +44,7 @@ json with_augmentation(json j, const TrainConfig& c) {
     j["flip"] = data::flip_mode_name(c.augment.flip);
     j["cutout"] = c.augment.cutout;
     j["tta"] = tta_name(c.tta);
+    if (!c.model_options.empty()) j["model_options"] = c.model_options;
     return j;
 }
 
@@ -230,6 +231,13 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
     if (!j.is_object()) fail("run config: not a JSON object ({})", j.type_name());
     TrainConfig c;
     get(j, "model", c.model);
+    if (j.contains("model_options")) {
+        const json& o = j.at("model_options");
+        if (!o.is_object()) fail("run config: field 'model_options' must be an object of numbers, got {}", o.dump());
+        for (const auto& [key, value] : o.items())
+            c.model_options[key] = strict::json_number(value, -std::numeric_limits<double>::max(), std::numeric_limits<double>::max(),
+                                                       fmt::format("run config: field 'model_options' '{}'", key));
+    }
     get_integer(j, "epochs", c.epochs, 1);
     get_integer(j, "batch", c.batch, 1);
     get_number(j, "lr", c.sgd.lr, true);
@@ -256,7 +264,7 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
 }
 
 void TrainConfig::validate() const {
-    (void)model_info(model);  // throws listing the known models
+    (void)model_info(model).resolve(model_options);  // throws listing the known models, or the model's options
     (void)normalized_conv_setting(conv);
     if (epochs < 1) fail("epochs must be an integer >= 1, got {}", epochs);
     if (batch < 1) fail("batch must be an integer >= 1, got {}", batch);
@@ -310,7 +318,7 @@ TrainResult train(const TrainConfig& config, const data::Cifar10& data, bool res
     const data::CifarDataset validation_set(std::move(validation_records), norm, data.class_names);
 
     Rng rng(config.seed);
-    auto model = info.make<float>(rng);
+    auto model = info.make<float>(rng, config.model_options);
     if (config.conv != "auto") set_conv_path(*model, conv_path_from_name(normalized_conv_setting(config.conv)));
     std::unique_ptr<Optimizer<float>> optimizer = optimizer_of(config, model->parameters());
     if (config.lookahead_every > 0) {  // the pulls' schedule in steps, from the epochs' batch count

@@ -197,26 +197,6 @@ json fixed_part(const SearchOptions& o) {
     return j;
 }
 
-void check_options(const SearchOptions& o) {
-    if (o.method != "random" && o.method != "grid") fail("tune: the search method must be random or grid, got '{}'", o.method);
-    if (o.base.validation == 0)
-        fail("tune: trials are judged on a validation split held out of the training set; it cannot be 0 images");
-    if (o.trials < 0) fail("tune: the number of trials must be >= 0, got {}", o.trials);
-    if (!(o.budget_minutes >= 0) || !std::isfinite(o.budget_minutes))
-        fail("tune: the budget must be a finite number of minutes >= 0, got {}", o.budget_minutes);
-    if (o.method == "random" && o.trials == 0 && o.budget_minutes == 0)
-        fail("tune: a random search needs a number of trials or a budget in minutes (or both)");
-    if (o.pruning.eta < 2) fail("tune: ASHA's eta must be >= 2, got {}", o.pruning.eta);
-    if (o.pruning.min_epochs < 1) fail("tune: the first rung must be >= 1 epoch, got {}", o.pruning.min_epochs);
-    if (o.dir.empty()) fail("tune: no search folder given");
-    for (std::size_t i = 0; i < o.space.size(); ++i)
-        for (std::size_t k = 0; k < i; ++k)
-            if (o.space[i].name == o.space[k].name) fail("tune: dimension '{}' is given twice", o.space[i].name);
-    TrainConfig probe = o.base;
-    probe.run_dir = o.dir / trial_folder(1);  // each trial's own
-    probe.validate();
-}
-
 class Search {
 public:
     Search(const SearchOptions& o, const data::Cifar10& data, State state)
@@ -241,6 +221,7 @@ private:
     Clock::time_point start_;
     std::vector<std::vector<Value>> grid_;
     int signal_ = 0;
+    std::string why_;  // why the last trial stopped early
 
     double spent() const { return state_.spent_before + seconds_since(start_); }
     bool over_budget() const { return o_.budget_minutes > 0 && spent() >= o_.budget_minutes * 60; }
@@ -349,7 +330,10 @@ private:
                 read_curve(t);
                 // the epochs done may already settle it (killed between a rung's checkpoint and the decision)
                 const int done = static_cast<int>(t.accuracy.size());
-                if (!passes_rungs(t, done)) return finish(t, "pruned", 0);
+                if (!passes_rungs(t, done)) {
+                    why_ = fmt::format("not among the best 1/{} at a rung it had reached", o_.pruning.eta);
+                    return finish(t, "pruned", 0);
+                }
                 if (done >= t.epochs) return finish(t, "done", 0);
             }
         }
@@ -362,11 +346,10 @@ private:
             t.loss.push_back(ev.loss);
             if (epoch < t.epochs && !passes_rungs(t, epoch)) {
                 t.status = "pruned";
-                say(fmt::format("tune: trial {} pruned after epoch {}: {:.2f} % is not among the best 1/{} at this rung", t.id,
-                                epoch, ev.accuracy, o_.pruning.eta));
+                why_ = fmt::format("not among the best 1/{} at the rung of epoch {}", o_.pruning.eta, epoch);
             } else if (epoch < t.epochs && over_budget()) {
                 t.status = "cut";
-                say(fmt::format("tune: trial {} cut after epoch {}: the budget of {} minutes is spent", t.id, epoch, o_.budget_minutes));
+                why_ = fmt::format("the budget of {} minutes is spent", o_.budget_minutes);
             }
             save_state();
             return t.status == "running";
@@ -393,8 +376,9 @@ private:
         t.seconds += seconds;
         save_state();
         if (!t.accuracy.empty())
-            say(fmt::format("tune: trial {} {} after {} epoch{}: validation accuracy {:.2f} % ({:.0f} s)", t.id, status,
-                            t.accuracy.size(), t.accuracy.size() == 1 ? "" : "s", t.accuracy.back(), t.seconds));
+            say(fmt::format("tune: trial {} {} after {} epoch{}: validation accuracy {:.2f} %{} ({:.0f} s)", t.id, status,
+                            t.accuracy.size(), t.accuracy.size() == 1 ? "" : "s", t.accuracy.back(),
+                            status == "pruned" || status == "cut" ? ", " + why_ : "", t.seconds));
         return true;
     }
 
@@ -566,6 +550,38 @@ std::string results_table(const SearchResult& result, const std::vector<Dimensio
         text += fmt::format("best trial {} retrained on the whole training set: test accuracy {:.2f} % (test loss {:.4f}, {:.0f} s)\n",
                             result.best->trial, result.best->test_accuracy, result.best->test_loss, result.best->seconds);
     return text;
+}
+
+void check_options(const SearchOptions& o) {
+    if (o.method != "random" && o.method != "grid") fail("tune: the search method must be random or grid, got '{}'", o.method);
+    if (o.base.validation == 0)
+        fail("tune: trials are judged on a validation split held out of the training set; it cannot be 0 images");
+    if (o.trials < 0) fail("tune: the number of trials must be >= 0, got {}", o.trials);
+    if (!(o.budget_minutes >= 0) || !std::isfinite(o.budget_minutes))
+        fail("tune: the budget must be a finite number of minutes >= 0, got {}", o.budget_minutes);
+    if (o.method == "random" && o.trials == 0 && o.budget_minutes == 0)
+        fail("tune: a random search needs a number of trials or a budget in minutes (or both)");
+    if (o.pruning.eta < 2) fail("tune: ASHA's eta must be >= 2, got {}", o.pruning.eta);
+    if (o.pruning.min_epochs < 1) fail("tune: the first rung must be >= 1 epoch, got {}", o.pruning.min_epochs);
+    if (o.dir.empty()) fail("tune: no search folder given");
+    for (std::size_t i = 0; i < o.space.size(); ++i)
+        for (std::size_t k = 0; k < i; ++k)
+            if (o.space[i].name == o.space[k].name) fail("tune: dimension '{}' is given twice", o.space[i].name);
+    TrainConfig probe = o.base;
+    probe.run_dir = o.dir / trial_folder(1);  // each trial's own
+    probe.validate();
+    for (const Dimension& d : o.space) {  // the model's options: every choice, both ends, before any trial
+        if (!d.name.starts_with("model.")) continue;
+        for (const std::vector<Value>& values : grid({d}, 2, 100000)) {
+            TrainConfig c = probe;
+            apply(c, values[0]);
+            try {
+                c.validate();
+            } catch (const Error& e) {
+                fail("tune: dimension '{}': {}", d.str(), e.what());
+            }
+        }
+    }
 }
 
 SearchOptions read_search_options(const fs::path& dir) {

@@ -62,6 +62,9 @@ const std::map<std::string, Setter>& setters() {
     return all;
 }
 
+/// "model.conv1": an option of the model (ModelOption), not a training setting.
+bool is_model_option(const std::string& name) { return name.size() > 6 && name.starts_with("model."); }
+
 std::vector<std::string> split(const std::string& text, char at) {
     std::vector<std::string> parts;
     std::size_t begin = 0;
@@ -126,7 +129,9 @@ Dimension parse_dimension(const std::string& text) {
     if (eq == std::string::npos || eq == 0) fail("{}: expected NAME=KIND:ARGS (e.g. lr=log:1e-4:1e-1)", what);
     Dimension d;
     d.name = text.substr(0, eq);
-    if (!setters().count(d.name)) fail("{}: unknown name '{}'; tune knows {}", what, d.name, fmt::join(tunable_names(), ", "));
+    if (!setters().count(d.name) && !is_model_option(d.name))
+        fail("{}: unknown name '{}'; tune knows {} and model.NAME for the model's options", what, d.name,
+             fmt::join(tunable_names(), ", "));
     const std::vector<std::string> parts = split(text.substr(eq + 1), ':');
     const std::string& kind = parts[0];
     if (kind == "choice") {
@@ -208,6 +213,11 @@ std::vector<std::vector<Value>> grid(const std::vector<Dimension>& space, int po
 }
 
 void apply(TrainConfig& config, const Value& value) {
+    if (is_model_option(value.name)) {  // the model checks the name and range (ModelInfo::resolve)
+        config.model_options[value.name.substr(6)] =
+            strict::number(value.text, -1e300, 1e300, fmt::format("tune: {}", value.name));
+        return;
+    }
     const auto it = setters().find(value.name);
     if (it == setters().end()) fail("tune: unknown setting '{}'; tune knows {}", value.name, fmt::join(tunable_names(), ", "));
     it->second(config, value.text, fmt::format("tune: {}", value.name));

@@ -3,23 +3,37 @@
 // logits B x 10 out. They are registered by name ("simple", "tuned", "manual", "fast"; see
 // registry.hpp).
 #include <array>
+#include <memory>
 
 #include "mcnn/nn/layers.hpp"
 
 namespace mcnn {
 
+/// SimpleCNN's layer widths (its model options "conv1", "conv2", "fc1", "fc2"; the defaults are the notebook's).
+struct SimpleWidths {
+    int conv1 = 6, conv2 = 16, fc1 = 120, fc2 = 84;
+};
+
 /// The notebook's SimpleCNN (LeNet-style): conv 3->6 k5, relu, pool 2, conv 6->16 k5, relu, pool 2,
 /// flatten, fc 400->120, relu, fc 120->84, relu, fc 84->10. 62,006 parameters. `bias` picks the
-/// convs' bias (ManualCNN is this graph with untied biases).
+/// convs' bias (ManualCNN is this graph with untied biases); `widths` the channels and units.
 template <class T>
 class SimpleCNN : public Module<T> {
 public:
-    explicit SimpleCNN(Rng& rng, ConvPath path = ConvPath::automatic, BiasKind bias = BiasKind::tied);
+    explicit SimpleCNN(Rng& rng, ConvPath path = ConvPath::automatic, BiasKind bias = BiasKind::tied, SimpleWidths widths = {});
+    SimpleCNN(Rng& rng, SimpleWidths widths) : SimpleCNN(rng, ConvPath::automatic, BiasKind::tied, widths) {}
     Var<T> forward(const Var<T>& x) override;
     std::string type_name() const override { return "SimpleCNN"; }
 
     Conv2d<T> conv1, conv2;
     Linear<T> fc1, fc2, fc3;
+};
+
+/// TunedCNN's widths and dropout (its model options "conv1", "conv2", "conv3", "fc1", "fc2",
+/// "dropout"; the defaults are the notebook's model, without dropout).
+struct TunedSpec {
+    int conv1 = 16, conv2 = 64, conv3 = 128, fc1 = 256, fc2 = 512;
+    double dropout = 0;  // > 0: Dropout of this probability before fc1, fc2 and fc3
 };
 
 /// The notebook's tuned model ("ChangedSimpleCNN"): conv 3->16 k5 pad 3, relu, pool 2; conv 16->64
@@ -28,12 +42,13 @@ public:
 template <class T>
 class TunedCNN : public Module<T> {
 public:
-    explicit TunedCNN(Rng& rng);
+    explicit TunedCNN(Rng& rng, TunedSpec spec = {});
     Var<T> forward(const Var<T>& x) override;
     std::string type_name() const override { return "TunedCNN"; }
 
     Conv2d<T> conv1, conv2, conv3;
     Linear<T> fc1, fc2, fc3;
+    std::unique_ptr<Dropout<T>> drop1, drop2, drop3;  // with spec.dropout > 0
 };
 
 /// The notebook's hand-made model ("CustomSimpleCNN"): SimpleCNN whose two conv layers run the

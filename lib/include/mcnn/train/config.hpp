@@ -7,6 +7,7 @@
 #include <string>
 
 #include "mcnn/data/cifar10.hpp"
+#include "mcnn/nn/registry.hpp"
 #include "mcnn/ops/correlate2d.hpp"
 #include "mcnn/optim/adam.hpp"
 #include "mcnn/optim/schedule.hpp"
@@ -17,6 +18,8 @@ namespace mcnn {
 
 struct TrainConfig {
     std::string model = "simple";    // a registered model (registry.hpp)
+    ModelOptions model_options;      // its options (ModelOption; those not given: the defaults);
+                                     // config.json: model_options, optional
     int epochs = 2;
     int batch = 4;
     SgdOptions sgd{.lr = 0.001, .momentum = 0.9};

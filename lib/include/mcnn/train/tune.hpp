@@ -17,6 +17,7 @@
 //   momentum=linear:0.5:0.99  uniform in [lo, hi]
 //   batch=int:4:128           an integer, uniform in [lo, hi]
 //   batch=choice:4,16,64      one of the values (numbers or names: optimizer=choice:sgd,adam)
+//   model.conv1=int:4:32      an option the model declares (registry.hpp's ModelOption)
 // Trial k's value of dimension d is a function of (seed, k, d) alone, the same with every standard
 // library, so a search that is stopped and started again draws the same trials.
 #include <cstdint>
@@ -60,7 +61,8 @@ std::vector<Value> sample(const std::vector<Dimension>& space, std::uint64_t see
 std::vector<std::vector<Value>> grid(const std::vector<Dimension>& space, int points, std::size_t max_trials);
 
 /// Sets `value` in `config` (lr, momentum, weight_decay, batch, epochs, optimizer, schedule, warmup,
-/// label_smoothing, lr_scale_1d, weight_decay_1d, beta1, beta2, crop_pad, cutout, flip); throws naming an unknown one and
+/// label_smoothing, lr_scale_1d, weight_decay_1d, beta1, beta2, crop_pad, cutout, flip, and
+/// model.NAME: config.model_options[NAME], checked by the model when the config is); throws naming an unknown one and
 /// the known names, or a value the field cannot hold.
 void apply(TrainConfig& config, const Value& value);
 
@@ -130,6 +132,12 @@ struct SearchResult {
     /// The trials sorted by last validation accuracy, best first (those without one last).
     std::vector<const Trial*> ranked() const;
 };
+
+/// Throws naming the first setting of `options` that cannot work: the method, no validation split,
+/// a random search with neither trials nor budget, ASHA's eta < 2, a dimension given twice, the
+/// fixed settings (TrainConfig::validate), or a model.NAME dimension the model refuses at an end
+/// or choice. run_search checks this first; the tune command before reading the data.
+void check_options(const SearchOptions& options);
 
 /// Runs a search in options.dir (created; refused when it already holds a search.json). With
 /// `resume`, goes on with the search there: finished trials are kept, an interrupted one resumes
