@@ -162,6 +162,7 @@ refuse "--search: grid not in|random not in|bogus not in \{random,grid\}|bogus" 
 refuse "--trials must be an integer >= 0, got '-1'" -- "$bin/tune" --trials -1
 expect 1 "a validation split held out of the training set; it cannot be 0 images" -- \
   "$bin/tune" --validation 0 --trials 1 --search-dir "$tmp/tune0" --data "$tmp/none"
+expect 1 "--eval-every cannot be given to tune" -- "$bin/tune" --eval-every 2 --trials 1 --search-dir "$tmp/tune0" --data "$tmp/none"
 expect 1 "a random search needs a number of trials or a budget" -- "$bin/tune" --search-dir "$tmp/tune0" --data "$tmp/none"
 expect 1 "model 'simple' has no option 'depth'; its options: conv1, conv2, fc1, fc2" -- \
   "$bin/tune" --trials 1 --space model.depth=int:1:3 --search-dir "$tmp/tune0" --data "$tmp/none"

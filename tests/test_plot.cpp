@@ -126,6 +126,9 @@ BOOST_AUTO_TEST_CASE(generic_charts_side_by_side) {
     check_png(png, 900, 300);
     draw_png(png, "three charts, titled: it's \"quoted\"\nand on one line", charts, 1500, 400);
     check_png(png, 1500, 400);
+    draw_png(png, "in rows of two", charts, 800, 600, 2);  // 2 rows: two charts, then one
+    check_png(png, 800, 600);
+    BOOST_CHECK_THROW(draw_png(png, "", charts, 800, 600, -1), Error);
     BOOST_TEST(dir.files() == std::vector<std::string>{"charts.png"});
 }
 

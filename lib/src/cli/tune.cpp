@@ -1,6 +1,7 @@
 // tune: a hyper-parameter search over a registered model's training settings (mcnn/train/tune.hpp).
 #include <omp.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 
@@ -56,6 +57,10 @@ tune::SearchOptions options_of(TuneFlags& f) {
 }
 
 int run(TuneFlags& f) {
+    if (launched_by_mpi())
+        fail("tune runs its trials one after another in one process; start it without mpirun (train runs under mpirun)");
+    if (std::find(f.given.begin(), f.given.end(), "--eval-every") != f.given.end())
+        fail("--eval-every cannot be given to tune: every trial is validated after each epoch (its early stopping needs it)");
     tune::SearchOptions o = options_of(f);
     const ModelInfo& info = model_info(o.base.model);
     if (!detail::takes_cifar(info))
@@ -66,8 +71,8 @@ int run(TuneFlags& f) {
     const auto dir = data::find_cifar10(f.data_dir);
     fmt::print("Loading CIFAR-10 from {}\n", dir.string());
     const data::Cifar10 cifar = data::load_cifar10(dir);
-    fmt::print("tune: {} search of {} in {}: {} trials{}, {}{}\n", o.method, o.base.model, o.dir.string(),
-               o.trials > 0 ? std::to_string(o.trials) : o.method == "grid" ? "(the whole grid)" : "(until the budget)",
+    fmt::print("tune: {} search of {} in {}: {}{}, {}{}\n", o.method, o.base.model, o.dir.string(),
+               o.trials > 0 ? fmt::format("up to {} trials", o.trials) : o.method == "grid" ? "every point of the grid" : "trials",
                o.budget_minutes > 0 ? fmt::format(" within {} minutes", o.budget_minutes) : "",
                o.pruning.enabled ? fmt::format("ASHA eta {} from epoch {}", o.pruning.eta, o.pruning.min_epochs) : "no early stopping",
                o.retrain_best ? ", then the best retrained and tested" : "");

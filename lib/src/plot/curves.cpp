@@ -280,10 +280,14 @@ struct KeyPlace {
 /// first of top right, top left, bottom right, bottom left. When every corner would cover some
 /// data, the key goes top right and the y range grows on top to make room for it.
 KeyPlace key_place(const Drawn& drawn, const Bounds& b, double plot_w_px, double plot_h_px, int font) {
-    std::size_t chars = 0;
-    for (const auto& [s, pts] : drawn) chars = std::max(chars, s->title.size());
+    std::size_t chars = 0, keyed = 0;  // the key lists the series with a title only
+    for (const auto& [s, pts] : drawn) {
+        chars = std::max(chars, s->title.size());
+        if (!s->title.empty()) ++keyed;
+    }
+    if (keyed == 0) return {"top right", 0.0};
     const double box_w = std::clamp((0.65 * static_cast<double>(chars) + 7.0) * font / plot_w_px, 0.1, 0.9);
-    const double box_h = std::clamp((1.6 * static_cast<double>(drawn.size()) + 1.2) * font / plot_h_px, 0.1, 0.9);
+    const double box_h = std::clamp((1.6 * static_cast<double>(keyed) + 1.2) * font / plot_h_px, 0.1, 0.9);
     const double dx = b.x1 - b.x0, dy = b.y1 - b.y0;
     struct Corner {
         const char* name;
@@ -326,16 +330,16 @@ void remove_temp(const std::string& tmp) {
 }
 
 void write_script(Gnuplot& gp, const std::string& terminal, const std::string& output, const std::string& title,
-                  const std::vector<Chart>& charts, int width, int height) {
-    const int n = static_cast<int>(charts.size());
+                  const std::vector<Chart>& charts, int width, int height, int columns) {
+    const int n = columns, rows = (static_cast<int>(charts.size()) + columns - 1) / columns;
     // Font size from the space each chart gets: 10 points for 600 x 500 pixels.
-    const int font = std::clamp(static_cast<int>(std::lround(std::min(height / 50.0, width / (60.0 * n)))), 8, 16);
+    const int font = std::clamp(static_cast<int>(std::lround(std::min(height / (50.0 * rows), width / (60.0 * n)))), 8, 16);
 
     gp << "set encoding utf8\n";
     gp << fmt::format("set terminal {} size {},{} noenhanced font 'Sans,{}'{}\n", terminal, width, height, font,
                       terminal == "pngcairo" ? " linewidth 1 rounded" : "");
     gp << detail::set_output(output);
-    gp << fmt::format("set multiplot layout 1,{}", n);
+    gp << fmt::format("set multiplot layout {},{}", rows, n);
     if (!title.empty()) gp << " title " << quote(title) << fmt::format(" font ',{}'", font + 3);
     gp << "\n";
     gp << "set border lw 1 lc rgb '#404040'\n"
@@ -362,7 +366,7 @@ void write_script(Gnuplot& gp, const std::string& terminal, const std::string& o
             continue;
         }
         const Bounds b = bounds_of(drawn);
-        const double plot_w = width / static_cast<double>(n) - 9.0 * font, plot_h = height - 10.0 * font;
+        const double plot_w = width / static_cast<double>(n) - 9.0 * font, plot_h = height / static_cast<double>(rows) - 10.0 * font;
         const KeyPlace key = key_place(drawn, b, std::max(plot_w, 50.0), std::max(plot_h, 50.0), font);
         if (b.x_widened) gp << fmt::format("set xrange [{}:{}]\n", b.x0, b.x1);
         if (const double step = x_tic_step(b.x0, b.x1, std::max(plot_w, 50.0), font); step > 0)
@@ -487,15 +491,17 @@ void render_png(const std::filesystem::path& png, const char* caller, const PngS
 }  // namespace detail
 
 void draw_png(const std::filesystem::path& png, const std::string& title, const std::vector<Chart>& charts, int width,
-              int height) {
+              int height, int columns) {
     if (charts.empty()) fail("draw_png {}: no charts to draw", png.string());
+    if (columns < 0) fail("draw_png {}: {} columns", png.string(), columns);
+    if (columns == 0 || columns > static_cast<int>(charts.size())) columns = static_cast<int>(charts.size());
     if (width < 16 || height < 16 || width > 20000 || height > 20000)
         fail("draw_png {}: size {}x{} out of range (16 to 20000 pixels)", png.string(), width, height);
     detail::check_png_path(png, "draw_png");
     for (const Chart& chart : charts)
         for (const Series& s : chart.series) (void)finite_points(s, chart);  // size mismatches, before starting
     detail::render_png(png, "draw_png", [&](Gnuplot& gp, const std::string& terminal, const std::string& output) {
-        write_script(gp, terminal, output, title, charts, width, height);
+        write_script(gp, terminal, output, title, charts, width, height, columns);
     });
 }
 

@@ -400,8 +400,9 @@ private:
         c.validation = 0;  // all 50,000 training images
         c.eval_every = 0;  // the test set once, after the last epoch
         c.run_dir = o_.dir / best_folder(best.id);
-        const bool resume = state_.best && state_.best->trial == best.id && fs::exists(c.run_dir / "checkpoint.safetensors");
-        if (!resume && fs::exists(c.run_dir)) fs::remove_all(c.run_dir);  // started, never checkpointed
+        const bool ours = state_.best && state_.best->trial == best.id;  // this search started it before
+        const bool resume = ours && fs::exists(c.run_dir / "checkpoint.safetensors");
+        if (ours && !resume && fs::exists(c.run_dir)) fs::remove_all(c.run_dir);  // started, never checkpointed
         if (!state_.best || state_.best->trial != best.id) state_.best = Retrain{.trial = best.id};
         save_state();
         say(fmt::format("\ntune: retraining the best trial ({}: {}) on the whole training set, {} epochs, then the test set once",
@@ -469,9 +470,10 @@ void draw_pictures(const SearchOptions& o, const SearchResult& r) {
         c.series = {done, stopped};
         charts.push_back(std::move(c));
     }
-    const int width = static_cast<int>(std::min<std::size_t>(charts.size(), 6) * 420);
+    const int columns = static_cast<int>(std::min<std::size_t>(charts.size(), 4)),
+              rows = static_cast<int>((charts.size() + 3) / 4);
     plot::draw_png(o.dir / "accuracy-vs-hyperparameters.png", "last validation accuracy of each trial against its values", charts,
-                   std::max(width, 600), 450);
+                   std::max(columns * 420, 600), 60 + rows * 400, columns);
 }
 
 std::string cell(double v, int decimals) { return std::isnan(v) ? "" : fmt::format("{:.{}f}", v, decimals); }
@@ -621,8 +623,10 @@ SearchResult run_search(const SearchOptions& options, const data::Cifar10& data,
         }
     }
     if (options.out) {
-        fmt::print(options.out, "\ntune: {} trials in {:.1f} min, sorted by validation accuracy ({}):\n{}", result.trials.size(),
-                   result.seconds / 60, (options.dir / "results.csv").string(), results_table(result, options.space));
+        const double retraining = result.best ? result.best->seconds : 0;
+        fmt::print(options.out, "\ntune: {} trials in {:.1f} min{}, sorted by validation accuracy ({}):\n{}", result.trials.size(),
+                   (result.seconds - retraining) / 60, retraining > 0 ? fmt::format(" (then {:.1f} min retraining the best)", retraining / 60) : "",
+                   (options.dir / "results.csv").string(), results_table(result, options.space));
         std::fflush(options.out);
     }
     return result;

@@ -31,9 +31,10 @@ struct Chart {
 /// A chart without any drawable point shows "no data yet" instead of failing.
 void draw_png(const std::filesystem::path& png, const std::vector<Chart>& charts, int width = 1200, int height = 500);
 
-/// Like draw_png above, with an overall `title` above the charts (none when empty).
+/// Like draw_png above, with an overall `title` above the charts (none when empty), in rows of
+/// `columns` charts (0: all in one row).
 void draw_png(const std::filesystem::path& png, const std::string& title, const std::vector<Chart>& charts,
-              int width = 1200, int height = 500);
+              int width = 1200, int height = 500, int columns = 0);
 
 /// The gnuplot terminal the PNGs are drawn with: "pngcairo" when this gnuplot has it, else "png".
 /// Asks gnuplot once (`gnuplot -e "set terminal"`) and remembers the answer; throws mcnn::Error
