@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <csignal>
 #include <ctime>
 #include <filesystem>
 #include <new>
@@ -35,6 +36,13 @@ void refuse_on_resume(const std::vector<std::string>& given, const std::vector<s
     if (!refused.empty())
         fail("--resume keeps {}, so {} cannot be given with it; with --resume only {} may be given{}", kept, fmt::join(refused, ", "),
              fmt::join(allowed, ", "), note);
+}
+
+int stopped_status(const std::string& program, int signal, const std::string& what, const std::filesystem::path& dir, bool say) {
+    if (say)
+        fmt::print(stderr, "{}: stopped by {}; the {} goes on with: {} --resume {}\n", program, signal == SIGINT ? "SIGINT" : "SIGTERM",
+                   what, program, dir.string());
+    return 128 + signal;  // the shell's convention for a process ended by a signal (130, 143)
 }
 
 std::string model_list() {

@@ -118,6 +118,11 @@ std::string timestamp();
 void refuse_on_resume(const std::vector<std::string>& given, const std::vector<std::string>& allowed, const std::string& kept,
                       const std::string& note = "");
 
+/// After SIGINT or SIGTERM stopped `what` ("run", "search"): says on stderr how it goes on
+/// ("<program>: stopped by SIGTERM; the run goes on with: <program> --resume DIR"; nothing when
+/// `say` is false) and returns the shell's status for a process ended by the signal, 128 + signal.
+int stopped_status(const std::string& program, int signal, const std::string& what, const std::filesystem::path& dir, bool say = true);
+
 /// Keeps freed memory blocks for reuse instead of handing them back to the kernel: a training step
 /// allocates the same large buffers every time, and fresh pages cost a fault each.
 void keep_freed_memory();

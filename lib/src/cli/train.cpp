@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <csignal>
 #include <ctime>
 #include <filesystem>
 
@@ -221,13 +220,7 @@ int run(TrainFlags& f, Communicator* world) {
     if (leader) fmt::print("Loading CIFAR-10 from {}\n", dir.string());
     const data::Cifar10 cifar = data::load_cifar10(dir);
     const TrainResult result = train(c, cifar, !f.resume_dir.empty(), leader ? stdout : nullptr, parallel);
-    if (result.stopped_by_signal) {
-        // The shell's convention for a process ended by a signal: 128 + its number (130, 143).
-        if (leader)
-            fmt::print(stderr, "{}: stopped by {}; the run goes on with: {} --resume {}\n", f.program,
-                       result.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", f.program, c.run_dir.string());
-        return 128 + result.stopped_by_signal;
-    }
+    if (result.stopped_by_signal) return detail::stopped_status(f.program, result.stopped_by_signal, "run", c.run_dir, leader);
     return 0;
 }
 

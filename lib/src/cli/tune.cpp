@@ -2,7 +2,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <csignal>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -77,11 +76,7 @@ int run(TuneFlags& f) {
                o.pruning.enabled ? fmt::format("ASHA eta {} from epoch {}", o.pruning.eta, o.pruning.min_epochs) : "no early stopping",
                o.retrain_best ? ", then the best retrained and tested" : "");
     const tune::SearchResult r = tune::run_search(o, cifar, !f.resume_dir.empty());
-    if (r.stopped_by_signal) {
-        fmt::print(stderr, "{}: stopped by {}; the search goes on with: {} --resume {}\n", f.program,
-                   r.stopped_by_signal == SIGINT ? "SIGINT" : "SIGTERM", f.program, o.dir.string());
-        return 128 + r.stopped_by_signal;
-    }
+    if (r.stopped_by_signal) return detail::stopped_status(f.program, r.stopped_by_signal, "search", o.dir);
     return 0;
 }
 
