@@ -44,7 +44,6 @@ json with_augmentation(json j, const TrainConfig& c) {
     j["flip"] = data::flip_mode_name(c.augment.flip);
     j["cutout"] = c.augment.cutout;
     j["tta"] = tta_name(c.tta);
-    if (!c.model_options.empty()) j["model_options"] = c.model_options;
     return j;
 }
 
@@ -89,7 +88,9 @@ std::string TrainConfig::to_json() const {
                     {"lookahead_start", lookahead_start},
                     {"lookahead_base", lookahead_base},
                     {"lookahead_power", lookahead_power}};
-    return with_augmentation(j, *this).dump(2);
+    json out = with_augmentation(j, *this);
+    if (!model_options.empty()) out["model_options"] = model_options;  // absent: the model's defaults
+    return out.dump(2);
 }
 
 namespace {
