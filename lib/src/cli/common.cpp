@@ -138,6 +138,11 @@ CLI::Option* add_integer_flag_to(CLI::App& app, const std::string& flag, std::fu
         ->default_str(default_text);
 }
 
+CLI::Option* add_data_option(CLI::App& app, std::string& dir) {
+    return app.add_option("--data", dir, "CIFAR-10 folder (else $CIFAR10_DIR, ./data/cifar-10-batches-bin, "
+                                         "../shared/cifar10/cifar-10-batches-bin)");
+}
+
 CLI::Option* add_model_option_flag(CLI::App& app, ModelOptions& options) {
     auto convert = [&options](const std::vector<std::string>& items) {
         for (const std::string& item : items) {

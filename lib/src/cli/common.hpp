@@ -75,6 +75,8 @@ CLI::Option* add_integer_list_flag(CLI::App& app, const std::string& flag, std::
 /// Adds --model-option NAME=VALUE (repeatable): each value, a finite number, goes to options[NAME];
 /// the model checks the names and ranges (ModelInfo::resolve).
 CLI::Option* add_model_option_flag(CLI::App& app, ModelOptions& options);
+/// Adds --data bound to `dir`: the CIFAR-10 folder (else data::find_cifar10's search order).
+CLI::Option* add_data_option(CLI::App& app, std::string& dir);
 /// Adds `flag` bound to `value`, a finite number within `range` read with flag_number.
 CLI::Option* add_number_flag(CLI::App& app, const std::string& flag, double& value, const std::string& help,
                              const NumberRange& range);

@@ -139,8 +139,7 @@ void add_training_options(CLI::App& app, TrainConfig& c) {
 namespace {
 
 void add_run_options(CLI::App& app, TrainFlags& f) {
-    app.add_option("--data", f.data_dir, "CIFAR-10 folder (else $CIFAR10_DIR, ./data/cifar-10-batches-bin, "
-                                         "../shared/cifar10/cifar-10-batches-bin)");
+    detail::add_data_option(app, f.data_dir);
     auto* run_opt = app.add_option("--run-dir", f.run_dir, "run folder (default: runs/<model>-<date>-<time>)");
     app.add_option("--resume", f.resume_dir, "continue the run in this folder from its last checkpoint "
                                              "(its settings are kept: with it only --epochs for a new total, --eval-batch, "

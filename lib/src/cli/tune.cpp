@@ -110,8 +110,7 @@ int tune(int argc, char** argv) {
     app.add_flag("--no-pruning", f.no_pruning, "train every trial for all its epochs");
     app.add_flag("--retrain-best", f.retrain_best, "then train the best trial's settings on the whole training set and "
                                                    "evaluate the test set once");
-    app.add_option("--data", f.data_dir, "CIFAR-10 folder (else $CIFAR10_DIR, ./data/cifar-10-batches-bin, "
-                                         "../shared/cifar10/cifar-10-batches-bin)");
+    detail::add_data_option(app, f.data_dir);
     auto* dir_opt = app.add_option("--search-dir", f.search_dir, "the search folder (default: runs/tune-<model>-<date>-<time>)");
     app.add_option("--resume", f.resume_dir, "go on with the search in this folder (finished trials kept, the interrupted one "
                                              "resumed from its checkpoint); with it only --trials, --budget-minutes, "

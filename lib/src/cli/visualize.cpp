@@ -118,8 +118,7 @@ void add_options(CLI::App& app, VisualizeFlags& f) {
     detail::add_integer_flag(app, "--images", f.images, "test images for forward and backward", 1, 64);
     detail::add_integer_flag(app, "--predictions", f.predictions, "test images for predictions", 1, 256);
     detail::add_integer_flag(app, "--columns", f.columns, "images per row of predictions", 1, 100);
-    app.add_option("--data", f.data_dir, "CIFAR-10 folder (else $CIFAR10_DIR, ./data/cifar-10-batches-bin, "
-                                         "../shared/cifar10/cifar-10-batches-bin)");
+    detail::add_data_option(app, f.data_dir);
     app.add_option("--out", f.out_dir, "folder for the PNG files (made if missing)")->capture_default_str();
     detail::add_integer_flag(app, "--seed", f.seed, "seed for random weights (without --checkpoint)", 0);
     app.footer(detail::model_table());

@@ -51,21 +51,13 @@ std::vector<ModelOption> tuned_options() {
 std::vector<ModelInfo>& registry() {
     static std::vector<ModelInfo> models = [] {
         std::vector<ModelInfo> built_in;
-        const auto add = [&]<template <class> class M>(const char* name, const char* description) {
-            built_in.push_back(model_info_of<M>(name, description));
-        };
-        add.template operator()<SimpleCNN>("simple", "the notebook's SimpleCNN (LeNet-style, 62,006 parameters)");
-        add.template operator()<TunedCNN>("tuned", "the notebook's tuned CNN (3 convs k5 pad 3, 1,187,978 parameters)");
-        const auto with_options = [&]<template <class> class M>(ModelInfo& info, std::vector<ModelOption> options) {
-            info.options = std::move(options);
-            info.make_float_with = [](Rng& rng, const ModelOptions& o) -> std::unique_ptr<Module<float>> { return std::make_unique<M<float>>(rng, o); };
-            info.make_double_with = [](Rng& rng, const ModelOptions& o) -> std::unique_ptr<Module<double>> { return std::make_unique<M<double>>(rng, o); };
-        };
-        with_options.template operator()<SimpleWithOptions>(built_in[0], simple_options());
-        with_options.template operator()<TunedWithOptions>(built_in[1], tuned_options());
-        add.template operator()<ManualCNN>("manual", "SimpleCNN with the notebook's hand-made conv layers (correlate2d loops, untied bias)");
-        add.template operator()<FastNetDefault>("fast", "airbench94's layout: 2x2 whitening conv, three conv-pool-norm-GELU "
-                                                         "blocks of widths 64/256/256, batch norm, 1/9 logits (1,971,352 parameters)");
+        built_in.push_back(model_info_of<SimpleWithOptions>("simple", "the notebook's SimpleCNN (LeNet-style, 62,006 parameters)",
+                                                            simple_options()));
+        built_in.push_back(model_info_of<TunedWithOptions>("tuned", "the notebook's tuned CNN (3 convs k5 pad 3, 1,187,978 parameters)",
+                                                           tuned_options()));
+        built_in.push_back(model_info_of<ManualCNN>("manual", "SimpleCNN with the notebook's hand-made conv layers (correlate2d loops, untied bias)"));
+        built_in.push_back(model_info_of<FastNetDefault>("fast", "airbench94's layout: 2x2 whitening conv, three conv-pool-norm-GELU "
+                                                                 "blocks of widths 64/256/256, batch norm, 1/9 logits (1,971,352 parameters)"));
         return built_in;
     }();
     return models;

@@ -383,14 +383,12 @@ private:
     }
 
     void retrain_best() {
-        SearchResult ranking;
-        ranking.trials = state_.trials;
-        const std::vector<const Trial*> ranked = ranking.ranked();
-        if (ranked.empty() || std::isnan(ranked.front()->last_accuracy())) {
+        const std::vector<const Trial*> order = ranked(state_.trials);
+        if (order.empty() || std::isnan(order.front()->last_accuracy())) {
             say("tune: no trial has a validation accuracy; nothing to retrain");
             return;
         }
-        const Trial& best = *ranked.front();
+        const Trial& best = *order.front();
         if (state_.best && state_.best->trial == best.id && state_.best->status == "done") {
             say(fmt::format("tune: the best trial ({}) is already retrained: test accuracy {:.2f} %", best.id, state_.best->test_accuracy));
             return;
@@ -496,7 +494,9 @@ bool promoted(double accuracy, const std::vector<double>& others, int eta) {
 
 double Trial::last_accuracy() const { return accuracy.empty() ? std::nan("") : accuracy.back(); }
 
-std::vector<const Trial*> SearchResult::ranked() const {
+std::vector<const Trial*> SearchResult::ranked() const { return tune::ranked(trials); }
+
+std::vector<const Trial*> ranked(const std::vector<Trial>& trials) {
     std::vector<const Trial*> r;
     for (const Trial& t : trials) r.push_back(&t);
     std::stable_sort(r.begin(), r.end(), [](const Trial* a, const Trial* b) {

@@ -95,11 +95,11 @@ void register_model(const std::string& name, const std::string& description, Sha
     register_model(model_info_of<M>(name, description, input, classes));
 }
 
-/// Registers the class template M with `options`: M<T> is constructed from (Rng&, const
-/// ModelOptions&), where every declared option has its value.
+/// The ModelInfo of the class template M with `options`: M<T> is constructed from (Rng&, const
+/// ModelOptions&), where every declared option has its value (make_float / make_double: the defaults).
 template <template <class> class M>
-void register_model(const std::string& name, const std::string& description, std::vector<ModelOption> options,
-                    Shape input = Shape{3, 32, 32}, int classes = 10) {
+ModelInfo model_info_of(const std::string& name, const std::string& description, std::vector<ModelOption> options,
+                        Shape input = Shape{3, 32, 32}, int classes = 10) {
     ModelOptions defaults;
     for (const ModelOption& o : options) defaults[o.name] = o.value;
     ModelInfo info;
@@ -112,7 +112,14 @@ void register_model(const std::string& name, const std::string& description, std
     info.options = std::move(options);
     info.make_float_with = [](Rng& rng, const ModelOptions& o) -> std::unique_ptr<Module<float>> { return std::make_unique<M<float>>(rng, o); };
     info.make_double_with = [](Rng& rng, const ModelOptions& o) -> std::unique_ptr<Module<double>> { return std::make_unique<M<double>>(rng, o); };
-    register_model(std::move(info));
+    return info;
+}
+
+/// Registers the class template M with `options` (model_info_of above).
+template <template <class> class M>
+void register_model(const std::string& name, const std::string& description, std::vector<ModelOption> options,
+                    Shape input = Shape{3, 32, 32}, int classes = 10) {
+    register_model(model_info_of<M>(name, description, std::move(options), std::move(input), classes));
 }
 
 /// The model registered as `name`; throws listing the registered names when there is none.

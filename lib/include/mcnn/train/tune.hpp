@@ -129,9 +129,12 @@ struct SearchResult {
     std::optional<Retrain> best;
     double seconds = 0;                // the search's time over every invocation
     int stopped_by_signal = 0;         // SIGINT or SIGTERM stopped a trial (saved; resume goes on)
-    /// The trials sorted by last validation accuracy, best first (those without one last).
+    /// The trials sorted by last validation accuracy, best first (ranked()).
     std::vector<const Trial*> ranked() const;
 };
+
+/// `trials` sorted by last validation accuracy, best first (those without one last; ties by id).
+std::vector<const Trial*> ranked(const std::vector<Trial>& trials);
 
 /// Throws naming the first setting of `options` that cannot work: the method, no validation split,
 /// a random search with neither trials nor budget, ASHA's eta < 2, a dimension given twice, the
